@@ -1,0 +1,76 @@
+"""The ``ntk-bridge`` command line.
+
+Each subcommand lives in ``ntk_bridge.commands.<name>`` and provides ``add_arguments(parser)``
+and ``run(args) -> int``. Command modules import nothing heavy at module level, so ``--help``
+is instant and JAX / neural-tangents load only for the command that needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from ntk_bridge.errors import BridgeError
+
+# name -> (module under ntk_bridge.commands, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "depth-sweep": ("depth_sweep", "distance between MTL and GBML kernel predictors vs depth (main job)"),
+    "width-sweep": ("width_sweep", "finite networks trained by gradient descent vs the closed forms, vs width"),
+    "data": ("data", "inspect few-shot data sets on disk (data info --dataset NAME --root DIR)"),
+    "train": ("train", "train a few-shot learner (MTL or a GBML baseline) and evaluate it"),
+    "evaluate": ("evaluate", "evaluate a finished or interrupted run folder on test episodes"),
+    "compare": ("compare", "train several algorithms on one data set and compare accuracy and cost"),
+    "kernel-fewshot": ("kernel_fewshot", "closed-form kernel predictors on real few-shot tasks"),
+    "report": ("report", "collect every result into figures/ and one markdown report"),
+}
+
+
+def _load(name: str):
+    module, _ = COMMANDS[name]
+    return importlib.import_module(f"ntk_bridge.commands.{module}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ntk-bridge",
+        description=(
+            "Multi-task learning vs gradient-based meta-learning, in theory (infinite-width "
+            "kernels) and in practice (few-shot benchmarks). Run `ntk-bridge COMMAND --help` "
+            "for a command's options."),
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        try:
+            mod = _load(name)
+        except ModuleNotFoundError as err:  # a command not built yet is listed, not offered
+            if err.name != f"ntk_bridge.commands.{module}":
+                raise
+            continue
+        doc = (mod.__doc__ or help_text).strip()
+        p = sub.add_parser(name, help=help_text, description=doc,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except BridgeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
