@@ -1,0 +1,339 @@
+"""Gradient-based meta-learning baselines on any flax backbone: MAML, ANIL, ProtoNet,
+MetaOptNet-ridge.
+
+All four are *episodic*: a training batch is ``E`` episodes, each a support set
+``(S = n_way * k_shot)`` and a query set ``(Q = n_way * q_query)`` of normalised float32 images,
+and the loss is the query cross-entropy after the algorithm's own adaptation to the support set:
+
+- ``maml``: linear head on the backbone features; the inner loop takes ``inner_steps``
+  plain gradient steps (rate ``inner_lr``) on *all* parameters (body and head) with the
+  support loss; the outer (meta) gradient differentiates through the inner loop (second order;
+  ``first_order=True`` for FOMAML). ``remat=True`` checkpoints each inner step.
+- ``anil``: as MAML but the inner loop adapts the head only; body features are computed once.
+- ``protonet``: logits ``-||f_q - c_k||^2`` to the class-mean prototypes ``c_k``.
+- ``metaoptnet-ridge``: closed-form ridge head on the support features (R2D2 / MetaOptNet-RR),
+  ``logits = s * f_q X^T (X X^T + lam I)^{-1} Y`` with a learned scale ``s`` and a learned
+  ridge penalty ``lam`` (both stored as logs, initialised from the config).
+
+Batch norm (a choice every MAML implementation has to make; this is the usual one):
+
+- MAML / ANIL use *batch statistics of the current batch* everywhere: the support set's own
+  statistics in each inner step, the query set's own statistics in the outer loss, and the same
+  at test time (transductive, as in Finn et al.'s reference code); no running statistics are
+  used by their own predictions. The running averages are still updated, from the support pass
+  of the un-adapted (meta-learned) network, so that :meth:`features` (``train=False``, running
+  statistics) gives a usable frozen body for the shared logistic-regression evaluation.
+- ProtoNet / ridge run one train-mode pass over support and query together (one set of batch
+  statistics per episode) and update the running averages; at test time they use the running
+  statistics (``train=False``), like the MTL body.
+
+Memory: MAML second order stores the activations of every inner step; with many inner steps on
+ResNet-12 this is the usual out-of-memory failure. Set ``remat=True`` (recompute each inner step
+in the backward pass, same gradient) first, then lower ``meta_batch`` (episodes per step), then
+``inner_steps``, or use ``first_order=True``.
+
+State is explicit (:class:`GBMLState`); ``train_step`` and ``predict_episodes`` are pure and
+jit-able. Shapes: support_x (E, S, H, W, C), support_y (E, S) int in 0..n_way-1,
+query_x (E, Q, H, W, C), query_y (E, Q).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from ntk_bridge.errors import BridgeError
+from ntk_bridge.train import gbml_core as core
+
+PyTree = Any
+
+GBML_ALGORITHMS = ("maml", "anil", "protonet", "metaoptnet-ridge")
+
+
+@dataclasses.dataclass(frozen=True)
+class GBMLConfig:
+    """Hyper-parameters of the GBML baselines (fields unused by an algorithm are ignored).
+
+    n_way: classes per episode. meta_batch: episodes per optimiser step.
+    lr: outer learning rate (Adam). weight_decay: decoupled (AdamW) when > 0.
+    inner_steps / inner_lr: MAML/ANIL inner loop in training; eval_inner_steps at test time.
+    first_order: FOMAML (inner gradients treated as constants). remat: checkpoint inner steps.
+    ridge_lambda / ridge_scale: initial ridge penalty and logit scale (both learned).
+    """
+
+    n_way: int = 5
+    meta_batch: int = 4
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    inner_steps: int = 5
+    inner_lr: float = 0.4
+    eval_inner_steps: int = 10
+    first_order: bool = False
+    remat: bool = False
+    ridge_lambda: float = 1.0
+    ridge_scale: float = 10.0
+
+    def __post_init__(self):
+        for name in ("n_way", "meta_batch", "inner_steps", "eval_inner_steps"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise BridgeError(f"GBML config field {name} must be an integer >= 1, got {v!r}")
+        for name in ("lr", "inner_lr", "ridge_lambda", "ridge_scale"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 \
+                    or not math.isfinite(v):
+                raise BridgeError(f"GBML config field {name} must be a positive number, got {v!r}")
+        if not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
+            raise BridgeError(f"GBML config field weight_decay must be >= 0, got {self.weight_decay!r}")
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any]) -> "GBMLConfig":
+        """Build from a dict, ignoring keys that are not GBML fields (e.g. a full run config)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in dict(mapping).items() if k in names})
+
+
+class GBMLState(struct.PyTreeNode):
+    """Explicit training state. params = {"body": ..., "head": ...}; batch_stats: the body's
+    batch-norm running averages ({} if none); opt_state: optax state; step: int32 scalar."""
+
+    step: jax.Array
+    params: PyTree
+    batch_stats: PyTree
+    opt_state: PyTree
+
+
+_EVAL_RNG_SEED = 0
+
+
+def _body_apply(module: nn.Module, body_params, batch_stats, x, *, train: bool, rng):
+    """Backbone features (B, D) and updated batch stats (unchanged when not train / none).
+
+    A train-mode pass without ``rng`` (MAML/ANIL test-time passes with batch statistics) uses a
+    fixed dropout key; build MAML/ANIL backbones without DropBlock (``drop_rate=0``, as MAML
+    implementations do) so that this key is never used.
+    """
+    if train and rng is None:
+        rng = jax.random.PRNGKey(_EVAL_RNG_SEED)
+    variables = {"params": body_params}
+    if batch_stats:
+        variables["batch_stats"] = batch_stats
+    rngs = {"dropout": rng} if rng is not None else None
+    if train and batch_stats:
+        feats, upd = module.apply(variables, x, train=True, rngs=rngs, mutable=["batch_stats"])
+        return feats, upd["batch_stats"]
+    return module.apply(variables, x, train=train, rngs=rngs), batch_stats
+
+
+def _linear(head, feats):
+    return feats @ head["w"] + head["b"]
+
+
+class GBMLAlgorithm:
+    """Common machinery: init, optimiser step over a meta-batch, features, evaluation.
+
+    Subclasses implement ``init_head(feat_dim)``, ``episode_loss(params, batch_stats, sx, sy,
+    qx, qy, rng) -> (loss, (logits, new_batch_stats))`` and ``episode_logits(state, sx, sy, qx)``.
+    """
+
+    name = "gbml"
+    episodic = True
+
+    def __init__(self, module: nn.Module, config: GBMLConfig | Mapping[str, Any] | None = None,
+                 tx: optax.GradientTransformation | None = None):
+        if config is None:
+            config = GBMLConfig()
+        elif not isinstance(config, GBMLConfig):
+            config = GBMLConfig.from_mapping(config)
+        self.module = module
+        self.config = config
+        if tx is None:
+            tx = (optax.adamw(config.lr, weight_decay=config.weight_decay)
+                  if config.weight_decay > 0 else optax.adam(config.lr))
+        self.tx = tx
+
+    # ----- state -------------------------------------------------------------------------
+    def init(self, key: jax.Array, sample_images: jax.Array) -> GBMLState:
+        """Initialise body (from ``sample_images`` (B, H, W, C)), head and optimiser state."""
+        k_body, k_drop = jax.random.split(key)
+        variables = self.module.init({"params": k_body, "dropout": k_drop}, sample_images,
+                                     train=False)
+        feats = self.module.apply(variables, sample_images, train=False)
+        if feats.ndim != 2:
+            raise BridgeError(f"the backbone must return (batch, features), got shape {feats.shape}")
+        params = {"body": variables["params"], "head": self.init_head(int(feats.shape[-1]))}
+        return GBMLState(step=jnp.zeros((), jnp.int32), params=params,
+                         batch_stats=variables.get("batch_stats", {}),
+                         opt_state=self.tx.init(params))
+
+    def init_head(self, feat_dim: int) -> PyTree:
+        return {}
+
+    # ----- training ----------------------------------------------------------------------
+    def batch_loss(self, params, batch_stats, batch: Mapping[str, jax.Array], key: jax.Array):
+        """Mean episode loss over the meta-batch; aux = (mean accuracy, new batch stats)."""
+        n_ep = batch["support_x"].shape[0]
+        keys = jax.random.split(key, n_ep)
+
+        def one(sx, sy, qx, qy, k):
+            loss, (logits, stats) = self.episode_loss(params, batch_stats, sx, sy, qx, qy, k)
+            return loss, core.accuracy(logits, qy), stats
+
+        losses, accs, stats = jax.vmap(one)(batch["support_x"], batch["support_y"],
+                                            batch["query_x"], batch["query_y"], keys)
+        stats = jax.tree_util.tree_map(lambda s: s.mean(axis=0), stats)
+        return losses.mean(), (accs.mean(), stats)
+
+    def train_step(self, state: GBMLState, batch: Mapping[str, jax.Array], key: jax.Array):
+        """One optimiser step on a meta-batch. Returns (new state, {"loss", "acc"})."""
+        (loss, (acc, stats)), grads = jax.value_and_grad(self.batch_loss, has_aux=True)(
+            state.params, state.batch_stats, batch, key)
+        updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        new = state.replace(step=state.step + 1, params=params, batch_stats=stats,
+                            opt_state=opt_state)
+        return new, {"loss": loss, "acc": acc}
+
+    # ----- evaluation --------------------------------------------------------------------
+    def features(self, state: GBMLState, images: jax.Array) -> jax.Array:
+        """Frozen-body features (B, D) with running batch-norm statistics (``train=False``)."""
+        return _body_apply(self.module, state.params["body"], state.batch_stats, images,
+                           train=False, rng=None)[0]
+
+    def predict_episodes(self, state: GBMLState, support_x, support_y, query_x,
+                         n_way: int | None = None) -> jax.Array:
+        """The algorithm's own test-time adaptation: logits (E, Q, n_way)."""
+        if n_way is not None and n_way != self.config.n_way:
+            raise BridgeError(f"{self.name} was built for n_way={self.config.n_way} but the "
+                              f"episodes are {n_way}-way; set n_way in the config")
+        return jax.vmap(lambda sx, sy, qx: self.episode_logits(state, sx, sy, qx))(
+            support_x, support_y, query_x)
+
+    # subclass API
+    def episode_loss(self, params, batch_stats, sx, sy, qx, qy, rng):  # pragma: no cover
+        raise NotImplementedError
+
+    def episode_logits(self, state, sx, sy, qx):  # pragma: no cover
+        raise NotImplementedError
+
+
+class MAML(GBMLAlgorithm):
+    """MAML (Finn et al. 2017): inner loop on all parameters, second order by default."""
+
+    name = "maml"
+
+    def init_head(self, feat_dim):
+        # zero-initialised head (a learned initialisation; zeros keep every class symmetric at
+        # the start, the outer loop then learns it like any other parameter)
+        return {"w": jnp.zeros((feat_dim, self.config.n_way)), "b": jnp.zeros((self.config.n_way,))}
+
+    def _loss_fn(self, batch_stats, rng):
+        def loss_fn(p, x, y):
+            feats, stats = _body_apply(self.module, p["body"], batch_stats, x, train=True, rng=rng)
+            logits = _linear(p["head"], feats)
+            return core.cross_entropy(logits, y), (logits, stats)
+        return loss_fn
+
+    def episode_loss(self, params, batch_stats, sx, sy, qx, qy, rng):
+        c = self.config
+        loss, ((logits, _), (_, stats)) = core.maml_meta_loss(
+            self._loss_fn(batch_stats, rng), params, (sx, sy), (qx, qy), c.inner_steps,
+            c.inner_lr, first_order=c.first_order, remat=c.remat)
+        return loss, (logits, stats)
+
+    def episode_logits(self, state, sx, sy, qx):
+        c = self.config
+        loss_fn = self._loss_fn(state.batch_stats, None)
+        adapted, _ = core.inner_adapt(lambda p: loss_fn(p, sx, sy), state.params,
+                                      c.eval_inner_steps, c.inner_lr, first_order=True)
+        return loss_fn(adapted, qx, jnp.zeros(qx.shape[0], jnp.int32))[1][0]
+
+
+class ANIL(MAML):
+    """ANIL (Raghu et al. 2020): MAML whose inner loop adapts only the linear head."""
+
+    name = "anil"
+
+    def _head_adapt(self, head, fs, sy, steps, first_order, remat):
+        def head_loss(h):
+            return core.cross_entropy(_linear(h, fs), sy), None
+        return core.inner_adapt(head_loss, head, steps, self.config.inner_lr,
+                                first_order=first_order, remat=remat)[0]
+
+    def episode_loss(self, params, batch_stats, sx, sy, qx, qy, rng):
+        c = self.config
+        k1, k2 = (None, None) if rng is None else jax.random.split(rng)
+        fs, stats = _body_apply(self.module, params["body"], batch_stats, sx, train=True, rng=k1)
+        fq, _ = _body_apply(self.module, params["body"], batch_stats, qx, train=True, rng=k2)
+        head = self._head_adapt(params["head"], fs, sy, c.inner_steps, c.first_order, c.remat)
+        logits = _linear(head, fq)
+        return core.cross_entropy(logits, qy), (logits, stats)
+
+    def episode_logits(self, state, sx, sy, qx):
+        p, bs = state.params, state.batch_stats
+        fs, _ = _body_apply(self.module, p["body"], bs, sx, train=True, rng=None)
+        fq, _ = _body_apply(self.module, p["body"], bs, qx, train=True, rng=None)
+        head = self._head_adapt(p["head"], fs, sy, self.config.eval_inner_steps, True, False)
+        return _linear(head, fq)
+
+
+class _MetricHead(GBMLAlgorithm):
+    """Shared pass for metric/closed-form heads: one train-mode pass over support + query."""
+
+    def head_logits(self, head, fs, sy, fq):  # pragma: no cover
+        raise NotImplementedError
+
+    def episode_loss(self, params, batch_stats, sx, sy, qx, qy, rng):
+        x = jnp.concatenate([sx, qx], axis=0)
+        feats, stats = _body_apply(self.module, params["body"], batch_stats, x, train=True, rng=rng)
+        fs, fq = feats[: sx.shape[0]], feats[sx.shape[0]:]
+        logits = self.head_logits(params["head"], fs, sy, fq)
+        return core.cross_entropy(logits, qy), (logits, stats)
+
+    def episode_logits(self, state, sx, sy, qx):
+        fs = self.features(state, sx)
+        fq = self.features(state, qx)
+        return self.head_logits(state.params["head"], fs, sy, fq)
+
+
+class ProtoNet(_MetricHead):
+    """Prototypical networks (Snell et al. 2017): logits = -squared Euclidean distance."""
+
+    name = "protonet"
+
+    def head_logits(self, head, fs, sy, fq):
+        return core.protonet_logits(fs, sy, fq, self.config.n_way)
+
+
+class MetaOptNetRidge(_MetricHead):
+    """MetaOptNet-RR / R2D2: differentiable closed-form ridge head, learned scale and penalty."""
+
+    name = "metaoptnet-ridge"
+
+    def init_head(self, feat_dim):
+        return {"log_scale": jnp.log(jnp.asarray(self.config.ridge_scale, jnp.float32)),
+                "log_lambda": jnp.log(jnp.asarray(self.config.ridge_lambda, jnp.float32))}
+
+    def head_logits(self, head, fs, sy, fq):
+        return core.ridge_logits(fs, sy, fq, self.config.n_way, jnp.exp(head["log_lambda"]),
+                                 scale=jnp.exp(head["log_scale"]))
+
+
+_CLASSES: dict[str, Callable[..., GBMLAlgorithm]] = {
+    "maml": MAML, "anil": ANIL, "protonet": ProtoNet, "metaoptnet-ridge": MetaOptNetRidge,
+}
+
+
+def make_gbml(name: str, module: nn.Module, config: GBMLConfig | Mapping[str, Any] | None = None,
+              tx: optax.GradientTransformation | None = None) -> GBMLAlgorithm:
+    """The GBML algorithm ``name`` on backbone ``module``."""
+    if name not in _CLASSES:
+        raise BridgeError(f"unknown GBML algorithm {name!r}; choose one of {', '.join(GBML_ALGORITHMS)}")
+    return _CLASSES[name](module, config, tx)
