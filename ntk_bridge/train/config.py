@@ -1,0 +1,179 @@
+"""The run configuration: one typed dataclass, read from / written to JSON.
+
+A paper setting ships as ``ntk_bridge/configs/<dataset>_<shots>shot.json``; command-line flags
+override single fields. Every field is type-checked when a config is built, so a wrong type
+fails at once with one line naming the field and the expected type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ntk_bridge.errors import BridgeError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+# fields that may differ between a run folder's saved config and a resume request
+RESUMABLE_CHANGES = frozenset({"root", "max_steps", "progress"})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on (saved as ``config.json`` in the run folder)."""
+
+    dataset: str = "omniglot"
+    root: str = ""  # data folder; "" = the data layer's default for the dataset
+    dataset_options: dict = field(default_factory=dict)  # passed to load_split(**options)
+    algorithm: str = "mtl"
+    backbone: str = "conv4"
+    channels: Any = None  # None = the backbone default; int (Conv-4) or 4 ints (ResNet-12)
+    drop_rate: float = 0.1  # DropBlock rate (ResNet-12, last two blocks)
+    block_size: int = 5  # DropBlock block size: 5 for the ImageNet sets, 2 for the CIFAR sets
+    n_way: int = 5
+    shots: int = 5  # support examples per class at test time (and in episodic training)
+    train_query: int = 15  # queries per class in training tasks (MTL: shots + train_query per class)
+    meta_batch: int = 4  # tasks per step
+    normalize_features: bool = True  # L2-normalise features before the MTL head and test heads
+    optimizer: str = "radam"  # radam | sgd
+    lr: float = 1e-3
+    momentum: float = 0.9  # SGD only (Nesterov)
+    weight_decay: float = 0.0
+    schedule: str = "plateau"  # plateau | cosine | constant
+    plateau_factor: float = 0.1
+    plateau_patience: int = 4  # evaluations without improvement before the lr is cut
+    early_stop_patience: int = 10  # evaluations without improvement before training stops (0 = never)
+    max_steps: int = 1000
+    eval_every: int = 100  # steps between validation evaluations
+    checkpoint_every: int = 100  # steps between checkpoints
+    val_episodes: int = 200
+    val_query: int = 15
+    test_episodes: int = 2000
+    test_query: int = 15
+    test_head: str = "logreg"  # logreg | proto | ridge | own (the algorithm's own adaptation)
+    logreg_c: float = 3.0  # scikit-learn's C
+    logreg_iters: int = 15  # Newton iterations
+    ridge_lambda: float = 1.0
+    augment: bool = True
+    pad: int = 4  # random-crop padding (84/8, 32/4)
+    jitter: float = 0.4
+    flip: bool = True
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self):
+        for f in fields(self):
+            _check_type(f.name, getattr(self, f.name), f.type)
+        checks = [
+            (self.n_way >= 2, "n_way must be >= 2"),
+            (self.shots >= 1, "shots must be >= 1"),
+            (self.train_query >= 0, "train_query must be >= 0"),
+            (self.meta_batch >= 1, "meta_batch must be >= 1"),
+            (self.lr > 0, "lr must be > 0"),
+            (self.max_steps >= 1, "max_steps must be >= 1"),
+            (self.eval_every >= 1, "eval_every must be >= 1"),
+            (self.checkpoint_every >= 1, "checkpoint_every must be >= 1"),
+            (self.val_episodes >= 1 and self.test_episodes >= 1, "val_episodes and test_episodes must be >= 1"),
+            (self.val_query >= 1 and self.test_query >= 1, "val_query and test_query must be >= 1"),
+            (0.0 <= self.drop_rate < 1.0, "drop_rate must be in [0, 1)"),
+            (self.logreg_c > 0, "logreg_c must be > 0"),
+            (self.optimizer in ("radam", "sgd"), f"optimizer {self.optimizer!r} is unknown; use radam or sgd"),
+            (self.schedule in ("plateau", "cosine", "constant"),
+             f"schedule {self.schedule!r} is unknown; use plateau, cosine or constant"),
+            (self.test_head in ("logreg", "proto", "ridge", "own"),
+             f"test_head {self.test_head!r} is unknown; use logreg, proto, ridge or own"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise BridgeError(f"bad config: {msg}")
+
+    @property
+    def n_per_class(self) -> int:
+        """Images per class in an MTL training task (support + query, no split in MTL)."""
+        return self.shots + self.train_query
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes) -> "TrainConfig":
+        return from_dict({**self.to_dict(), **changes})
+
+
+_TYPE_NAMES = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true/false",
+               "dict": "a JSON object"}
+
+
+def _check_type(name: str, value: Any, type_name: Any) -> None:
+    """Raise BridgeError unless ``value`` fits the annotation ``type_name`` (a string here)."""
+    t = type_name if isinstance(type_name, str) else getattr(type_name, "__name__", str(type_name))
+    ok = {
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "str": isinstance(value, str),
+        "bool": isinstance(value, bool),
+        "dict": isinstance(value, dict),
+    }.get(t, True)
+    if t == "Any" and name == "channels":
+        ok = value is None or (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value))
+        t = "null, an integer or a list of integers"
+    if not ok:
+        raise BridgeError(f"config field {name!r} must be {_TYPE_NAMES.get(t, t)}, got {value!r} "
+                          f"({type(value).__name__}); fix the value in the config file or flag")
+
+
+def from_dict(values: dict) -> TrainConfig:
+    """Build a config from a dict; unknown keys are an error (typos must not pass silently)."""
+    if not isinstance(values, dict):
+        raise BridgeError(f"a config must be a JSON object, got {type(values).__name__}")
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise BridgeError(f"unknown config field(s) {', '.join(unknown)}; known fields: {', '.join(sorted(known))}")
+    values = dict(values)
+    if isinstance(values.get("channels"), list):
+        values["channels"] = tuple(values["channels"])
+    if isinstance(values.get("lr"), int) and not isinstance(values.get("lr"), bool):
+        values["lr"] = float(values["lr"])
+    return TrainConfig(**values)
+
+
+def load_config(path_or_name: str | Path) -> TrainConfig:
+    """Read a config from a JSON file, or a packaged setting by name (e.g. ``cifarfs_5shot``)."""
+    path = Path(path_or_name)
+    if not path.exists():
+        candidate = CONFIG_DIR / f"{path_or_name}.json"
+        if not candidate.exists():
+            names = ", ".join(packaged_configs())
+            raise BridgeError(f"config {str(path_or_name)!r} is neither a file nor a packaged setting; "
+                              f"packaged: {names}")
+        path = candidate
+    try:
+        values = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise BridgeError(f"config {path} is not valid JSON ({err.msg} at line {err.lineno}); fix the file")
+    try:
+        return from_dict(values)
+    except BridgeError as err:
+        raise BridgeError(f"{path}: {err}")
+
+
+def packaged_configs() -> list[str]:
+    """Names of the packaged paper settings."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+
+
+def setting_name(dataset: str, shots: int) -> str:
+    """Packaged config name for a data set and shot count, e.g. ``miniimagenet_1shot``."""
+    return f"{dataset}_{shots}shot"
+
+
+def incompatible_fields(saved: dict, requested: TrainConfig) -> list[str]:
+    """Fields whose values differ between a saved run config and ``requested`` (excluding the
+    ones a resume may change: data root, max_steps, progress bar)."""
+    now = json.loads(json.dumps(requested.to_dict()))
+    keys = sorted((set(saved) | set(now)) - RESUMABLE_CHANGES)
+    return [k for k in keys if saved.get(k) != now.get(k)]

@@ -1,0 +1,150 @@
+"""Test-time heads on frozen features, solved for many episodes at once.
+
+Every head maps ``support (E, S, D)``, ``support_y (E, S)`` int in ``0..n_way-1`` and
+``query (E, Q, D)`` to logits ``(E, Q, n_way)``; all are jit-able and vmapped over episodes.
+
+- ``logreg_logits``: L2-regularised multinomial logistic regression with scikit-learn's
+  objective ``C * sum_i CE(W x_i + b, y_i) + 0.5 ||W||_F^2`` (intercept ``b`` not penalised),
+  i.e. ``LogisticRegression(C=C)``. The minimiser's rows of ``W`` lie in the span of the support
+  features (the gradient of the data term does, and the penalty is isotropic), so each episode is
+  solved exactly in the ``m = min(S, D)`` coordinates ``Z = U diag(s)`` of the support's thin SVD
+  ``X = U diag(s) V^T`` (``||W||_F = ||B||_F`` for ``W = B V^T``). There the problem has
+  ``n_way * (m + 1)`` unknowns and is solved by a fixed number of Newton steps, each direction
+  from Jacobi-preconditioned conjugate gradients on exact Hessian-vector products and each step
+  size picked from {1, 1/2, ..., 1/128, 0} by the objective (so the objective never increases).
+  The span basis comes from the eigendecomposition of the support Gram matrix ``X X^T``.
+- ``prototype_logits``: ``-||q - c_k||^2`` with ``c_k`` the class mean of the support.
+- ``ridge_logits``: ridge regression onto one-hot targets (MetaOptNet-RR),
+  ``W = X^T (X X^T + lambda I)^-1 Y``, logits ``Q W``.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+
+from ntk_bridge.errors import BridgeError
+
+_STEPS = jnp.array([1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.0078125, 0.0])
+
+
+def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
+    """Rows of ``x`` (..., D) divided by their Euclidean norm."""
+    return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
+
+
+def _logreg_objective(theta, za, y1h, reg, c):
+    logits = za @ theta.T
+    ce = -(y1h * jax.nn.log_softmax(logits, axis=-1)).sum()
+    return c * ce + 0.5 * jnp.sum(reg * theta ** 2)
+
+
+def _span_coordinates(x, xq, rel_tol: float = 1e-6):
+    """Coordinates of support rows ``x`` (S, D) and queries ``xq`` (Q, D) in an orthonormal basis
+    of span(x): with ``x x^T = U diag(lam) U^T``, ``Z = U sqrt(lam)`` and
+    ``Zq = xq x^T U / sqrt(lam)`` (directions with ``lam <= rel_tol * max lam`` dropped)."""
+    lam, u = jnp.linalg.eigh(x @ x.T)
+    keep = lam > rel_tol * jnp.max(lam)
+    root = jnp.sqrt(jnp.where(keep, lam, 1.0))
+    z = jnp.where(keep, u * root, 0.0)
+    zq = jnp.where(keep, (xq @ x.T) @ u / root, 0.0)
+    return z, zq
+
+
+def _logreg_one(x, y, xq, n_way: int, c: float, iters: int, cg_iters: int):
+    """Fit one episode: x (S, D), y (S,), xq (Q, D) -> query logits (Q, n_way)."""
+    s_count, dim = x.shape
+    if dim > s_count:  # reduce to the span of the support features
+        z, zq = _span_coordinates(x, xq)
+    else:
+        z, zq = x, xq
+    m = z.shape[1]
+    za = jnp.concatenate([z, jnp.ones((s_count, 1), z.dtype)], axis=1)  # (S, m+1)
+    zqa = jnp.concatenate([zq, jnp.ones((zq.shape[0], 1), zq.dtype)], axis=1)
+    y1h = jax.nn.one_hot(y, n_way, dtype=z.dtype)
+    reg = jnp.concatenate([jnp.ones((m,), z.dtype), jnp.zeros((1,), z.dtype)])[None, :]  # (1, m+1)
+    # shifting every intercept by one constant leaves the objective unchanged (H f = 0, grad . f
+    # = 0 for f = that direction, unit norm); adding f f^T to H makes it invertible and leaves
+    # the Newton step H^+ grad unchanged
+    flat = jnp.broadcast_to((1.0 - reg) / jnp.sqrt(float(n_way)), (n_way, m + 1))
+
+    def newton(_, theta):
+        p = jax.nn.softmax(za @ theta.T, axis=-1)  # (S, K)
+        grad = c * (p - y1h).T @ za + reg * theta  # (K, m+1)
+
+        def hvp(v):  # (H + f f^T) v, H = c sum_i (diag p_i - p_i p_i^T) (x) za_i za_i^T + diag(reg)
+            a = za @ v.T  # (S, K)
+            r = p * a - p * (p * a).sum(-1, keepdims=True)
+            return c * r.T @ za + reg * v + flat * (flat * v).sum()
+
+        # Jacobi-preconditioned conjugate gradients for H delta = grad from delta = 0, frozen once
+        # the residual is negligible (further steps would divide rounding noise by itself)
+        diag = c * (p * (1 - p)).T @ (za ** 2) + reg + flat ** 2
+        def cg(_, carry):
+            d, r, zr, q, rz = carry
+            hq = hvp(q)
+            alpha = rz / jnp.maximum((q * hq).sum(), 1e-30)
+            d_new, r_new = d + alpha * q, r - alpha * hq
+            zr_new = r_new / diag
+            rz_new = (r_new * zr_new).sum()
+            q_new = zr_new + rz_new / jnp.maximum(rz, 1e-30) * q
+            go = rz > 1e-12 * rz0
+            pick = lambda new, old: jnp.where(go, new, old)
+            return pick(d_new, d), pick(r_new, r), pick(zr_new, zr), pick(q_new, q), pick(rz_new, rz)
+        zr0 = grad / diag
+        rz0 = (grad * zr0).sum()
+        delta = jax.lax.fori_loop(0, cg_iters, cg, (jnp.zeros_like(grad), grad, zr0, zr0, rz0))[0]
+        delta = jnp.where(jnp.isfinite(delta), delta, 0.0)
+        cands = theta[None] - _STEPS[:, None, None] * delta[None]
+        vals = jax.vmap(_logreg_objective, (0, None, None, None, None))(cands, za, y1h, reg, c)
+        vals = jnp.where(jnp.isfinite(vals), vals, jnp.inf)
+        return cands[jnp.argmin(vals)]
+
+    theta = jax.lax.fori_loop(0, iters, newton, jnp.zeros((n_way, m + 1), z.dtype))
+    return zqa @ theta.T
+
+
+@partial(jax.jit, static_argnames=("n_way", "iters", "cg_iters"))
+def logreg_logits(support: jax.Array, support_y: jax.Array, query: jax.Array, n_way: int,
+                  c: float = 3.0, iters: int = 15, cg_iters: int = 20) -> jax.Array:
+    """Multinomial logistic regression (scikit-learn's ``LogisticRegression(C=c)`` objective)
+    fit on each episode's support; returns query logits (E, Q, n_way)."""
+    return jax.vmap(_logreg_one, (0, 0, 0, None, None, None, None))(
+        support, support_y, query, n_way, c, iters, cg_iters)
+
+
+@partial(jax.jit, static_argnames=("n_way",))
+def prototype_logits(support: jax.Array, support_y: jax.Array, query: jax.Array, n_way: int) -> jax.Array:
+    """Negative squared distance to the class means of the support: (E, Q, n_way)."""
+    y1h = jax.nn.one_hot(support_y, n_way, dtype=support.dtype)  # (E, S, K)
+    protos = jnp.einsum("esk,esd->ekd", y1h, support) / jnp.maximum(y1h.sum(1), 1.0)[..., None]
+    d2 = ((query[:, :, None, :] - protos[:, None, :, :]) ** 2).sum(-1)
+    return -d2
+
+
+@partial(jax.jit, static_argnames=("n_way",))
+def ridge_logits(support: jax.Array, support_y: jax.Array, query: jax.Array, n_way: int,
+                 lam: float = 1.0) -> jax.Array:
+    """Ridge regression to one-hot targets: ``Q X^T (X X^T + lam I)^-1 Y`` (E, Q, n_way)."""
+    y1h = jax.nn.one_hot(support_y, n_way, dtype=support.dtype)
+    gram = jnp.einsum("esd,etd->est", support, support)
+    eye = jnp.eye(support.shape[1], dtype=support.dtype)
+    alpha = jnp.linalg.solve(gram + lam * eye, y1h)  # (E, S, K)
+    return jnp.einsum("eqd,esd,esk->eqk", query, support, alpha)
+
+
+HEADS = ("logreg", "proto", "ridge")
+
+
+def head_logits(name: str, support, support_y, query, n_way: int, *, logreg_c: float = 3.0,
+                logreg_iters: int = 15, ridge_lambda: float = 1.0) -> jax.Array:
+    """Dispatch to the head called ``name`` (logreg | proto | ridge)."""
+    if name == "logreg":
+        return logreg_logits(support, support_y, query, n_way, logreg_c, logreg_iters)
+    if name == "proto":
+        return prototype_logits(support, support_y, query, n_way)
+    if name == "ridge":
+        return ridge_logits(support, support_y, query, n_way, ridge_lambda)
+    raise BridgeError(f"unknown test head {name!r}; choose one of {', '.join(HEADS)}")
