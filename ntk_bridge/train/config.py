@@ -29,6 +29,7 @@ class TrainConfig:
     root: str = ""  # data folder; "" = the data layer's default for the dataset
     dataset_options: dict = field(default_factory=dict)  # passed to load_split(**options)
     algorithm: str = "mtl"
+    algorithm_options: dict = field(default_factory=dict)  # algorithm-specific settings (e.g. GBML inner_lr)
     backbone: str = "conv4"
     channels: Any = None  # None = the backbone default; int (Conv-4) or 4 ints (ResNet-12)
     drop_rate: float = 0.1  # DropBlock rate (ResNet-12, last two blocks)
