@@ -1,0 +1,398 @@
+"""The training loop: batches, schedules, validation, early stopping, checkpoints, run folders.
+
+Reproducibility and exact resume: the images of step ``s`` come from
+``numpy.random.default_rng([seed, 7, s])`` and its PRNG key (augmentation, DropBlock) is
+``fold_in(PRNGKey(seed), s)``; validation episodes are fixed by the seed. A checkpoint (orbax,
+written to a temporary folder and renamed, so a kill at any moment leaves the previous one
+intact) holds the train state and the loop's own state (schedule, early stopping, running
+metrics, history, timing), so a resumed run continues exactly as if never interrupted.
+
+Run folder::
+
+    config.json      the full TrainConfig (a resume with an incompatible config is refused)
+    checkpoints/     latest train state every ``checkpoint_every`` steps (orbax, 2 kept)
+    best/            weights with the best validation accuracy so far (orbax, 1 kept)
+    metrics.csv      one row per validation: step, lr, train loss/acc, val acc +- CI, timing
+    summary.json     final: test accuracy with its protocol, best step, wall time, images/s,
+                     accelerator-hours, device, stop reason
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ntk_bridge.errors import BridgeError
+from ntk_bridge.io import write_csv, write_json
+from ntk_bridge.train.config import TrainConfig, from_dict, incompatible_fields
+
+_TRAIN_STREAM, _VAL_STREAM, _TEST_STREAM = 7, 11, 13
+
+
+# ---------------------------------------------------------------- data
+
+@dataclass
+class RunData:
+    train: Any
+    val: Any
+    test: Any
+    mean: tuple
+    std: tuple
+
+
+def data_root(config: TrainConfig) -> Any:
+    from ntk_bridge.data import default_data_root, default_omniglot_root
+    from ntk_bridge.data.base import check_dataset
+    if config.root:
+        return config.root
+    name = check_dataset(config.dataset)
+    return default_omniglot_root() if name == "omniglot" else default_data_root() / name
+
+
+def load_data(config: TrainConfig, splits=("train", "val", "test")) -> RunData:
+    """Load the splits named in ``splits`` (others None) with ``config.dataset_options``."""
+    from ntk_bridge.data import dataset_stats, load_split
+    root = data_root(config)
+    loaded = {s: load_split(config.dataset, root, s, **config.dataset_options) if s in splits else None
+              for s in ("train", "val", "test")}
+    mean, std = dataset_stats(config.dataset)
+    return RunData(loaded["train"], loaded["val"], loaded["test"], tuple(mean), tuple(std))
+
+
+def batch_indices(config: TrainConfig, labels: np.ndarray, step: int, episodic: bool) -> dict:
+    """Image indices and labels of training step ``step`` (a pure function of seed and step)."""
+    from ntk_bridge.data.sampler import sample_episodes, sample_task_batch
+    rng = np.random.default_rng([config.seed, _TRAIN_STREAM, step])
+    if episodic:
+        e = sample_episodes(labels, config.n_way, config.shots, config.train_query, config.meta_batch, rng)
+        return {"support_idx": e.support_idx, "support_y": e.support_labels, "query_idx": e.query_idx,
+                "query_y": e.query_labels, "classes": e.classes}
+    t = sample_task_batch(labels, config.n_way, config.n_per_class, config.meta_batch, rng)
+    return {"idx": t.idx, "y": t.labels, "classes": t.classes}
+
+
+def make_batch_fn(config: TrainConfig, mean, std):
+    """A jitted ``(key, uint8 images (T, M, H, W, C)) -> float32`` augmenting (or only
+    normalising, if ``config.augment`` is off) every image."""
+    import jax
+
+    from ntk_bridge.data.augment import augment_batch, normalize
+
+    def prepare(key, images):
+        flat = images.reshape((-1,) + images.shape[2:])
+        if config.augment:
+            out = augment_batch(key, flat, pad=config.pad, flip=config.flip, jitter=config.jitter,
+                                mean=mean, std=std)
+        else:
+            out = normalize(flat, mean, std)
+        return out.reshape(images.shape[:2] + out.shape[1:])
+
+    return jax.jit(prepare)
+
+
+def build_batch(config, split, idx: dict, key, prepare, episodic: bool) -> dict:
+    """Gather the images of ``idx`` (host), move them to the device and prepare them."""
+    import jax
+    import jax.numpy as jnp
+    if episodic:
+        ks, kq = jax.random.split(key)
+        return {"support_x": prepare(ks, jnp.asarray(split.images[idx["support_idx"]])),
+                "support_y": jnp.asarray(idx["support_y"], jnp.int32),
+                "query_x": prepare(kq, jnp.asarray(split.images[idx["query_idx"]])),
+                "query_y": jnp.asarray(idx["query_y"], jnp.int32),
+                "classes": jnp.asarray(idx["classes"], jnp.int32)}
+    return {"x": prepare(key, jnp.asarray(split.images[idx["idx"]])),
+            "y": jnp.asarray(idx["y"], jnp.int32), "classes": jnp.asarray(idx["classes"], jnp.int32)}
+
+
+def images_per_step(config: TrainConfig, episodic: bool) -> int:
+    per_task = config.n_way * (config.shots + config.train_query)
+    return config.meta_batch * per_task
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def _managers(run_dir: Path):
+    import orbax.checkpoint as ocp
+    opts = dict(enable_async_checkpointing=False, create=True)
+    latest = ocp.CheckpointManager((run_dir / "checkpoints").resolve(),
+                                   options=ocp.CheckpointManagerOptions(max_to_keep=2, **opts))
+    best = ocp.CheckpointManager((run_dir / "best").resolve(),
+                                 options=ocp.CheckpointManagerOptions(max_to_keep=1, **opts))
+    return latest, best
+
+
+def _state_tree(state) -> dict:
+    return {"step": state.step, "params": state.params, "batch_stats": state.batch_stats,
+            "opt_state": state.opt_state}
+
+
+def _host(tree: dict) -> dict:
+    """Copy a pytree to host numpy arrays. Checkpoints are written from numpy: orbax 0.11's
+    jax.Array path needs a newer JAX than the 0.5 pinned here, the numpy path works on both."""
+    import jax
+    return jax.tree_util.tree_map(np.asarray, jax.device_get(tree))
+
+
+def _save(manager, step: int, tree: dict, loop: dict | None) -> None:
+    import orbax.checkpoint as ocp
+    tree = _host(tree)
+    if step in manager.all_steps():  # a resumed run re-reaching a step it saved before the kill
+        manager.delete(step)
+    items = {"state": ocp.args.StandardSave(tree)}
+    if loop is not None:
+        items["loop"] = ocp.args.JsonSave(loop)
+    manager.save(step, args=ocp.args.Composite(**items))
+    manager.wait_until_finished()
+
+
+def _restore(manager, step: int, template: dict, with_loop: bool):
+    import jax
+    import orbax.checkpoint as ocp
+    items = {"state": ocp.args.StandardRestore(_host(template))}
+    if with_loop:
+        items["loop"] = ocp.args.JsonRestore()
+    out = manager.restore(step, args=ocp.args.Composite(**items))
+    tree = jax.tree_util.tree_map(jax.numpy.asarray, out["state"])
+    return tree, (out["loop"] if with_loop else None)
+
+
+def _apply_tree(state, tree: dict):
+    return state.replace(step=tree["step"], params=tree["params"], batch_stats=tree["batch_stats"],
+                         opt_state=tree["opt_state"])
+
+
+# ---------------------------------------------------------------- schedule / early stopping
+
+def learning_rate(config: TrainConfig, step: int, scale: float) -> float:
+    """Learning rate of step ``step``: cosine decay to 0 over ``max_steps``, or the base rate
+    times the plateau scale (``plateau_factor`` per ``plateau_patience`` bad validations)."""
+    if config.schedule == "cosine":
+        return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(step, config.max_steps) / config.max_steps))
+    return config.lr * scale
+
+
+def update_on_validation(config: TrainConfig, loop: dict, val_acc: float, step: int) -> bool:
+    """Update best / plateau / early-stopping counters in ``loop``; True if this is a new best."""
+    improved = val_acc > loop["best_val"]
+    if improved:
+        loop.update(best_val=val_acc, best_step=step, bad_evals=0, stale_evals=0)
+        return True
+    loop["bad_evals"] += 1
+    loop["stale_evals"] += 1
+    if config.schedule == "plateau" and loop["bad_evals"] >= config.plateau_patience:
+        loop["lr_scale"] *= config.plateau_factor
+        loop["bad_evals"] = 0
+    if config.early_stop_patience and loop["stale_evals"] >= config.early_stop_patience:
+        loop["stop_reason"] = (f"early stop: no validation improvement in {loop['stale_evals']} "
+                               f"evaluations (best {loop['best_val']:.2f}% at step {loop['best_step']})")
+    return False
+
+
+def new_loop_state() -> dict:
+    return {"best_val": -1.0, "best_step": -1, "bad_evals": 0, "stale_evals": 0, "lr_scale": 1.0,
+            "run_loss": 0.0, "run_acc": 0.0, "run_count": 0, "history": [], "train_s": 0.0,
+            "wall_s": 0.0, "images_seen": 0, "stop_reason": ""}
+
+
+# ---------------------------------------------------------------- run folder
+
+def prepare_run_dir(config: TrainConfig, run_dir: Path) -> None:
+    """Create ``run_dir`` with config.json, or check that an existing one is compatible."""
+    path = run_dir / "config.json"
+    if path.exists():
+        saved = json.loads(path.read_text())
+        diff = incompatible_fields(saved, config)
+        if diff:
+            shown = ", ".join(f"{k}: {saved.get(k)!r} there vs {config.to_dict().get(k)!r} now" for k in diff[:4])
+            raise BridgeError(f"run folder {run_dir} was made with a different config ({shown}); "
+                              f"use a new --run-dir or the same settings to resume")
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise BridgeError(f"run folder {run_dir} is not empty and has no config.json; "
+                          f"pick a new --run-dir")
+    write_json(path, config.to_dict())
+
+
+def load_run_config(run_dir: Path) -> TrainConfig:
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        raise BridgeError(f"{run_dir} is not a run folder (no config.json); give the folder "
+                          f"that `ntk-bridge train` wrote")
+    return from_dict(json.loads(path.read_text()))
+
+
+def device_info() -> dict:
+    import jax
+    devs = jax.devices()
+    return {"platform": devs[0].platform, "device_kind": devs[0].device_kind, "n_devices": len(devs),
+            "jax": jax.__version__}
+
+
+def accelerator_hours(seconds: float, info: dict) -> float:
+    """Device-hours: wall hours times the number of devices on GPU/TPU; 0 on CPU."""
+    return 0.0 if info["platform"] == "cpu" else seconds / 3600.0 * info["n_devices"]
+
+
+# ---------------------------------------------------------------- the loop
+
+def init_state(config: TrainConfig, data: RunData):
+    """(algorithm, model, initial TrainState, prepare fn) for ``config`` on ``data``."""
+    import jax
+
+    from ntk_bridge.train.algorithms import get_algorithm
+    from ntk_bridge.train.models import build_backbone
+
+    algorithm = get_algorithm(config.algorithm)
+    model = build_backbone(config.backbone, channels=config.channels, drop_rate=config.drop_rate,
+                           block_size=config.block_size)
+    prepare = make_batch_fn(config, data.mean, data.std)
+    k_init, _ = jax.random.split(jax.random.PRNGKey(config.seed))
+    idx = batch_indices(config, data.train.labels, 0, algorithm.episodic)
+    sample = build_batch(config, data.train, idx, k_init, prepare, algorithm.episodic)
+    image = sample["x"][0, :1] if "x" in sample else sample["support_x"][0, :1]
+    dim = jax.eval_shape(lambda x: model.apply(model.init(k_init, x, train=False), x), image).shape[-1]
+    if dim == 0:
+        raise BridgeError(f"images of size {image.shape[1:3]} are too small for {config.backbone} "
+                          f"(four 2x2 poolings leave no pixels); use images of at least 16x16")
+    state = algorithm.init(k_init, model, sample, config, data.train.num_classes)
+    return algorithm, model, state, prepare
+
+
+def evaluate_state(config, algorithm, state, data, split: str, episodes: int | None = None,
+                   query: int | None = None, shots: int | None = None, head: str | None = None):
+    """Evaluate ``state`` on the fixed episodes of ``split`` (val or test)."""
+    from ntk_bridge.train.evaluation import evaluate
+    stream = _VAL_STREAM if split == "val" else _TEST_STREAM
+    s = getattr(data, split)
+    return evaluate(
+        state, s, data.mean, data.std, n_way=config.n_way, shots=shots or config.shots,
+        query=query or (config.val_query if split == "val" else config.test_query),
+        episodes=episodes or (config.val_episodes if split == "val" else config.test_episodes),
+        seed=np.random.default_rng([config.seed, stream]),
+        head=head or ("logreg" if split == "val" and config.test_head == "own" else config.test_head),
+        normalize_features=config.normalize_features, logreg_c=config.logreg_c,
+        logreg_iters=config.logreg_iters, ridge_lambda=config.ridge_lambda, algorithm=algorithm)
+
+
+def train(config: TrainConfig, run_dir: str | Path, *, callback: Callable[[int, dict], None] | None = None,
+          data: RunData | None = None, evaluate_test: bool = True) -> dict:
+    """Train (or resume) the run in ``run_dir``; returns the summary dict (also summary.json).
+
+    ``callback(step, loop_state)`` is called after every step (after any checkpoint); an
+    exception from it stops the run as a kill would.
+    """
+    import jax
+    from tqdm.auto import tqdm
+
+    from ntk_bridge.train.algorithms import set_learning_rate
+
+    run_dir = Path(run_dir)
+    prepare_run_dir(config, run_dir)
+    if data is None:
+        data = load_data(config)
+    algorithm, model, state, prepare = init_state(config, data)
+    latest, best = _managers(run_dir)
+    loop = new_loop_state()
+    if latest.latest_step() is not None:
+        tree, loop = _restore(latest, latest.latest_step(), _state_tree(state), with_loop=True)
+        state = _apply_tree(state, tree)
+    start = int(state.step)
+    info = device_info()
+    step_fn = jax.jit(algorithm.train_step, donate_argnums=(0,))
+    _, k_train = jax.random.split(jax.random.PRNGKey(config.seed))
+    per_step = images_per_step(config, algorithm.episodic)
+    bar = tqdm(total=config.max_steps, initial=start, disable=not config.progress,
+               desc=f"{config.algorithm} {config.dataset} {config.shots}-shot", dynamic_ncols=True)
+    t_wall = time.perf_counter()
+    wall_before = loop["wall_s"]
+    step = start
+    try:
+        while step < config.max_steps and not loop["stop_reason"]:
+            t0 = time.perf_counter()
+            lr = learning_rate(config, step, loop["lr_scale"])
+            state = set_learning_rate(state, lr)
+            key = jax.random.fold_in(k_train, step)
+            k_batch, k_step = jax.random.split(key)
+            idx = batch_indices(config, data.train.labels, step, algorithm.episodic)
+            batch = build_batch(config, data.train, idx, k_batch, prepare, algorithm.episodic)
+            state, metrics = step_fn(state, batch, k_step)
+            loss, acc = float(metrics["loss"]), float(metrics["acc"])
+            step += 1
+            if not math.isfinite(loss):
+                raise BridgeError(
+                    f"training loss became {loss} at step {step} (lr {lr:g}, {config.optimizer}, "
+                    f"{config.backbone}); likely cause: a learning rate too high for this setting "
+                    f"(or unnormalised inputs); start a new run folder with a lower lr")
+            loop["run_loss"] += loss
+            loop["run_acc"] += acc
+            loop["run_count"] += 1
+            loop["images_seen"] += per_step
+            loop["train_s"] += time.perf_counter() - t0
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}", acc=f"{100 * acc:.1f}",
+                            val=f"{loop['best_val']:.1f}" if loop["best_val"] >= 0 else "-")
+            if step % config.eval_every == 0 or step == config.max_steps:
+                res, _ = evaluate_state(config, algorithm, state, data, "val")
+                new_best = update_on_validation(config, loop, res.mean, step)
+                loop["wall_s"] = wall_before + time.perf_counter() - t_wall
+                loop["history"].append({
+                    "step": step, "lr": lr, "train_loss": loop["run_loss"] / max(loop["run_count"], 1),
+                    "train_acc": 100 * loop["run_acc"] / max(loop["run_count"], 1),
+                    "val_acc": res.mean, "val_ci95": res.ci95, "val_episodes": res.episodes,
+                    "val_query": res.query, "shots": res.shots, "val_head": res.head,
+                    "best_val": loop["best_val"], "images_per_s": loop["images_seen"] / max(loop["train_s"], 1e-9)})
+                loop.update(run_loss=0.0, run_acc=0.0, run_count=0)
+                if new_best:
+                    _save(best, step, {"params": state.params, "batch_stats": state.batch_stats}, None)
+                _write_metrics(run_dir, loop)
+            if step % config.checkpoint_every == 0 or step == config.max_steps or loop["stop_reason"]:
+                loop["wall_s"] = wall_before + time.perf_counter() - t_wall
+                _save(latest, step, _state_tree(state), loop)
+            if callback is not None:
+                callback(step, loop)
+    finally:
+        bar.close()
+    loop["wall_s"] = wall_before + time.perf_counter() - t_wall
+    if not loop["stop_reason"]:
+        loop["stop_reason"] = f"reached max_steps={config.max_steps}"
+    summary = {
+        "run_dir": str(run_dir), "steps": step, "stop_reason": loop["stop_reason"],
+        "best_step": loop["best_step"], "best_val_acc": loop["best_val"],
+        "wall_s": loop["wall_s"], "train_s": loop["train_s"], "images_seen": loop["images_seen"],
+        "images_per_s": loop["images_seen"] / max(loop["train_s"], 1e-9),
+        "accelerator_hours": accelerator_hours(loop["wall_s"], info), **info,
+    }
+    if evaluate_test:
+        final = restore_for_eval(run_dir, state, "best")
+        res, accs = evaluate_state(config, algorithm, final, data, "test")
+        summary["test"] = res.to_dict()
+        summary["test_text"] = res.describe()
+    write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+def _write_metrics(run_dir: Path, loop: dict) -> None:
+    import pandas as pd
+    write_csv(run_dir / "metrics.csv", pd.DataFrame(loop["history"]))
+    write_json(run_dir / "metrics.json", loop["history"])
+
+
+def restore_for_eval(run_dir: Path, state, which: str = "best"):
+    """``state`` with the weights of the best (or latest) checkpoint of ``run_dir``."""
+    latest, best = _managers(Path(run_dir))
+    manager = best if which == "best" and best.latest_step() is not None else latest
+    if manager.latest_step() is None:
+        raise BridgeError(f"run folder {run_dir} has no checkpoint yet; train it first "
+                          f"(ntk-bridge train ... --run-dir {run_dir})")
+    if manager is best:
+        tree, _ = _restore(best, best.latest_step(), {"params": state.params, "batch_stats": state.batch_stats},
+                           with_loop=False)
+        return state.replace(params=tree["params"], batch_stats=tree["batch_stats"])
+    tree, _ = _restore(latest, latest.latest_step(), _state_tree(state), with_loop=False)
+    return _apply_tree(state, tree)
