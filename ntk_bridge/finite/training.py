@@ -1,0 +1,371 @@
+"""Finite-width networks trained by full-batch gradient descent (MTL, ANIL, MAML, NTK regression).
+
+The network is the kernel core's :func:`ntk_bridge.kernels.network` at a finite width (NTK
+parameterisation, float64 because :mod:`ntk_bridge.nt_backend` switches it on): ``params[-1]``
+is the head (readout), ``params[:-1]`` the body. Every loss is the squared loss with a 1/2,
+``(1/2) sum ||f - Y||^2`` (summed, not averaged), so that a gradient step of size ``a`` is
+function-space time ``a`` of theory.md's flows:
+
+- inner loop / test-time fine-tuning: ``k`` steps of size ``a`` on the support,
+  ``theta <- theta - a grad (1/2)||f(X') - Y'||^2`` (head only for ANIL and the MTL test head, all
+  parameters for MAML); in the kernel regime this is exactly ``InnerLoop('steps', a, k)``;
+- outer loop: ``S`` steps of size ``lr`` (optax SGD) on the summed task losses. In the kernel
+  regime this is exactly the closed form with ``O(M) = M^{-1} (I - (I - lr M)^S)``
+  (:mod:`ntk_bridge.finite.closed`), which tends to gradient flow for time ``eta t = lr S``.
+
+Methods (theory.md sections 4-5):
+
+- ``mtl-b``: shared body, one head per training task, every head (and the test head) starting
+  from the network's own initial head ``w_0``; trained on each task's merged data
+  ``Z_i = [X_i; X'_i]``; the test head ``w_0`` is then fine-tuned on the test support, body frozen.
+- ``mtl-a``: as ``mtl-b`` but the training heads are independent random heads; the test head is
+  the network's initial head (independent of the training heads).
+- ``anil`` / ``maml``: outer gradients through the inner loop (second order, plain ``jax.grad``
+  through ``lax.fori_loop``), inner loop on the support, outer loss on the query.
+- ``ntk``: the whole network trained on all training queries, no adaptation.
+- ``head-only``: the initial network's head fine-tuned on the test support (no training tasks).
+
+Non-zero initial output: the networks are NOT centred. The initial function
+``f_0 = apply(params0, .)`` is kept and the closed forms carry it exactly through theory.md's
+f_0 terms (see :mod:`ntk_bridge.finite.closed`). Exactness of both sides is tested on the
+linearised network (``neural_tangents.linearize``), where training and closed forms with the
+empirical kernels agree to rounding.
+
+Divergence: losses are recorded at every outer step; a non-finite loss or one above
+``explode`` times the initial loss raises :class:`~ntk_bridge.errors.BridgeError` naming the step
+and a learning rate to stay below (estimated from the loss growth), never NaN predictions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from typing import Any, Callable
+
+import numpy as np
+
+from ntk_bridge.errors import BridgeError, require
+from ntk_bridge.inner_loop import InnerLoop
+from ntk_bridge.kernels import NetSpec, network
+from ntk_bridge.tasks import TaskSet
+
+FINITE_METHODS = ("mtl-a", "mtl-b", "anil", "maml", "ntk", "head-only")
+Params = Any  # the stax parameter list: [(W, b), (), ..., (W_head, b_head)]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Inner loop (``inner_steps`` steps of size ``inner_step``) and outer gradient descent.
+
+    The outer loop runs ``outer_steps`` steps of size ``outer_lr`` (function-space time
+    ``outer_lr * outer_steps``), checked for divergence every ``chunk`` steps.
+    """
+
+    inner_step: float = 0.2
+    inner_steps: int = 5
+    outer_lr: float = 0.02
+    outer_steps: int = 500
+    chunk: int = 100
+    explode: float = 1e3
+
+    def __post_init__(self):
+        require(np.isfinite(self.inner_step) and self.inner_step >= 0,
+                f"inner step size must be finite and >= 0 (got {self.inner_step!r})")
+        require(isinstance(self.inner_steps, (int, np.integer)) and self.inner_steps >= 0,
+                f"inner steps must be an integer >= 0 (got {self.inner_steps!r})")
+        require(np.isfinite(self.outer_lr) and self.outer_lr > 0,
+                f"outer learning rate must be finite and > 0 (got {self.outer_lr!r})")
+        require(isinstance(self.outer_steps, (int, np.integer)) and self.outer_steps >= 0,
+                f"outer steps must be an integer >= 0 (got {self.outer_steps!r})")
+        require(isinstance(self.chunk, (int, np.integer)) and self.chunk >= 1,
+                f"chunk must be an integer >= 1 (got {self.chunk!r})")
+        require(self.explode > 1, f"explode must be > 1 (got {self.explode!r})")
+
+    @property
+    def inner(self) -> InnerLoop:
+        """The matching closed-form inner loop (exact for k discrete steps in the kernel regime)."""
+        return InnerLoop(form="steps", step_size=float(self.inner_step), steps=int(self.inner_steps))
+
+    @property
+    def outer_time(self) -> float:
+        """eta t = lr * S (gradient-flow time the S steps approximate)."""
+        return float(self.outer_lr) * int(self.outer_steps)
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "outer_time": self.outer_time}
+
+
+@dataclass(frozen=True)
+class FiniteNet:
+    """A finite network, its initial parameters and the independent heads of MTL variant A.
+
+    ``heads_a`` stacks ``n_heads`` independent initial heads (leading axis n_heads).
+    """
+
+    spec: NetSpec
+    width: int
+    seed: int
+    apply_fn: Callable
+    params0: Params
+    heads_a: Params
+
+
+@lru_cache(maxsize=16)
+def _network(spec: NetSpec, width: int):
+    """One (init_fn, apply_fn) per (spec, width), so jitted trainers are reused across seeds."""
+    init_fn, apply_fn, _ = network(spec, int(width))
+    return init_fn, apply_fn
+
+
+def init_net(spec: NetSpec, width: int, seed: int, d: int, n_heads: int) -> FiniteNet:
+    """Initialise a network of ``width`` from ``PRNGKey(seed)``; heads of variant A from folds 1.."""
+    import jax
+
+    require(isinstance(width, (int, np.integer)) and not isinstance(width, bool) and width >= 1,
+            f"width must be an integer >= 1 (got {width!r})")
+    require(isinstance(d, (int, np.integer)) and d >= 1, f"input dimension d must be >= 1 (got {d!r})")
+    init_fn, apply_fn = _network(spec, int(width))
+    key = jax.random.PRNGKey(int(seed))
+    _, params0 = init_fn(jax.random.fold_in(key, 0), (1, d))
+    heads = [init_fn(jax.random.fold_in(key, 1 + i), (1, d))[1][-1] for i in range(n_heads)]
+    heads_a = jax.tree_util.tree_map(lambda *h: jax.numpy.stack(h), *heads)
+    return FiniteNet(spec, int(width), int(seed), apply_fn, params0, heads_a)
+
+
+# ----------------------------------------------------------------------------- losses
+
+def _with_head(body, head) -> list:
+    return list(body) + [head]
+
+
+def _sq(f, y):
+    import jax.numpy as jnp
+
+    return 0.5 * jnp.sum((f - y) ** 2)
+
+
+def adapt(apply_fn: Callable, params: Params, xs, ys, step: float, steps: int, head_only: bool) -> Params:
+    """``steps`` gradient steps of size ``step`` on (1/2)||f(xs) - ys||^2; head only or all params."""
+    import jax
+
+    tm = jax.tree_util.tree_map
+    if head_only:
+        body = params[:-1]
+
+        def loss(h):
+            return _sq(apply_fn(_with_head(body, h), xs), ys)
+
+        def body_fn(_, h):
+            return tm(lambda w, g: w - step * g, h, jax.grad(loss)(h))
+
+        return _with_head(body, jax.lax.fori_loop(0, steps, body_fn, params[-1]))
+
+    def loss_all(p):
+        return _sq(apply_fn(p, xs), ys)
+
+    def body_all(_, p):
+        return tm(lambda w, g: w - step * g, p, jax.grad(loss_all)(p))
+
+    return jax.lax.fori_loop(0, steps, body_all, list(params))
+
+
+def _mtl_loss(apply_fn):
+    import jax
+
+    def loss(params, data):
+        body, heads = params
+        z, u = data
+        f = jax.vmap(lambda h, x: apply_fn(_with_head(body, h), x))(heads, z)
+        return _sq(f, u)
+
+    return loss
+
+
+def _gbml_loss(apply_fn, step, steps, head_only):
+    import jax
+
+    def loss(params, data):
+        xq, yq, xs, ys = data
+
+        def one(xq, yq, xs, ys):
+            p = adapt(apply_fn, params, xs, ys, step, steps, head_only)
+            return _sq(apply_fn(p, xq), yq)
+
+        return jax.numpy.sum(jax.vmap(one)(xq, yq, xs, ys))
+
+    return loss
+
+
+def _ntk_loss(apply_fn):
+    def loss(params, data):
+        x, y = data
+        return _sq(apply_fn(params, x), y)
+
+    return loss
+
+
+@lru_cache(maxsize=128)
+def _trainer(apply_fn, method: str, step: float, steps: int, lr: float, length: int):
+    """Jitted ``length`` SGD steps; returns (params, losses before each step)."""
+    import jax
+    import optax
+
+    if method in ("mtl-a", "mtl-b"):
+        loss = _mtl_loss(apply_fn)
+    elif method in ("anil", "maml"):
+        loss = _gbml_loss(apply_fn, step, steps, head_only=method == "anil")
+    else:
+        loss = _ntk_loss(apply_fn)
+    opt = optax.sgd(lr)
+
+    @jax.jit
+    def run(params, data):
+        def body(carry, _):
+            p, s = carry
+            value, grads = jax.value_and_grad(loss)(p, data)
+            updates, s = opt.update(grads, s, p)
+            return (optax.apply_updates(p, updates), s), value
+
+        (params, _), losses = jax.lax.scan(body, (params, opt.init(params)), None, length=length)
+        return params, losses
+
+    return run
+
+
+def _stable_lr(losses: np.ndarray, lr: float) -> float:
+    """A learning rate below which the run should not diverge, from its loss growth.
+
+    Near the kernel regime the diverging mode grows per step by r = (lr lam - 1)^2 in loss, so
+    lam = (1 + sqrt(r)) / lr and the stability limit 2 / lam = 2 lr / (1 + sqrt(r)).
+    """
+    ok = losses[np.isfinite(losses) & (losses > 0)]
+    if ok.size >= 3:
+        ratios = ok[1:] / ok[:-1]
+        r = float(np.median(ratios[-5:]))
+        if r > 1:
+            return 2.0 * lr / (1.0 + math.sqrt(r))
+    return lr / 2.0
+
+
+def gradient_descent(apply_fn, method: str, params, data, config: TrainConfig, what: str):
+    """Run the outer loop of ``method`` from ``params``; returns (params, losses (S,)).
+
+    Raises BridgeError on a non-finite or exploding loss (see the module docstring).
+    """
+    losses: list[np.ndarray] = []
+    done, total = 0, int(config.outer_steps)
+    loss0 = None
+    while done < total:
+        n = min(int(config.chunk), total - done)
+        run = _trainer(apply_fn, method, float(config.inner_step), int(config.inner_steps),
+                       float(config.outer_lr), n)
+        params, chunk_losses = run(params, data)
+        chunk_losses = np.asarray(chunk_losses, np.float64)
+        if loss0 is None:
+            loss0 = float(chunk_losses[0])
+            if not np.isfinite(loss0):
+                raise BridgeError(
+                    f"{what}: the loss is not finite before training (step 0, loss {loss0}); "
+                    f"the inner step size {config.inner_step:g} may diverge on the support, lower it")
+        bad = ~np.isfinite(chunk_losses) | (chunk_losses > config.explode * max(loss0, 1e-300))
+        if bad.any():
+            i = int(np.argmax(bad))
+            seen = np.concatenate(losses + [chunk_losses[: i + 1]])
+            bound = _stable_lr(seen, float(config.outer_lr))
+            raise BridgeError(
+                f"{what}: training diverged at step {done + i} (loss {chunk_losses[i]:.3g}, initial {loss0:.3g}); "
+                f"lower the learning rate below {bound:.3g} (it is {config.outer_lr:g})")
+        losses.append(chunk_losses)
+        done += n
+    return params, (np.concatenate(losses) if losses else np.zeros(0))
+
+
+# ----------------------------------------------------------------------------- task arrays
+
+def _task_arrays(tasks: TaskSet):
+    """Training (Z, U, Xq, Yq, Xs, Ys) and test (Xq, Xs, Ys) as float64 jax arrays."""
+    import jax.numpy as jnp
+
+    pts = tasks.points
+    yq, ys = tasks.train_y_query(), tasks.train_y_support()
+    arr = lambda a: jnp.asarray(a, jnp.float64)  # noqa: E731
+    train = dict(z=arr(pts[tasks.train_z]), u=arr(np.concatenate([yq, ys], axis=1)),
+                 xq=arr(pts[tasks.train_q]), yq=arr(yq), xs=arr(pts[tasks.train_s]), ys=arr(ys))
+    test = dict(xq=arr(pts[tasks.test_q]), xs=arr(pts[tasks.test_s]), ys=arr(tasks.test_y_support()))
+    return train, test
+
+
+def _adapt_predict(apply_fn, params, test, config: TrainConfig, head_only: bool) -> np.ndarray:
+    """Adapt ``params`` on every test support, predict its queries: (n_test, n_q, c)."""
+    import jax
+
+    @jax.vmap
+    def one(xq, xs, ys):
+        p = adapt(apply_fn, params, xs, ys, float(config.inner_step), int(config.inner_steps), head_only)
+        return apply_fn(p, xq)
+
+    return np.asarray(one(test["xq"], test["xs"], test["ys"]), np.float64)
+
+
+@dataclass
+class FiniteResult:
+    """Test predictions (n_test, n_q, c) and the outer-loop losses (S,) of one trained network."""
+
+    predictions: np.ndarray
+    losses: np.ndarray
+    params: Params = None
+
+    @property
+    def final_loss(self) -> float:
+        return float(self.losses[-1]) if self.losses.size else float("nan")
+
+
+def train_and_predict(method: str, net: FiniteNet, tasks: TaskSet, config: TrainConfig) -> FiniteResult:
+    """Train ``net`` with ``method`` on the training tasks and predict the test queries."""
+    import jax
+    import jax.numpy as jnp
+
+    require(method in FINITE_METHODS, f"unknown method {method!r}; choose one of {', '.join(FINITE_METHODS)}")
+    require(net.heads_a is not None or method != "mtl-a", "mtl-a needs the independent heads of init_net")
+    train, test = _task_arrays(tasks)
+    what = f"{method} at width {net.width} (seed {net.seed})"
+    apply_fn, p0 = net.apply_fn, net.params0
+    if method == "head-only":
+        preds = _adapt_predict(apply_fn, p0, test, config, head_only=True)
+        losses = np.zeros(0)
+        params = p0
+    elif method in ("mtl-a", "mtl-b"):
+        n = train["z"].shape[0]
+        require(jax.tree_util.tree_leaves(net.heads_a)[0].shape[0] >= n or method == "mtl-b",
+                f"init_net made {jax.tree_util.tree_leaves(net.heads_a)[0].shape[0]} heads for {n} training tasks")
+        if method == "mtl-b":
+            heads = jax.tree_util.tree_map(lambda w: jnp.broadcast_to(w, (n,) + w.shape), p0[-1])
+        else:
+            heads = jax.tree_util.tree_map(lambda w: w[:n], net.heads_a)
+        (body, heads), losses = gradient_descent(
+            apply_fn, method, (list(p0[:-1]), heads), (train["z"], train["u"]), config, what)
+        # the test head starts from the network's initial head w_0 (variant B: the common head;
+        # variant A: a head independent of the training heads); body frozen, head fine-tuned.
+        params = _with_head(body, p0[-1])
+        preds = _adapt_predict(apply_fn, params, test, config, head_only=True)
+    elif method in ("anil", "maml"):
+        params, losses = gradient_descent(
+            apply_fn, method, list(p0), (train["xq"], train["yq"], train["xs"], train["ys"]), config, what)
+        preds = _adapt_predict(apply_fn, params, test, config, head_only=method == "anil")
+    else:  # ntk: plain regression on every training query
+        c = train["yq"].shape[-1]
+        x, y = train["xq"].reshape(-1, train["xq"].shape[-1]), train["yq"].reshape(-1, c)
+        params, losses = gradient_descent(apply_fn, method, list(p0), (x, y), config, what)
+        preds = np.asarray(jax.vmap(lambda xq: apply_fn(params, xq))(test["xq"]), np.float64)
+    if not np.all(np.isfinite(preds)):
+        raise BridgeError(f"{what}: the test predictions are not finite after training; "
+                          f"lower the inner step size ({config.inner_step:g}) or the learning rate ({config.outer_lr:g})")
+    return FiniteResult(preds, losses, params)
+
+
+def initial_outputs(net: FiniteNet, x: np.ndarray) -> np.ndarray:
+    """f_0(x) = apply(params0, x), (n, c): the initial function the closed forms need."""
+    import jax.numpy as jnp
+
+    return np.asarray(net.apply_fn(net.params0, jnp.asarray(x, jnp.float64)), np.float64)
