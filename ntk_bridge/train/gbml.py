@@ -32,8 +32,11 @@ ResNet-12 this is the usual out-of-memory failure. Set ``remat=True`` (recompute
 in the backward pass, same gradient) first, then lower ``meta_batch`` (episodes per step), then
 ``inner_steps``, or use ``first_order=True``.
 
-State is explicit (:class:`GBMLState`); ``train_step`` and ``predict_episodes`` are pure and
-jit-able. Shapes: support_x (E, S, H, W, C), support_y (E, S) int in 0..n_way-1,
+The classes implement :mod:`ntk_bridge.train.algorithms`' ``Algorithm`` interface (state is
+its ``TrainState``: ``params = {"body", "head"}``, ``batch_stats``, the optimiser from
+``make_optimizer(run_config)``) and register themselves under the names above; ``train_step``
+and ``predict_episodes`` are pure and jit-able. Note: MAML/ANIL's ``predict_episodes`` uses
+batch statistics (transductive), not the running averages (see above). Shapes: support_x (E, S, H, W, C), support_y (E, S) int in 0..n_way-1,
 query_x (E, Q, H, W, C), query_y (E, Q).
 """
 
@@ -47,10 +50,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
-from flax import struct
 
 from ntk_bridge.errors import BridgeError
 from ntk_bridge.train import gbml_core as core
+from ntk_bridge.train.algorithms import TrainState, make_optimizer, register
 
 PyTree = Any
 
@@ -100,20 +103,7 @@ class GBMLConfig:
         return cls(**{k: v for k, v in dict(mapping).items() if k in names})
 
 
-class GBMLState(struct.PyTreeNode):
-    """Explicit training state. params = {"body": ..., "head": ...}; batch_stats: the body's
-    batch-norm running averages ({} if none); opt_state: optax state; step: int32 scalar."""
-
-    step: jax.Array
-    params: PyTree
-    batch_stats: PyTree
-    opt_state: PyTree
-
-
-_EVAL_RNG_SEED = 0
-
-
-def _body_apply(module: nn.Module, body_params, batch_stats, x, *, train: bool, rng):
+def _body_apply(apply_fn: Callable, body_params, batch_stats, x, *, train: bool, rng):
     """Backbone features (B, D) and updated batch stats (unchanged when not train / none).
 
     A train-mode pass without ``rng`` (MAML/ANIL test-time passes with batch statistics) uses a
@@ -127,9 +117,12 @@ def _body_apply(module: nn.Module, body_params, batch_stats, x, *, train: bool, 
         variables["batch_stats"] = batch_stats
     rngs = {"dropout": rng} if rng is not None else None
     if train and batch_stats:
-        feats, upd = module.apply(variables, x, train=True, rngs=rngs, mutable=["batch_stats"])
+        feats, upd = apply_fn(variables, x, train=True, rngs=rngs, mutable=["batch_stats"])
         return feats, upd["batch_stats"]
-    return module.apply(variables, x, train=train, rngs=rngs), batch_stats
+    return apply_fn(variables, x, train=train, rngs=rngs), batch_stats
+
+
+_EVAL_RNG_SEED = 0
 
 
 def _linear(head, feats):
@@ -137,53 +130,68 @@ def _linear(head, feats):
 
 
 class GBMLAlgorithm:
-    """Common machinery: init, optimiser step over a meta-batch, features, evaluation.
+    """Common machinery behind :mod:`ntk_bridge.train.algorithms`' interface: init, one
+    optimiser step over a meta-batch of episodes, the algorithm's own test-time prediction.
 
-    Subclasses implement ``init_head(feat_dim)``, ``episode_loss(params, batch_stats, sx, sy,
-    qx, qy, rng) -> (loss, (logits, new_batch_stats))`` and ``episode_logits(state, sx, sy, qx)``.
+    ``gbml_config``: the GBML hyper-parameters; ``None`` builds them at :meth:`init` from the
+    run config's fields of the same names (``n_way``, ``meta_batch``, ``lr``, ``ridge_lambda``,
+    and ``inner_steps`` etc. if the run config has them), defaults otherwise.
+    Subclasses implement ``init_head(feat_dim)``, ``episode_loss(params, apply_fn, batch_stats,
+    sx, sy, qx, qy, rng) -> (loss, (logits, new_batch_stats))`` and
+    ``episode_logits(state, sx, sy, qx)``.
     """
 
     name = "gbml"
     episodic = True
 
-    def __init__(self, module: nn.Module, config: GBMLConfig | Mapping[str, Any] | None = None,
-                 tx: optax.GradientTransformation | None = None):
-        if config is None:
-            config = GBMLConfig()
-        elif not isinstance(config, GBMLConfig):
-            config = GBMLConfig.from_mapping(config)
-        self.module = module
-        self.config = config
-        if tx is None:
-            tx = (optax.adamw(config.lr, weight_decay=config.weight_decay)
-                  if config.weight_decay > 0 else optax.adam(config.lr))
-        self.tx = tx
+    def __init__(self, gbml_config: GBMLConfig | Mapping[str, Any] | None = None):
+        if gbml_config is not None and not isinstance(gbml_config, GBMLConfig):
+            gbml_config = GBMLConfig.from_mapping(gbml_config)
+        self.config = gbml_config
 
     # ----- state -------------------------------------------------------------------------
-    def init(self, key: jax.Array, sample_images: jax.Array) -> GBMLState:
-        """Initialise body (from ``sample_images`` (B, H, W, C)), head and optimiser state."""
+    def init(self, key: jax.Array, model: nn.Module, sample_batch: Mapping[str, jax.Array],
+             config: Any = None, n_base_classes: int | None = None,
+             tx: optax.GradientTransformation | None = None) -> TrainState:
+        """Initialise body (on ``sample_batch["support_x"][0]``), head and optimiser.
+
+        ``config``: the run config (``TrainConfig``); the optimiser is
+        ``algorithms.make_optimizer(config)`` unless ``tx`` is given. ``n_base_classes`` unused.
+        """
+        run_n_way = getattr(config, "n_way", None)
+        if self.config is None:
+            self.config = GBMLConfig.from_mapping(
+                config.to_dict() if hasattr(config, "to_dict") else dict(vars(config) if config else {}))
+        elif run_n_way is not None and run_n_way != self.config.n_way:
+            raise BridgeError(f"{self.name}: the GBML config says n_way={self.config.n_way} but the "
+                              f"run config says {run_n_way}; make them equal")
+        if tx is None:
+            if config is None:
+                raise BridgeError(f"{self.name}.init needs the run config (for the optimiser) or tx")
+            tx = make_optimizer(config)
+        images = sample_batch["support_x"][0]
         k_body, k_drop = jax.random.split(key)
-        variables = self.module.init({"params": k_body, "dropout": k_drop}, sample_images,
-                                     train=False)
-        feats = self.module.apply(variables, sample_images, train=False)
-        if feats.ndim != 2:
+        variables = model.init({"params": k_body, "dropout": k_drop}, images, train=False)
+        feats = jax.eval_shape(lambda v: model.apply(v, images, train=False), variables)
+        if len(feats.shape) != 2:
             raise BridgeError(f"the backbone must return (batch, features), got shape {feats.shape}")
         params = {"body": variables["params"], "head": self.init_head(int(feats.shape[-1]))}
-        return GBMLState(step=jnp.zeros((), jnp.int32), params=params,
-                         batch_stats=variables.get("batch_stats", {}),
-                         opt_state=self.tx.init(params))
+        return TrainState.create(apply_fn=model.apply, params=params, tx=tx,
+                                 batch_stats=variables.get("batch_stats", {}))
 
     def init_head(self, feat_dim: int) -> PyTree:
         return {}
 
     # ----- training ----------------------------------------------------------------------
-    def batch_loss(self, params, batch_stats, batch: Mapping[str, jax.Array], key: jax.Array):
+    def batch_loss(self, params, state: TrainState, batch: Mapping[str, jax.Array],
+                   key: jax.Array):
         """Mean episode loss over the meta-batch; aux = (mean accuracy, new batch stats)."""
         n_ep = batch["support_x"].shape[0]
         keys = jax.random.split(key, n_ep)
 
         def one(sx, sy, qx, qy, k):
-            loss, (logits, stats) = self.episode_loss(params, batch_stats, sx, sy, qx, qy, k)
+            loss, (logits, stats) = self.episode_loss(params, state.apply_fn, state.batch_stats,
+                                                      sx, sy, qx, qy, k)
             return loss, core.accuracy(logits, qy), stats
 
         losses, accs, stats = jax.vmap(one)(batch["support_x"], batch["support_y"],
@@ -191,25 +199,24 @@ class GBMLAlgorithm:
         stats = jax.tree_util.tree_map(lambda s: s.mean(axis=0), stats)
         return losses.mean(), (accs.mean(), stats)
 
-    def train_step(self, state: GBMLState, batch: Mapping[str, jax.Array], key: jax.Array):
-        """One optimiser step on a meta-batch. Returns (new state, {"loss", "acc"})."""
+    def train_step(self, state: TrainState, batch: Mapping[str, jax.Array], key: jax.Array):
+        """One optimiser step on a meta-batch of episodes. Returns (state, {"loss", "acc"})."""
         (loss, (acc, stats)), grads = jax.value_and_grad(self.batch_loss, has_aux=True)(
-            state.params, state.batch_stats, batch, key)
-        updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        new = state.replace(step=state.step + 1, params=params, batch_stats=stats,
-                            opt_state=opt_state)
-        return new, {"loss": loss, "acc": acc}
+            state.params, state, batch, key)
+        state = state.apply_gradients(grads=grads, batch_stats=stats)
+        return state, {"loss": loss, "acc": acc}
 
     # ----- evaluation --------------------------------------------------------------------
-    def features(self, state: GBMLState, images: jax.Array) -> jax.Array:
+    def features(self, state: TrainState, images: jax.Array) -> jax.Array:
         """Frozen-body features (B, D) with running batch-norm statistics (``train=False``)."""
-        return _body_apply(self.module, state.params["body"], state.batch_stats, images,
+        return _body_apply(state.apply_fn, state.params["body"], state.batch_stats, images,
                            train=False, rng=None)[0]
 
-    def predict_episodes(self, state: GBMLState, support_x, support_y, query_x,
+    def predict_episodes(self, state: TrainState, support_x, support_y, query_x,
                          n_way: int | None = None) -> jax.Array:
         """The algorithm's own test-time adaptation: logits (E, Q, n_way)."""
+        if self.config is None:
+            raise BridgeError(f"{self.name}: call init(...) (or pass a GBMLConfig) before predicting")
         if n_way is not None and n_way != self.config.n_way:
             raise BridgeError(f"{self.name} was built for n_way={self.config.n_way} but the "
                               f"episodes are {n_way}-way; set n_way in the config")
@@ -217,7 +224,7 @@ class GBMLAlgorithm:
             support_x, support_y, query_x)
 
     # subclass API
-    def episode_loss(self, params, batch_stats, sx, sy, qx, qy, rng):  # pragma: no cover
+    def episode_loss(self, params, apply_fn, batch_stats, sx, sy, qx, qy, rng):  # pragma: no cover
         raise NotImplementedError
 
     def episode_logits(self, state, sx, sy, qx):  # pragma: no cover
@@ -225,39 +232,45 @@ class GBMLAlgorithm:
 
 
 class MAML(GBMLAlgorithm):
-    """MAML (Finn et al. 2017): inner loop on all parameters, second order by default."""
+    """MAML (Finn et al. 2017): inner loop on all parameters, second order by default.
+
+    Batch norm: batch statistics of the current batch in the inner loop (support), the outer
+    loss (query) and at test time (transductive, as MAML's reference code); see module doc.
+    """
 
     name = "maml"
 
     def init_head(self, feat_dim):
-        # zero-initialised head (a learned initialisation; zeros keep every class symmetric at
-        # the start, the outer loop then learns it like any other parameter)
-        return {"w": jnp.zeros((feat_dim, self.config.n_way)), "b": jnp.zeros((self.config.n_way,))}
+        # zero-initialised linear head; the outer loop learns its initialisation like the body's
+        n = self.config.n_way
+        return {"w": jnp.zeros((feat_dim, n), jnp.float32), "b": jnp.zeros((n,), jnp.float32)}
 
-    def _loss_fn(self, batch_stats, rng):
+    @staticmethod
+    def _loss_fn(apply_fn, batch_stats, rng):
         def loss_fn(p, x, y):
-            feats, stats = _body_apply(self.module, p["body"], batch_stats, x, train=True, rng=rng)
+            feats, stats = _body_apply(apply_fn, p["body"], batch_stats, x, train=True, rng=rng)
             logits = _linear(p["head"], feats)
             return core.cross_entropy(logits, y), (logits, stats)
         return loss_fn
 
-    def episode_loss(self, params, batch_stats, sx, sy, qx, qy, rng):
+    def episode_loss(self, params, apply_fn, batch_stats, sx, sy, qx, qy, rng):
         c = self.config
         loss, ((logits, _), (_, stats)) = core.maml_meta_loss(
-            self._loss_fn(batch_stats, rng), params, (sx, sy), (qx, qy), c.inner_steps,
+            self._loss_fn(apply_fn, batch_stats, rng), params, (sx, sy), (qx, qy), c.inner_steps,
             c.inner_lr, first_order=c.first_order, remat=c.remat)
         return loss, (logits, stats)
 
     def episode_logits(self, state, sx, sy, qx):
         c = self.config
-        loss_fn = self._loss_fn(state.batch_stats, None)
+        loss_fn = self._loss_fn(state.apply_fn, state.batch_stats, None)
         adapted, _ = core.inner_adapt(lambda p: loss_fn(p, sx, sy), state.params,
                                       c.eval_inner_steps, c.inner_lr, first_order=True)
         return loss_fn(adapted, qx, jnp.zeros(qx.shape[0], jnp.int32))[1][0]
 
 
 class ANIL(MAML):
-    """ANIL (Raghu et al. 2020): MAML whose inner loop adapts only the linear head."""
+    """ANIL (Raghu et al. 2020): MAML whose inner loop adapts only the linear head (body
+    features computed once per set, batch statistics as in MAML)."""
 
     name = "anil"
 
@@ -267,32 +280,33 @@ class ANIL(MAML):
         return core.inner_adapt(head_loss, head, steps, self.config.inner_lr,
                                 first_order=first_order, remat=remat)[0]
 
-    def episode_loss(self, params, batch_stats, sx, sy, qx, qy, rng):
+    def episode_loss(self, params, apply_fn, batch_stats, sx, sy, qx, qy, rng):
         c = self.config
-        k1, k2 = (None, None) if rng is None else jax.random.split(rng)
-        fs, stats = _body_apply(self.module, params["body"], batch_stats, sx, train=True, rng=k1)
-        fq, _ = _body_apply(self.module, params["body"], batch_stats, qx, train=True, rng=k2)
+        k1, k2 = jax.random.split(rng)
+        fs, stats = _body_apply(apply_fn, params["body"], batch_stats, sx, train=True, rng=k1)
+        fq, _ = _body_apply(apply_fn, params["body"], batch_stats, qx, train=True, rng=k2)
         head = self._head_adapt(params["head"], fs, sy, c.inner_steps, c.first_order, c.remat)
         logits = _linear(head, fq)
         return core.cross_entropy(logits, qy), (logits, stats)
 
     def episode_logits(self, state, sx, sy, qx):
         p, bs = state.params, state.batch_stats
-        fs, _ = _body_apply(self.module, p["body"], bs, sx, train=True, rng=None)
-        fq, _ = _body_apply(self.module, p["body"], bs, qx, train=True, rng=None)
+        fs, _ = _body_apply(state.apply_fn, p["body"], bs, sx, train=True, rng=None)
+        fq, _ = _body_apply(state.apply_fn, p["body"], bs, qx, train=True, rng=None)
         head = self._head_adapt(p["head"], fs, sy, self.config.eval_inner_steps, True, False)
         return _linear(head, fq)
 
 
 class _MetricHead(GBMLAlgorithm):
-    """Shared pass for metric/closed-form heads: one train-mode pass over support + query."""
+    """Shared pass for metric/closed-form heads: one train-mode pass over support + query in
+    training; running batch-norm statistics at test time."""
 
     def head_logits(self, head, fs, sy, fq):  # pragma: no cover
         raise NotImplementedError
 
-    def episode_loss(self, params, batch_stats, sx, sy, qx, qy, rng):
+    def episode_loss(self, params, apply_fn, batch_stats, sx, sy, qx, qy, rng):
         x = jnp.concatenate([sx, qx], axis=0)
-        feats, stats = _body_apply(self.module, params["body"], batch_stats, x, train=True, rng=rng)
+        feats, stats = _body_apply(apply_fn, params["body"], batch_stats, x, train=True, rng=rng)
         fs, fq = feats[: sx.shape[0]], feats[sx.shape[0]:]
         logits = self.head_logits(params["head"], fs, sy, fq)
         return core.cross_entropy(logits, qy), (logits, stats)
@@ -326,14 +340,17 @@ class MetaOptNetRidge(_MetricHead):
                                  scale=jnp.exp(head["log_scale"]))
 
 
-_CLASSES: dict[str, Callable[..., GBMLAlgorithm]] = {
+_CLASSES: dict[str, type[GBMLAlgorithm]] = {
     "maml": MAML, "anil": ANIL, "protonet": ProtoNet, "metaoptnet-ridge": MetaOptNetRidge,
 }
 
 
-def make_gbml(name: str, module: nn.Module, config: GBMLConfig | Mapping[str, Any] | None = None,
-              tx: optax.GradientTransformation | None = None) -> GBMLAlgorithm:
-    """The GBML algorithm ``name`` on backbone ``module``."""
+def make_gbml(name: str, gbml_config: GBMLConfig | Mapping[str, Any] | None = None) -> GBMLAlgorithm:
+    """The GBML algorithm ``name`` with explicit hyper-parameters (or from the run config)."""
     if name not in _CLASSES:
         raise BridgeError(f"unknown GBML algorithm {name!r}; choose one of {', '.join(GBML_ALGORITHMS)}")
-    return _CLASSES[name](module, config, tx)
+    return _CLASSES[name](gbml_config)
+
+
+for _name, _cls in _CLASSES.items():
+    register(_name, _cls)
