@@ -152,11 +152,13 @@ class MTL:
 
     def __init__(self, normalize: bool = True, logreg_c: float = 3.0, logreg_iters: int = 15):
         self.normalize = normalize
+        self.normalize_test = True
         self.logreg_c = logreg_c
         self.logreg_iters = logreg_iters
 
     def init(self, key, model, sample_batch, config, n_base_classes):
         self.normalize = config.normalize_features
+        self.normalize_test = config.normalize_test_features
         self.logreg_c, self.logreg_iters = config.logreg_c, config.logreg_iters
         k_body, k_head = jax.random.split(key)
         x = sample_batch["x"]
@@ -192,7 +194,7 @@ class MTL:
         q = query_x.shape[1]
         fs = features(state, support_x.reshape((e * s,) + support_x.shape[2:])).reshape(e, s, -1)
         fq = features(state, query_x.reshape((e * q,) + query_x.shape[2:])).reshape(e, q, -1)
-        if self.normalize:
+        if self.normalize_test:
             fs, fq = l2_normalize(fs), l2_normalize(fq)
         return logreg_logits(fs, support_y, fq, n_way, self.logreg_c, self.logreg_iters)
 

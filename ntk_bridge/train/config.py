@@ -38,7 +38,8 @@ class TrainConfig:
     shots: int = 5  # support examples per class at test time (and in episodic training)
     train_query: int = 15  # queries per class in training tasks (MTL: shots + train_query per class)
     meta_batch: int = 4  # tasks per step
-    normalize_features: bool = True  # L2-normalise features before the MTL head and test heads
+    normalize_features: bool = True  # L2-normalise features before the MTL head (training)
+    normalize_test_features: bool = True  # L2-normalise frozen features before the test heads
     optimizer: str = "radam"  # radam | sgd
     lr: float = 1e-3
     momentum: float = 0.9  # SGD only (Nesterov)
@@ -90,6 +91,10 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise BridgeError(f"bad config: {msg}")
+        from ntk_bridge.data.base import check_dataset  # numpy only: cheap
+        check_dataset(self.dataset)
+        if self.backbone not in ("conv4", "resnet12"):
+            raise BridgeError(f"unknown backbone {self.backbone!r}; choose one of conv4, resnet12")
 
     @property
     def n_per_class(self) -> int:

@@ -276,7 +276,7 @@ def evaluate_state(config, algorithm, state, data, split: str, episodes: int | N
         episodes=episodes or (config.val_episodes if split == "val" else config.test_episodes),
         seed=np.random.default_rng([config.seed, stream]),
         head=head or ("logreg" if split == "val" and config.test_head == "own" else config.test_head),
-        normalize_features=config.normalize_features, logreg_c=config.logreg_c,
+        normalize_features=config.normalize_test_features, logreg_c=config.logreg_c,
         logreg_iters=config.logreg_iters, ridge_lambda=config.ridge_lambda, algorithm=algorithm)
 
 
