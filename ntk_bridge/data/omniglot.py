@@ -99,37 +99,46 @@ def omniglot_index(zips: dict[str, Path]) -> dict[tuple[str, str], tuple[Path, l
     present in several zips must have the same drawer files with byte-identical content.
     """
     index: dict[tuple[str, str], tuple[Path, list[str], str]] = {}
-    for zname in OMNIGLOT_ZIPS:  # fixed order: full background first, then evaluation, small
-        if zname not in zips:
-            continue
-        origin = "evaluation" if zname == "images_evaluation.zip" else "background"
-        members = _members(zips[zname])
-        for key, infos in members.items():
-            names = [i.filename for i in infos]
-            if key not in index:
-                index[key] = (zips[zname], names, origin)
+    handles: dict[Path, zipfile.ZipFile] = {}
+    try:
+        for zname in OMNIGLOT_ZIPS:  # fixed order: full background, evaluation, then small sets
+            if zname not in zips:
                 continue
-            other_zip, other_names, other_origin = index[key]
-            _check_duplicate(key, other_zip, other_names, zips[zname], names)
-            if other_origin != origin:
-                raise BridgeError(f"character {'/'.join(key)} is in both the background and the "
-                                  "evaluation zips; these files are not the official Omniglot zips")
+            origin = "evaluation" if zname == "images_evaluation.zip" else "background"
+            members = _members(zips[zname])
+            for key, infos in members.items():
+                names = [i.filename for i in infos]
+                if key not in index:
+                    index[key] = (zips[zname], names, origin)
+                    continue
+                other_zip, other_names, other_origin = index[key]
+                for z in (other_zip, zips[zname]):
+                    if z not in handles:
+                        handles[z] = zipfile.ZipFile(z)
+                _check_duplicate(key, handles[other_zip], other_names, handles[zips[zname]], names)
+                if other_origin != origin:
+                    raise BridgeError(f"character {'/'.join(key)} is in both the background and "
+                                      "the evaluation zips; these are not the official Omniglot zips")
+    finally:
+        for zf in handles.values():
+            zf.close()
     return index
 
 
-def _check_duplicate(key, zip_a: Path, names_a: list[str], zip_b: Path, names_b: list[str]):
+def _check_duplicate(key, za: zipfile.ZipFile, names_a: list[str], zb: zipfile.ZipFile,
+                     names_b: list[str]) -> None:
     """Raise unless both copies of a character hold the same files, byte for byte."""
     base_a = [n.rsplit("/", 1)[-1] for n in names_a]
     base_b = [n.rsplit("/", 1)[-1] for n in names_b]
-    where = f"character {'/'.join(key)} in {zip_a.name} and {zip_b.name}"
+    where = (f"character {'/'.join(key)} in {Path(za.filename).name} and "
+             f"{Path(zb.filename).name}")
     if base_a != base_b:
         raise BridgeError(f"{where} have different drawer files ({len(base_a)} vs {len(base_b)}); "
                           "one zip is damaged, download it again")
-    with zipfile.ZipFile(zip_a) as za, zipfile.ZipFile(zip_b) as zb:
-        for na, nb in zip(names_a, names_b):
-            if za.read(na) != zb.read(nb):
-                raise BridgeError(f"{where} differ in {na.rsplit('/', 1)[-1]}; one zip is "
-                                  "damaged, download it again")
+    for na, nb in zip(names_a, names_b):
+        if za.read(na) != zb.read(nb):
+            raise BridgeError(f"{where} differ in {na.rsplit('/', 1)[-1]}; one zip is damaged, "
+                              "download it again")
 
 
 def omniglot_alphabet_split(index) -> dict[str, tuple[str, ...]]:
