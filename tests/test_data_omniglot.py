@@ -148,6 +148,11 @@ def test_load_split_rejects_unknown_names():
         load_split("imagenet", ".", "train")
     with pytest.raises(BridgeError, match=r"unknown split 'dev'; choose one of train, val, test"):
         load_split("omniglot", ".", "dev")
+    with pytest.raises(BridgeError, match=r"unknown omniglot option\(s\) rotation; accepted: "
+                                          r"image_size, rotations, invert"):
+        load_split("omniglot", ".", "train", rotation=True)
+    with pytest.raises(BridgeError, match=r"unknown tieredimagenet option\(s\) image_size"):
+        load_split("tiered", ".", "train", image_size=84)
 
 
 def test_fewshotsplit_validates_shapes_and_dtypes():

@@ -155,13 +155,22 @@ def load_split(dataset: str, root, split: str, **options) -> FewShotSplit:
     name = check_dataset(dataset)
     split = check_split(split)
     if name == "omniglot":
-        from ntk_bridge.data.omniglot import load_omniglot
-        return load_omniglot(root, split, **options)
-    if name in ("cifarfs", "fc100"):
-        from ntk_bridge.data.cifar import load_cifar_split
-        return load_cifar_split(name, root, split, **options)
-    if name == "miniimagenet":
-        from ntk_bridge.data.miniimagenet import load_miniimagenet
-        return load_miniimagenet(root, split, **options)
-    from ntk_bridge.data.tieredimagenet import load_tieredimagenet
-    return load_tieredimagenet(root, split, **options)
+        from ntk_bridge.data.omniglot import load_omniglot as loader
+        args = (root, split)
+    elif name in ("cifarfs", "fc100"):
+        from ntk_bridge.data.cifar import load_cifar_split as loader
+        args = (name, root, split)
+    elif name == "miniimagenet":
+        from ntk_bridge.data.miniimagenet import load_miniimagenet as loader
+        args = (root, split)
+    else:
+        from ntk_bridge.data.tieredimagenet import load_tieredimagenet as loader
+        args = (root, split)
+    import inspect
+    accepted = [p.name for p in inspect.signature(loader).parameters.values()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise BridgeError(f"unknown {name} option(s) {', '.join(unknown)}; accepted: "
+                          f"{', '.join(accepted)}")
+    return loader(*args, **options)
