@@ -69,6 +69,19 @@ def test_uniform_over_classes_and_over_support_images():
     assert np.all(np.abs(first - n_ep / n_classes) < 5 * np.sqrt(n_ep / n_classes))
 
 
+def test_uniform_when_few_images_drawn_from_big_classes():
+    """k + q = 9 of 100 images: the rejection path. Each image is drawn w.p. (3/6) * 9/100 per
+    episode and is the support w.p. (3/6) * 1/100; bounds of 5 binomial standard deviations."""
+    y = _labels(6, 100, seed=3)
+    n_ep = 20000
+    ep = sample_episodes(y, 3, 1, 8, n_ep, 11)
+    both = np.concatenate([ep.support_idx, ep.query_idx], axis=1)
+    assert np.all(np.diff(np.sort(both, axis=1), axis=1) > 0)
+    for idx, p in ((both, 0.5 * 0.09), (ep.support_idx, 0.5 * 0.01)):
+        freq = np.bincount(idx.ravel(), minlength=y.size)
+        assert np.all(np.abs(freq - n_ep * p) < 5 * np.sqrt(n_ep * p * (1 - p)))
+
+
 def test_many_episodes_large_split_chunks_correctly():
     y = _labels(64, 600, seed=1)
     ep = sample_episodes(y, 5, 5, 15, 3000, 0)

@@ -6,9 +6,10 @@ uniformly random order) being the support set and the rest the queries, so suppo
 never share an image. ``sample_task_batch`` draws MTL tasks: ``n_way`` distinct classes and
 ``n_per_class`` images each, keeping the classes' global ids so a head bank can be indexed.
 
-Sampling k distinct items out of n is done with random keys: draw u ~ U(0,1) for every
-candidate, and keep the k smallest (``argpartition`` then a sort of those k keys), which gives
-a uniformly random ordered k-subset. Work is done in chunks of episodes so memory stays under
+Sampling k distinct items out of n gives a uniformly random ordered k-subset in one of two
+ways: random keys (u ~ U(0,1) for every candidate, keep the k smallest: ``argpartition`` then a
+sort of those k keys), or, when k (k - 1) <= n, uniform draws with whole rows redrawn while they hold
+a repeat (rejection). Work is done in chunks of episodes so memory stays under
 about 32 MB whatever E is.
 """
 
@@ -108,16 +109,40 @@ def _draw(table, counts, n_classes: int, n_way: int, per_class: int, n: int,
         order = np.argsort(np.take_along_axis(keys, part, axis=1), axis=1)
         cls = np.take_along_axis(part, order, axis=1)  # uniformly random ordered n_way-subset
         cls_out[lo:hi] = cls
-        keys = rng.random((m, n_way, width))
-        keys[col[None, None, :] >= counts[cls][:, :, None]] = 2.0  # padding never chosen
-        if per_class < width:
-            part = np.argpartition(keys, per_class - 1, axis=2)[:, :, :per_class]
-        else:
-            part = np.broadcast_to(col, (m, n_way, width))
-        order = np.argsort(np.take_along_axis(keys, part, axis=2), axis=2)
-        pos = np.take_along_axis(part, order, axis=2)
+        pos = _distinct_positions(rng, counts[cls], per_class, col)
         img_out[lo:hi] = table[cls[:, :, None], pos]
     return cls_out, img_out
+
+
+def _distinct_positions(rng: np.random.Generator, cnt: np.ndarray, per_class: int,
+                        col: np.ndarray) -> np.ndarray:
+    """(m, n_way, per_class) distinct positions in 0..cnt-1 per row, a uniform ordered subset.
+
+    Few draws from big classes (k (k - 1) <= cnt everywhere, k = per_class): draw uniformly and
+    redraw every row holding a repeat (rejection; a repeat-free row is uniform over ordered
+    subsets; P(repeat) <= 1 - exp(-k (k-1) / (2 cnt)) ~ 0.39, so few rounds). Otherwise random keys: u ~ U(0,1) for every
+    position, keep the per_class smallest in key order.
+    """
+    m, n_way = cnt.shape
+    if per_class * (per_class - 1) <= int(cnt.min()):
+        pos = rng.integers(0, cnt[:, :, None], (m, n_way, per_class))
+        while per_class > 1:
+            srt = np.sort(pos, axis=2)
+            bad = np.any(srt[:, :, 1:] == srt[:, :, :-1], axis=2)
+            n_bad = int(bad.sum())
+            if n_bad == 0:
+                break
+            pos[bad] = rng.integers(0, cnt[bad][:, None], (n_bad, per_class))
+        return pos
+    width = col.size
+    keys = rng.random((m, n_way, width))
+    keys[col[None, None, :] >= cnt[:, :, None]] = 2.0  # padding is never chosen
+    if per_class < width:
+        part = np.argpartition(keys, per_class - 1, axis=2)[:, :, :per_class]
+    else:
+        part = np.broadcast_to(col, (m, n_way, width))
+    order = np.argsort(np.take_along_axis(keys, part, axis=2), axis=2)
+    return np.take_along_axis(part, order, axis=2)
 
 
 def sample_episodes(labels: np.ndarray, n_way: int, k_shot: int, q_query: int,
