@@ -67,9 +67,9 @@ class InnerLoop:
         if self.form == "none":
             return np.zeros_like(np.asarray(kp, dtype=np.float64))
         if self.form == "ridge":
-            return ridge_inverse(kp, self.mu, name)
+            return ridge_inverse(kp, self.mu, name, ridge_name="inner ridge mu (--inner-ridge)")
         if self.form == "inf":
-            return ridge_inverse(kp, self.eps, name)
+            return ridge_inverse(kp, self.eps, name, ridge_name="inner eps (--inner-eps)")
         if self.form == "flow":
             c = self.lam * self.tau
             return matrix_function(kp, lambda lam: _expm1_ratio(c, lam), name)
@@ -92,5 +92,8 @@ def _expm1_ratio(c: float, lam: np.ndarray) -> np.ndarray:
 def _steps_ratio(a: float, k: int, lam: np.ndarray) -> np.ndarray:
     """(1 - (1 - a lam)^k) / lam, with the limit a k at lam = 0."""
     safe = np.where(lam > 0, lam, 1.0)
-    val = -np.expm1(k * np.log1p(-a * safe)) / safe
+    with np.errstate(invalid="ignore"):
+        # exact for 0 <= a lam < 1 (log1p keeps precision); (1 - a lam)^k is negative-based beyond 1
+        val = np.where(a * safe < 1.0, -np.expm1(k * np.log1p(-a * safe)) / safe,
+                       (1.0 - np.power(1.0 - a * safe, k)) / safe)
     return np.where(lam * a > 1e-12, val, a * k * (1.0 - 0.5 * (k - 1) * a * lam))

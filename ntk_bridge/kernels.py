@@ -260,17 +260,21 @@ def depth_sweep(spec: NetSpec, x1: np.ndarray, x2: np.ndarray | None = None,
     ntk = c.copy()
     out: dict[int, Kernels] = {}
     want = set(wanted)
-    for layer in range(1, wanted[-1] + 1):
-        aq1, aq2, ac, antk = step(q1, q2, c, ntk, same)
-        if layer in want:
-            k = rw2 * ac + rb2
-            out[layer] = Kernels(theta=k + rw2 * antk, k=k)
-        q1, q2 = w2 * aq1 + b2, w2 * aq2 + b2
-        c = w2 * ac + b2
-        ntk = c + w2 * antk
+    with np.errstate(over="ignore", invalid="ignore"):
+        for layer in range(1, wanted[-1] + 1):
+            if not (np.all(np.isfinite(q1)) and np.all(np.isfinite(q2)) and q1.max() < 1e150 and q2.max() < 1e150):
+                raise BridgeError(
+                    f"the kernel recursion overflows at depth {layer} ({spec.describe()}): the variance "
+                    "grows by W_std^2 / 2 per ReLU layer; lower W_std to sqrt(2) (He) or lower the maximum depth")
+            aq1, aq2, ac, antk = step(q1, q2, c, ntk, same)
+            if layer in want:
+                k = rw2 * ac + rb2
+                out[layer] = Kernels(theta=k + rw2 * antk, k=k)
+            q1, q2 = w2 * aq1 + b2, w2 * aq2 + b2
+            c = w2 * ac + b2
+            ntk = c + w2 * antk
     for layer, kern in out.items():
         if not (np.all(np.isfinite(kern.theta)) and np.all(np.isfinite(kern.k))):
-            raise BridgeError(
-                f"the kernel recursion overflowed at depth {layer} ({spec.describe()}); "
-                "lower W_std / b_std or the maximum depth")
+            raise BridgeError(f"the kernel at depth {layer} is not finite ({spec.describe()}); "
+                              "lower W_std / b_std or the maximum depth")
     return out

@@ -42,20 +42,21 @@ def matrix_function(m: np.ndarray, g: Callable[[np.ndarray], np.ndarray], name: 
     return (vec * vals) @ vec.T
 
 
-def ridge_inverse(m: np.ndarray, ridge: float, name: str = "kernel matrix", max_cond: float = 1e13) -> np.ndarray:
+def ridge_inverse(m: np.ndarray, ridge: float, name: str = "kernel matrix", max_cond: float = 1e13,
+                  ridge_name: str = "ridge") -> np.ndarray:
     """``(m + ridge I)^{-1}`` by eigendecomposition; refuses a solve that float64 cannot carry.
 
     Raises a one-line error naming the ridge to raise when ``cond(m + ridge I) > max_cond``
     (beyond that the solution is rounding noise and later NaNs are likely).
     """
     if not (np.isfinite(ridge) and ridge >= 0):
-        raise BridgeError(f"ridge for the {name} must be finite and >= 0 (got {ridge!r})")
+        raise BridgeError(f"{ridge_name} for the {name} must be finite and >= 0 (got {ridge!r})")
     lam, vec = psd_eigh(m, name)
     shifted = lam + ridge
     top = float(shifted.max())
     if shifted.min() <= 0 or top / shifted.min() > max_cond:
         need = top / max_cond
         raise BridgeError(
-            f"the {name} is singular to float64 precision with ridge {ridge:g} "
-            f"(condition number {top / max(shifted.min(), 1e-300):.2e}); raise that ridge to at least {need:.2g}")
+            f"the {name} is singular to float64 precision with {ridge_name} {ridge:g} "
+            f"(condition number {top / max(shifted.min(), 1e-300):.2e}); raise the {ridge_name} to at least {need:.2g}")
     return (vec / shifted) @ vec.T

@@ -66,7 +66,7 @@ class PredictorConfig:
 def outer_operator(m: np.ndarray, config: PredictorConfig, name: str) -> np.ndarray:
     """O(M) = M^{-1} (I - exp(-eta t M)), or (M + ridge I)^{-1} for t = inf."""
     if not np.isfinite(config.outer_time):
-        return ridge_inverse(m, config.outer_ridge, name)
+        return ridge_inverse(m, config.outer_ridge, name, ridge_name="outer ridge (--outer-ridge)")
     c = config.outer_rate * config.outer_time
     return matrix_function(m, lambda lam: _flow(c, lam), name)
 
@@ -103,6 +103,19 @@ def _a_matrix(kin: np.ndarray, q: np.ndarray, s: np.ndarray, inner: InnerLoop) -
     return np.concatenate([np.eye(len(q)), -kin[np.ix_(q, s)] @ t], axis=1)
 
 
+def meta_ntk(method: str, tasks: TaskSet, gram: Kernels, inner: InnerLoop) -> tuple[np.ndarray, np.ndarray]:
+    """Meta-NTK ``Phi = A Theta(Z, Z) A^T`` (N n_q, N n_q) and the block-diagonal ``A`` (theory.md 4).
+
+    ``A_i = [I, -K_in(X_i, X'_i) T_i]`` with K_in = Theta for ``maml`` and K for ``anil``.
+    """
+    require(method in GBML_METHODS, f"the Meta-NTK is defined for {', '.join(GBML_METHODS)}; got {method!r}")
+    kin = gram.theta if method == "maml" else gram.k
+    a = block_diag(*[_a_matrix(kin, q, s, inner) for q, s in zip(tasks.train_q, tasks.train_s)])
+    z = tasks.train_z.reshape(-1)
+    phi = a @ gram.theta[np.ix_(z, z)] @ a.T
+    return phi, a
+
+
 def adaptation_only(method: str, tasks: TaskSet, gram: Kernels, config: PredictorConfig) -> np.ndarray:
     """The t = 0 predictor K_in(X, X') T' Y' (Theta for MAML, K otherwise), (n_test, n_q, c)."""
     kin = gram.theta if method == "maml" else gram.k
@@ -135,8 +148,7 @@ def predict(method: str, tasks: TaskSet, gram: Kernels, config: PredictorConfig 
     z = tasks.train_z.reshape(-1)
     if method in GBML_METHODS:
         kin = theta if method == "maml" else k
-        a = block_diag(*[_a_matrix(kin, q, s, inner) for q, s in zip(tasks.train_q, tasks.train_s)])
-        phi = a @ theta[np.ix_(z, z)] @ a.T
+        phi, a = meta_ntk(method, tasks, gram, inner)
         yq = tasks.train_y_query().reshape(-1, c)
         resid = yq - a @ zero[z]
         ys_train = tasks.train_y_support()

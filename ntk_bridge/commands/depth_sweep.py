@@ -1,0 +1,137 @@
+"""Distance between MTL and GBML infinite-width predictors as depth grows (the main job).
+
+For each random draw of synthetic tasks (training tasks plus unseen test tasks, inputs on the
+sphere of radius sqrt(d)), the NTK Theta and its head share K are computed on every point for
+all depths in one pass; the closed-form predictors of theory.md (MTL-B, MTL-A, ANIL, MAML and
+the head-only baseline K T' Y') predict the test queries, and each pair is compared with
+
+    d_rel = ||F_a - F_b|| / ||F_b||     and     d_tr = ||F_a - F_b|| / ||F_b - F_b(t=0)||.
+
+Writes OUT/depth_sweep.csv (one row per depth x pair x draw), OUT/summary.csv (fitted log-log
+rates), OUT/errors.csv (test error per depth and method, mean and 95% CI over draws),
+OUT/config.json, and the figure (distances and test errors vs depth). Prints the summary.
+
+Example:
+    ntk-bridge depth-sweep --depths 1,4,16,64 --draws 5 --family subspace --inner ridge --inner-ridge 0.1
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one depth")
+    return values
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("sweep")
+    g.add_argument("--depths", type=_int_list, default=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+                   help="comma-separated depths (hidden layers); default 1,2,4,...,256")
+    g.add_argument("--draws", type=int, default=20, help="random task draws (default 20)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the first draw; draw i uses seed+i")
+    g = p.add_argument_group("network (infinite width)")
+    g.add_argument("--activation", choices=("relu", "erf"), default="relu")
+    g.add_argument("--W-std", type=float, default=math.sqrt(2.0), help="hidden weight std (default sqrt 2, He)")
+    g.add_argument("--b-std", type=float, default=0.0, help="hidden bias std (default 0)")
+    g = p.add_argument_group("tasks")
+    g.add_argument("--family", choices=("teacher", "subspace"), default="teacher",
+                   help="synthetic task family (ntk_bridge.tasks); default teacher")
+    g.add_argument("--d", type=int, default=16, help="input dimension")
+    g.add_argument("--train-tasks", type=int, default=10)
+    g.add_argument("--test-tasks", type=int, default=10)
+    g.add_argument("--n-query", type=int, default=5)
+    g.add_argument("--n-support", type=int, default=5)
+    g.add_argument("--spread", type=float, default=0.5, help="how far task heads scatter around the shared one")
+    g.add_argument("--noise", type=float, default=0.0, help="label noise std")
+    g = p.add_argument_group("inner loop (theory.md section 3)")
+    g.add_argument("--inner", choices=("flow", "steps", "ridge", "inf", "none"), default="flow")
+    g.add_argument("--inner-time", type=float, default=1.0, help="flow: tau (rate lam = 1)")
+    g.add_argument("--inner-steps", type=int, default=10, help="steps: k")
+    g.add_argument("--inner-step-size", type=float, default=0.1, help="steps: a")
+    g.add_argument("--inner-ridge", type=float, default=0.1, help="ridge: mu")
+    g.add_argument("--inner-eps", type=float, default=1e-6, help="inf: eps")
+    g = p.add_argument_group("outer training")
+    g.add_argument("--outer-time", type=float, default=math.inf, help="eta*t of outer gradient flow (default inf)")
+    g.add_argument("--outer-ridge", type=float, default=1e-6, help="ridge on Phi / Theta_MTL when t = inf")
+    g = p.add_argument_group("output")
+    g.add_argument("--out", default="results/depth_sweep", help="folder for CSV/JSON (default results/depth_sweep)")
+    g.add_argument("--figure", default="figures/depth_sweep.png", help="figure path (default figures/depth_sweep.png)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def config_from_args(args):
+    from ntk_bridge.depth_study import DepthStudyConfig
+    from ntk_bridge.inner_loop import InnerLoop
+    from ntk_bridge.kernels import NetSpec
+    from ntk_bridge.predictors import PredictorConfig
+    from ntk_bridge.tasks import FamilyConfig
+
+    inner = InnerLoop(form=args.inner, tau=args.inner_time, steps=args.inner_steps,
+                      step_size=args.inner_step_size, mu=args.inner_ridge, eps=args.inner_eps)
+    return DepthStudyConfig(
+        depths=tuple(args.depths), draws=args.draws, seed=args.seed,
+        net=NetSpec(depth=max(args.depths), activation=args.activation, W_std=args.W_std, b_std=args.b_std),
+        family=FamilyConfig(family=args.family, d=args.d, n_train_tasks=args.train_tasks,
+                            n_test_tasks=args.test_tasks, n_query=args.n_query, n_support=args.n_support,
+                            spread=args.spread, noise=args.noise),
+        predictor=PredictorConfig(inner=inner, outer_time=args.outer_time, outer_ridge=args.outer_ridge),
+    )
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from ntk_bridge import depth_study
+    from ntk_bridge.errors import require
+    from ntk_bridge.io import save_figure, write_csv, write_json
+
+    require(min(args.depths) >= 1, f"--depths must all be >= 1 (got {min(args.depths)})")
+    config = config_from_args(args)
+    out = Path(args.out)
+    write_json(out / "config.json", {"command": "depth-sweep", **config.as_dict()})
+    start = time.time()
+    frame = depth_study.run(config, progress=not args.quiet)
+    elapsed = time.time() - start
+    summary = depth_study.summarize(frame)
+    errors = depth_study.error_table(frame)
+    write_csv(out / "depth_sweep.csv", frame)
+    write_csv(out / "summary.csv", summary)
+    write_csv(out / "errors.csv", errors)
+    fam = config.family
+    title = (f"{fam.family} tasks (d={fam.d}, {fam.n_train_tasks} train / {fam.n_test_tasks} test tasks, "
+             f"n_q={fam.n_query}, n_s={fam.n_support}), {config.net.describe()}, "
+             f"inner: {config.predictor.inner.describe()}, outer t={config.predictor.outer_time:g}, "
+             f"{config.draws} draws")
+    save_figure(args.figure, depth_study.plot(frame, errors, title))
+
+    pd.set_option("display.width", 160)
+    print(f"\nDepth sweep: {title}")
+    print(f"{len(frame)} rows in {elapsed:.1f} s -> {out / 'depth_sweep.csv'}, figure {args.figure}\n")
+    print("Distances (mean over draws) and fitted rates: slope of log(distance) vs log(depth)")
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    lo = errors["depth"].min()
+    hi = errors["depth"].max()
+    print(f"\nTest error ||F-Y||^2/||Y||^2 (1 = predicting zero), mean +- 95% CI over {config.draws} draws "
+          f"of {fam.n_test_tasks} test tasks x {fam.n_query} queries:")
+    table = errors[errors["depth"].isin([lo, hi])].pivot(index="method", columns="depth", values=["err_mean", "err_ci95"])
+    for method in table.index:
+        cells = [f"L={d}: {table.loc[method, ('err_mean', d)]:.3f} +- {table.loc[method, ('err_ci95', d)]:.3f}"
+                 for d in (lo, hi)]
+        print(f"  {method:10s} " + "   ".join(cells))
+    head = table.loc["head-only", ("err_mean", lo)]
+    better = [m for m in table.index if m != "head-only" and table.loc[m, ("err_mean", lo)] < head]
+    worse = [m for m in table.index if m != "head-only" and m not in better]
+    print(f"\nAt depth {lo}: better than the head-only baseline K T'Y' ({head:.3f}): {', '.join(better) or 'none'}"
+          + (f"; not better: {', '.join(worse)}" if worse else ""))
+    return 0
