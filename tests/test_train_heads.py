@@ -1,0 +1,84 @@
+"""Test-time heads: batched logistic regression vs scikit-learn, prototypes and ridge vs numpy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+jax = pytest.importorskip("jax")
+import jax.numpy as jnp  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+
+from ntk_bridge.train.heads import l2_normalize, logreg_logits, prototype_logits, ridge_logits  # noqa: E402
+from ntk_bridge.train.evaluation import mean_ci  # noqa: E402
+
+
+def realish_features(episodes, n_way, shots, query, dim, seed):
+    """Episodes of L2-normalised features shaped like a trained backbone's: non-negative
+    (post-ReLU), sparse-ish, a class signal of varying strength per episode plus noise."""
+    rng = np.random.default_rng(seed)
+    centres = np.abs(rng.normal(size=(episodes, n_way, dim)))
+    strength = rng.uniform(0.3, 1.2, size=(episodes, 1, 1))
+    ys = np.tile(np.repeat(np.arange(n_way), shots), (episodes, 1))
+    yq = np.tile(np.repeat(np.arange(n_way), query), (episodes, 1))
+
+    def draw(y):
+        base = np.take_along_axis(centres, y[..., None], 1) * strength
+        x = np.maximum(base + rng.normal(size=base.shape), 0.0) + 0.01  # never all-zero
+        return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+    return draw(ys).astype(np.float32), ys, draw(yq).astype(np.float32), yq
+
+
+@pytest.mark.parametrize("shots,dim,episodes", [(1, 64, 200), (5, 64, 200), (5, 8, 60)])
+def test_logreg_matches_sklearn(shots, dim, episodes):
+    """200 episodes for the two paper shot counts (D > S: solved in the span of the support);
+    D < S exercises the direct path."""
+    n_way, query, c = 5, 15, 3.0
+    xs, ys, xq, yq = realish_features(episodes, n_way, shots, query, dim, seed=shots + dim)
+    logits = np.asarray(logreg_logits(jnp.asarray(xs), jnp.asarray(ys), jnp.asarray(xq), n_way, c))
+    ours = (logits.argmax(-1) == yq).mean(-1)
+    theirs, max_gap = np.empty(episodes), 0.0
+    for e in range(episodes):
+        clf = LogisticRegression(C=c, max_iter=2000, tol=1e-6).fit(xs[e], ys[e])
+        theirs[e] = (clf.predict(xq[e]) == yq[e]).mean()
+        d = clf.decision_function(xq[e])
+        # logits are defined up to one constant per query (the softmax is shift invariant)
+        gap = np.abs((d - d.mean(1, keepdims=True)) - (logits[e] - logits[e].mean(1, keepdims=True))).max()
+        max_gap = max(max_gap, gap)
+    assert abs(100 * ours.mean() - 100 * theirs.mean()) <= 0.2
+    assert max_gap < 2e-2, max_gap  # same minimiser, not only the same accuracy
+    assert 30 < 100 * ours.mean() < 100  # a non-trivial problem
+
+
+def test_logreg_is_scale_aware_and_regularised():
+    # with C -> small the weights vanish and all classes tie (uniform softmax)
+    xs, ys, xq, _ = realish_features(4, 3, 2, 2, 6, seed=1)
+    logits = np.asarray(logreg_logits(jnp.asarray(xs), jnp.asarray(ys), jnp.asarray(xq), 3, 1e-6))
+    assert np.abs(logits - logits.mean(-1, keepdims=True)).max() < 1e-4
+
+
+def test_prototype_and_ridge_heads_match_numpy():
+    rng = np.random.default_rng(0)
+    e, n_way, shots, q, d = 3, 4, 2, 3, 5
+    xs = rng.normal(size=(e, n_way * shots, d)).astype(np.float32)
+    ys = np.tile(np.repeat(np.arange(n_way), shots), (e, 1))
+    xq = rng.normal(size=(e, n_way * q, d)).astype(np.float32)
+    proto = np.asarray(prototype_logits(jnp.asarray(xs), jnp.asarray(ys), jnp.asarray(xq), n_way))
+    ridge = np.asarray(ridge_logits(jnp.asarray(xs), jnp.asarray(ys), jnp.asarray(xq), n_way, 0.5))
+    for i in range(e):
+        c = np.stack([xs[i][ys[i] == k].mean(0) for k in range(n_way)])
+        want = -((xq[i][:, None] - c[None]) ** 2).sum(-1)
+        np.testing.assert_allclose(proto[i], want, rtol=1e-4, atol=1e-4)
+        y1h = np.eye(n_way)[ys[i]]
+        w = xs[i].T @ np.linalg.solve(xs[i] @ xs[i].T + 0.5 * np.eye(len(xs[i])), y1h)
+        np.testing.assert_allclose(ridge[i], xq[i] @ w, rtol=1e-3, atol=1e-3)
+
+
+def test_l2_normalize_and_ci():
+    x = jnp.asarray([[3.0, 4.0], [0.0, 0.0]])
+    np.testing.assert_allclose(np.asarray(l2_normalize(x)), [[0.6, 0.8], [0.0, 0.0]])
+    accs = np.array([0.5, 1.0, 0.75, 0.75])
+    m, ci = mean_ci(accs)
+    assert m == pytest.approx(75.0)
+    assert ci == pytest.approx(1.96 * np.std(100 * accs) / 2.0)
