@@ -2,6 +2,8 @@
 
 Computes (Theta, K) for every depth 1..L_max (default 256) on n points (default 200) both ways,
 in one run, checks they agree, and prints the time of each and their ratio (goal: >= 50x).
+The per-depth side costs O(L_max^2) layer evaluations: about 30 minutes on 2 cores for the
+defaults (27 s for --max-depth 32).
 
     python experiments/bench_depth_sweep.py [--max-depth 256] [--points 200] [--d 16]
 """
@@ -29,9 +31,11 @@ def main() -> None:
     ours = depth_sweep(spec, x, depths=depths)
     t_sweep = time.perf_counter() - t0
 
+    from tqdm import tqdm
+
     t0 = time.perf_counter()
     worst = 0.0
-    for depth in depths:
+    for depth in tqdm(depths, desc="per-depth kernel_fn", unit="depth"):
         ref = nt_kernels(spec.with_depth(depth), x)
         off = ~np.eye(len(x), dtype=bool)
         worst = max(worst, float(np.max(np.abs(ref.theta - ours[depth].theta)[off]) / (depth + 1)))
