@@ -114,8 +114,8 @@ def inner_adapt(support_loss: Callable[[PyTree], tuple[jax.Array, Any]], params:
     if remat:
         step = jax.checkpoint(step)
     params, first_aux = step(params)
-    for _ in range(steps - 1):   # unrolled: steps is small and static; avoids scan's carry copies
-        params, _ = step(params)
+    if steps > 1:  # a scan compiles one step body instead of unrolling steps - 1 copies
+        params, _ = jax.lax.scan(lambda p, _: (step(p)[0], None), params, None, length=steps - 1)
     return params, first_aux
 
 
