@@ -296,16 +296,25 @@ def _task_arrays(tasks: TaskSet):
     return train, test
 
 
-def _adapt_predict(apply_fn, params, test, config: TrainConfig, head_only: bool) -> np.ndarray:
-    """Adapt ``params`` on every test support, predict its queries: (n_test, n_q, c)."""
+@lru_cache(maxsize=128)
+def _predictor(apply_fn, step: float, steps: int, head_only: bool):
+    """Jitted: adapt params on each task's support (vmapped over tasks), predict its queries."""
     import jax
 
-    @jax.vmap
-    def one(xq, xs, ys):
-        p = adapt(apply_fn, params, xs, ys, float(config.inner_step), int(config.inner_steps), head_only)
-        return apply_fn(p, xq)
+    @jax.jit
+    def run(params, xq, xs, ys):
+        def one(xq, xs, ys):
+            return apply_fn(adapt(apply_fn, params, xs, ys, step, steps, head_only), xq)
 
-    return np.asarray(one(test["xq"], test["xs"], test["ys"]), np.float64)
+        return jax.vmap(one)(xq, xs, ys)
+
+    return run
+
+
+def _adapt_predict(apply_fn, params, test, config: TrainConfig, head_only: bool) -> np.ndarray:
+    """Adapt ``params`` on every test support, predict its queries: (n_test, n_q, c)."""
+    run = _predictor(apply_fn, float(config.inner_step), int(config.inner_steps), bool(head_only))
+    return np.asarray(run(params, test["xq"], test["xs"], test["ys"]), np.float64)
 
 
 @dataclass
