@@ -112,7 +112,12 @@ def run(args) -> int:
     out = Path(args.out)
     write_json(out / "config.json", {"command": "width-sweep", **config.as_dict()})
     start = time.time()
-    errors, pairs = sweep.run(config, progress=not args.quiet)
+
+    def save_partial(errors, pairs):  # a stopped sweep keeps every finished width
+        write_csv(out / "errors.csv", errors)
+        write_csv(out / "pairs.csv", pairs)
+
+    errors, pairs = sweep.run(config, progress=not args.quiet, on_width=save_partial)
     elapsed = time.time() - start
     slopes = sweep.slope_table(errors, pairs)
     table = sweep.error_table(errors)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -138,8 +139,13 @@ def schedule(method: str, tasks: TaskSet, gram: Kernels, config: WidthSweepConfi
 
 # ----------------------------------------------------------------------------- the sweep
 
-def run(config: WidthSweepConfig, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Run the sweep; returns (errors: one row per width x seed x method, pairs: per width x seed x pair)."""
+def run(config: WidthSweepConfig, progress: bool = True,
+        on_width: Callable[[pd.DataFrame, pd.DataFrame], None] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run the sweep; returns (errors: one row per width x seed x method, pairs: per width x seed x pair).
+
+    ``on_width(errors, pairs)``, if given, receives the rows so far after each width (to save
+    partial results of a long sweep).
+    """
     from tqdm import tqdm
 
     from ntk_bridge.finite.closed import closed_form, infinite_gram
@@ -193,6 +199,8 @@ def run(config: WidthSweepConfig, progress: bool = True) -> tuple[pd.DataFrame, 
                     depth=config.net.depth, width=width, seed=seed, pair=f"{a} vs {b}",
                     d_rel_net=d_rel(fin[a], fin[b]), d_rel_closed=d_rel(cf[a], cf[b]),
                     d_tr_net=_d_tr(fin[a], fin[b], fin0[b]), d_tr_closed=_d_tr(cf[a], cf[b], cf0[b])))
+        if on_width is not None:
+            on_width(pd.DataFrame(err_rows), pd.DataFrame(pair_rows))
     bar.close()
     return pd.DataFrame(err_rows), pd.DataFrame(pair_rows)
 
