@@ -243,13 +243,19 @@ def tile_grams(tasks: TaskSet, kernel: KernelEval, tile_rows: int, train_block: 
     """
     x_train = np.concatenate([np.concatenate([t.x_query, t.x_support]) for t in tasks.train])
     n_tr = len(x_train)
+    # The same image can recur in several training episodes. Kernels are computed once per distinct
+    # image and expanded: fewer entries, and a repeated image gets the exact self-similarity
+    # (rho = 1 is set only on a diagonal; off the diagonal arccos(1 - 1e-16) would put ~1e-8 into Theta).
+    uniq, inv = np.unique(x_train, axis=0, return_inverse=True)
+    inv = np.asarray(inv).reshape(-1)
     if train_block is None:
-        train_block = kernel(x_train, None)
+        block = kernel(uniq, None)
+        train_block = {d: Kernels(theta=kk.theta[np.ix_(inv, inv)], k=kk.k[np.ix_(inv, inv)]) for d, kk in block.items()}
     for idx in tile_plan(tasks, tile_rows):
         test = [tasks.test[i] for i in idx]
         sub = TaskSet(tasks.train, tuple(test), meta=tasks.meta)
         x_tile = np.concatenate([np.concatenate([t.x_query, t.x_support]) for t in test])
-        cross = kernel(x_tile, x_train)
+        cross = {d: Kernels(theta=kk.theta[:, inv], k=kk.k[:, inv]) for d, kk in kernel(x_tile, uniq).items()}
         per = test[0].n_query + test[0].n_support
         own = [kernel(x_tile[i * per:(i + 1) * per], None) for i in range(len(test))]
         n = n_tr + len(x_tile)
