@@ -109,8 +109,9 @@ def test_width_sweep_errors_shrink_with_width(tmp_path, capsys):
     """Small sweep through the CLI: for each method the seed-mean error at width 4w is below the
     one at w, and below a stated bound at the widest width; MTL-A's training-task influence shrinks.
 
-    Bound: the error behaves like C m^{-1/2}; at width 128 the measured means are 0.15-0.30 for
-    this family, so C <= ~3.5 and the error at 512 should be <= ~0.15; we require < 0.25.
+    Bound: the error behaves like C m^{-1/2}. For this configuration (seeds 10-12) the seed means
+    at width 128 were 0.06-0.23, so C <= 0.23 * sqrt(128) = 2.6 and the error at 512 should be
+    <= 2.6 / sqrt(512) = 0.115 (measured: 0.043-0.087); we require < 0.15.
     """
     from ntk_bridge.cli import main
 
@@ -128,7 +129,7 @@ def test_width_sweep_errors_shrink_with_width(tmp_path, capsys):
     mean = errors.groupby(["method", "width"])["rel_error"].mean().unstack()
     for method, row in mean.iterrows():
         assert row[512] < row[128], (method, row.to_dict())
-        assert row[512] < 0.25, (method, row[512])
+        assert row[512] < 0.15, (method, row[512])
     assert errors["disc_gap"].max() > 0            # the flow closed form differs ...
     pairs = pd.read_csv(out / "pairs.csv")
     infl = pairs[pairs["pair"] == "mtl-a vs head-only"].groupby("width")["d_rel_net"].mean()
