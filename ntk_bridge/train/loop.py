@@ -292,10 +292,13 @@ def train(config: TrainConfig, run_dir: str | Path, *, callback: Callable[[int, 
 
     from ntk_bridge.train.algorithms import set_learning_rate
 
+    from ntk_bridge.train.algorithms import get_algorithm
+
     run_dir = Path(run_dir)
-    prepare_run_dir(config, run_dir)
+    get_algorithm(config.algorithm)  # bad input fails before anything is written
     if data is None:
         data = load_data(config)
+    prepare_run_dir(config, run_dir)
     algorithm, model, state, prepare = init_state(config, data)
     latest, best = _managers(run_dir)
     loop = new_loop_state()
