@@ -90,3 +90,16 @@ def test_drop_block_rate_and_blocks():
     z = (y[..., 0] == 0)
     isolated = z & ~np.roll(z, 1, 1) & ~np.roll(z, -1, 1) & ~np.roll(z, 1, 2) & ~np.roll(z, -1, 2)
     assert isolated.sum() == 0
+
+
+def test_episodic_algorithm_runs_through_the_same_loop(tmp_path):
+    """The loop serves episodic (GBML) algorithms too: episode batches, own test-time head."""
+    from ntk_bridge.train.algorithms import known_algorithms
+    if "protonet" not in known_algorithms():
+        pytest.skip("GBML module not available")
+    config = tiny_config(algorithm="protonet", max_steps=2, eval_every=2, test_head="own")
+    summary = train(config, tmp_path / "proto", data=synthetic_data())
+    assert summary["steps"] == 2
+    assert summary["images_seen"] == 2 * config.meta_batch * config.n_way * (config.shots + config.train_query)
+    assert summary["test"]["head"] == "own" and summary["test"]["episodes"] == config.test_episodes
+    assert 0.0 <= summary["test"]["mean"] <= 100.0

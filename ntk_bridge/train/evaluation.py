@@ -90,11 +90,14 @@ def evaluate(state, split, mean, std, *, n_way: int, shots: int, query: int, epi
 
         from ntk_bridge.data.augment import normalize
         step = max(1, min(chunk // 10, 50))
+        def norm_episodes(x):  # uint8 (E, S, H, W, C) -> normalised float32, same shape
+            return normalize(jnp.asarray(x.reshape((-1,) + x.shape[2:])), mean, std).reshape(x.shape)
+
         predict = jax.jit(lambda s, sx, sy, qx: algorithm.predict_episodes(s, sx, sy, qx, n_way))
         for start in range(0, episodes, step):
             sl = slice(start, min(start + step, episodes))
-            sx = normalize(jnp.asarray(split.images[eps.support_idx[sl]]), mean, std)
-            qx = normalize(jnp.asarray(split.images[eps.query_idx[sl]]), mean, std)
+            sx = norm_episodes(split.images[eps.support_idx[sl]])
+            qx = norm_episodes(split.images[eps.query_idx[sl]])
             logits = predict(state, sx, jnp.asarray(eps.support_labels[sl]), qx)
             accs[sl] = np.asarray((logits.argmax(-1) == jnp.asarray(eps.query_labels[sl])).mean(-1))
     else:
