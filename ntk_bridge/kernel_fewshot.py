@@ -14,12 +14,15 @@ K = 'nngp' of the same network, theory.md 2).
 
 Tiling. Every predictor of :mod:`ntk_bridge.predictors` reads only three kinds of kernel
 blocks: training x training, test task x training, and each test task with itself. So the
-kernel over all points is never formed: the training block is computed once, and test tasks
-are processed in tiles of at most ``tile_rows`` test points (tile x training block plus each
-task's own block). Entries between two different test tasks are filled with NaN; they are
-never read, and every prediction is checked to be finite. Convolutional kernels are further
-evaluated in square sub-tiles of ``conv_tile`` points so that the (n1, n2, H, W, H, W)
-spatial covariance of neural-tangents stays small.
+kernel over all points is never formed. The training block is computed once (on distinct
+images). Test tasks are taken in prediction groups of at most ``group_rows`` points; a group's
+kernel against the training points is evaluated ``tile_rows`` test rows at a time (all depths
+from one recursion pass per tile), each test task's own block separately, and then, one depth at
+a time, the Gram of (training + group) points is assembled and every predictor runs once on it,
+so the training-side solves are done once per group and depth. Entries between two different
+test tasks are NaN; they are never read, and every prediction is checked to be finite.
+Convolutional kernels are evaluated in square sub-tiles of ``conv_tile`` points so that the
+(n1, n2, H, W, H, W) spatial covariance of neural-tangents stays small.
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ class FewShotConfig:
     predictor: PredictorConfig = field(default_factory=lambda: PredictorConfig(outer_ridge=1e-6))
     pairs: tuple[tuple[str, str], ...] = DEFAULT_PAIRS
     tile_rows: int = 1000
+    group_rows: int = 6000
     conv_depths: tuple[int, ...] = ()
     conv_image_size: int = 7
     conv_train_episodes: int = 5
@@ -75,7 +79,7 @@ class FewShotConfig:
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("n_way", "n_query", "train_episodes", "test_episodes", "image_size", "tile_rows",
+        for name in ("n_way", "n_query", "train_episodes", "test_episodes", "image_size", "tile_rows", "group_rows",
                      "conv_image_size", "conv_train_episodes", "conv_test_episodes", "conv_tile"):
             v = getattr(self, name)
             require(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1,
@@ -227,19 +231,35 @@ def conv_kernel_eval(depths: Sequence[int], image_size: int, tile: int, W_std: f
     return run
 
 
-def tile_plan(tasks: TaskSet, tile_rows: int) -> list[list[int]]:
-    """Test-task indices per tile: consecutive tasks with at most ``tile_rows`` points (>= 1 task)."""
+def group_plan(tasks: TaskSet, group_rows: int) -> list[list[int]]:
+    """Test-task indices per prediction group: consecutive tasks with at most ``group_rows`` points (>= 1 task)."""
     per = tasks.test[0].n_query + tasks.test[0].n_support
-    k = max(1, tile_rows // per)
+    k = max(1, group_rows // per)
     return [list(range(i, min(i + k, len(tasks.test)))) for i in range(0, len(tasks.test), k)]
 
 
-def tile_grams(tasks: TaskSet, kernel: KernelEval, tile_rows: int, train_block: dict | None = None):
-    """Yield (test task indices, sub-TaskSet, {depth: Kernels over the sub-TaskSet's points}).
+def _stack_rows(kernel: KernelEval, x: np.ndarray, y: np.ndarray, tile_rows: int) -> dict:
+    """{depth: Kernels (len(x), len(y))} of ``kernel(x, y)`` evaluated ``tile_rows`` rows at a time."""
+    out: dict = {}
+    for r0 in range(0, len(x), tile_rows):
+        part = kernel(x[r0:r0 + tile_rows], y)
+        for depth, kk in part.items():
+            if depth not in out:
+                out[depth] = Kernels(theta=np.empty((len(x), len(y))), k=np.empty((len(x), len(y))))
+            out[depth].theta[r0:r0 + len(kk.theta)] = kk.theta
+            out[depth].k[r0:r0 + len(kk.k)] = kk.k
+    return out
 
-    The sub-TaskSet holds every training task and the tile's test tasks; its kernel has the
-    training block, the tile-vs-training block and each test task's own block; entries between
-    two different test tasks are NaN (never read by the predictors).
+
+def tile_grams(tasks: TaskSet, kernel: KernelEval, group_rows: int, tile_rows: int):
+    """Yield (test task indices, sub-TaskSet, depth, Kernels over the sub-TaskSet's points).
+
+    Test tasks are taken in groups of at most ``group_rows`` points (:func:`group_plan`). For a
+    group, the kernel against the training points is evaluated ``tile_rows`` rows at a time for
+    every depth, and each test task's own block once; then, one depth at a time, the kernel over
+    the sub-TaskSet (every training task + the group's test tasks) is assembled: training block,
+    group-vs-training block and each test task's own block; entries between two different test
+    tasks are NaN (never read by the predictors).
     """
     x_train = np.concatenate([np.concatenate([t.x_query, t.x_support]) for t in tasks.train])
     n_tr = len(x_train)
@@ -248,32 +268,28 @@ def tile_grams(tasks: TaskSet, kernel: KernelEval, tile_rows: int, train_block: 
     # (rho = 1 is set only on a diagonal; off the diagonal arccos(1 - 1e-16) would put ~1e-8 into Theta).
     uniq, inv = np.unique(x_train, axis=0, return_inverse=True)
     inv = np.asarray(inv).reshape(-1)
-    if train_block is None:
-        block = kernel(uniq, None)
-        train_block = {d: Kernels(theta=kk.theta[np.ix_(inv, inv)], k=kk.k[np.ix_(inv, inv)]) for d, kk in block.items()}
-    for idx in tile_plan(tasks, tile_rows):
+    train_block = kernel(uniq, None)
+    for idx in group_plan(tasks, group_rows):
         test = [tasks.test[i] for i in idx]
         sub = TaskSet(tasks.train, tuple(test), meta=tasks.meta)
-        x_tile = np.concatenate([np.concatenate([t.x_query, t.x_support]) for t in test])
-        cross = {d: Kernels(theta=kk.theta[:, inv], k=kk.k[:, inv]) for d, kk in kernel(x_tile, uniq).items()}
+        x_group = np.concatenate([np.concatenate([t.x_query, t.x_support]) for t in test])
+        cross = _stack_rows(kernel, x_group, uniq, tile_rows)
         per = test[0].n_query + test[0].n_support
-        own = [kernel(x_tile[i * per:(i + 1) * per], None) for i in range(len(test))]
-        n = n_tr + len(x_tile)
-        grams = {}
-        for depth in train_block:
+        own = [kernel(x_group[i * per:(i + 1) * per], None) for i in range(len(test))]
+        n = n_tr + len(x_group)
+        for depth in sorted(train_block):
             mats = {}
             for name in ("theta", "k"):
                 m = np.full((n, n), np.nan)
-                m[:n_tr, :n_tr] = getattr(train_block[depth], name)
-                c = getattr(cross[depth], name)
+                m[:n_tr, :n_tr] = getattr(train_block[depth], name)[np.ix_(inv, inv)]
+                c = getattr(cross[depth], name)[:, inv]
                 m[n_tr:, :n_tr] = c
                 m[:n_tr, n_tr:] = c.T
                 for i, o in enumerate(own):
                     lo = n_tr + i * per
                     m[lo:lo + per, lo:lo + per] = getattr(o[depth], name)
                 mats[name] = m
-            grams[depth] = Kernels(theta=mats["theta"], k=mats["k"])
-        yield idx, sub, grams
+            yield idx, sub, depth, Kernels(theta=mats["theta"], k=mats["k"])
 
 
 # ----------------------------------------------------------------------------- predictions
@@ -283,27 +299,27 @@ def predict_all(et: EpisodeTasks, kernel: KernelEval, config: FewShotConfig, met
     """Predictions of every method and the GBML adaptation-only parts, per depth.
 
     Returns (preds, base): preds[depth][method] and base[depth][gbml] are (n_test, n_q, C) arrays
-    (base = K_in(X, X') T' Y', the t = 0 predictor used by d_tr).
+    (base = K_in(X, X') T' Y', the t = 0 predictor used by d_tr). The training-side solves
+    (Theta_MTL, the Meta-NTK Phi, Theta on the training queries) are done once per group and depth.
     """
     tasks = et.tasks
     n_test = len(tasks.test)
     preds: dict = {}
     base: dict = {}
     gbml = sorted({b for _, b in config.pairs})
-    for idx, sub, grams in tile_grams(tasks, kernel, config.tile_rows):
-        for depth, gram in grams.items():
-            for m in methods:
-                p = predict(m, sub, gram, config.predictor)
-                preds.setdefault(depth, {}).setdefault(m, [None] * n_test)
-                for j, i in enumerate(idx):
-                    preds[depth][m][i] = p[j]
-            for b in gbml:
-                p = adaptation_only(b, sub, gram, config.predictor)
-                base.setdefault(depth, {}).setdefault(b, [None] * n_test)
-                for j, i in enumerate(idx):
-                    base[depth][b][i] = p[j]
+    for idx, sub, depth, gram in tile_grams(tasks, kernel, config.group_rows, config.tile_rows):
+        for m in methods:
+            p = predict(m, sub, gram, config.predictor)
+            preds.setdefault(depth, {}).setdefault(m, [None] * n_test)
+            for j, i in enumerate(idx):
+                preds[depth][m][i] = p[j]
+        for b in gbml:
+            p = adaptation_only(b, sub, gram, config.predictor)
+            base.setdefault(depth, {}).setdefault(b, [None] * n_test)
+            for j, i in enumerate(idx):
+                base[depth][b][i] = p[j]
         if progress is not None:
-            progress(len(idx))
+            progress(depth, idx)
     for store in (preds, base):
         for depth in store:
             for m in store[depth]:
@@ -400,21 +416,25 @@ def run(config: FewShotConfig, progress: bool = True, log=print) -> dict:
             if sizes is not None:
                 et = subset(et, min(sizes[0], config.train_episodes), min(sizes[1], config.test_episodes))
             tasks = et.tasks
-            plan = tile_plan(tasks, config.tile_rows)
+            plan = group_plan(tasks, config.group_rows)
             n_tr = sum(t.n_query + t.n_support for t in tasks.train)
             per = tasks.test[0].n_query + tasks.test[0].n_support
-            rows_tile = len(plan[0]) * per
+            rows_group = len(plan[0]) * per
             depths = config.depths if kernel_name == "fc" else config.conv_depths
-            mb = 2 * len(depths) * (n_tr + rows_tile) ** 2 * 8 / 2 ** 20
+            tile = min(config.tile_rows, rows_group)
+            tile_mb = 2 * len(depths) * tile * n_tr * 8 / 2 ** 20
+            cross_mb = 2 * len(depths) * rows_group * n_tr * 8 / 2 ** 20
+            gram_mb = 2 * (n_tr + rows_group) ** 2 * 8 / 2 ** 20
             log(f"{kernel_name} kernel, {shots}-shot: {len(tasks.train)} training / {len(tasks.test)} test episodes, "
-                f"d={tasks.points.shape[1]}; tile = {len(plan[0])} test tasks = {rows_tile} rows x "
-                f"{n_tr} training columns (+ {per}x{per} per task), {len(plan)} tiles, "
-                f"~{mb:.0f} MB of kernels per tile over {len(depths)} depths"
-                + (f", conv sub-tile {config.conv_tile}x{config.conv_tile} points" if kernel_name == "conv" else ""))
-            bar = tqdm(total=len(tasks.test), desc=f"{kernel_name} {shots}-shot test tasks", disable=not progress,
-                       unit="task", leave=False)
+                f"d={tasks.points.shape[1]}, {len(depths)} depths; kernel tile = {tile} test rows x <= {n_tr} training "
+                f"columns (~{tile_mb:.0f} MB per tile)"
+                + (f" in {config.conv_tile}x{config.conv_tile}-point conv sub-tiles" if kernel_name == "conv" else "")
+                + f"; {len(plan)} prediction group(s) of {len(plan[0])} test tasks = {rows_group} rows "
+                f"(~{cross_mb:.0f} MB of group-vs-training kernels, ~{gram_mb:.0f} MB assembled Gram per depth)")
+            bar = tqdm(total=len(plan) * len(depths), desc=f"{kernel_name} {shots}-shot (group, depth)",
+                       disable=not progress, unit="step", leave=False)
             start = time.time()
-            preds, base = predict_all(et, kernel, config, config.methods(), progress=bar.update)
+            preds, base = predict_all(et, kernel, config, config.methods(), progress=lambda d, i: bar.update(1))
             bar.close()
             seconds = time.time() - start
             meta = {"kernel": kernel_name, "shots": shots, "n_way": config.n_way, "n_query": config.n_query,
@@ -424,7 +444,8 @@ def run(config: FewShotConfig, progress: bool = True, log=print) -> dict:
             acc_frames.append(acc)
             dist_frames.append(dist)
             timing.append({"kernel": kernel_name, "shots": shots, "seconds": seconds, "points": len(tasks.points),
-                           "tile_rows": rows_tile, "tiles": len(plan), "depths": len(depths)})
+                           "tile_rows": tile, "group_rows": rows_group, "groups": len(plan),
+                           "depths": len(depths)})
     return {"accuracy": pd.concat(acc_frames, ignore_index=True),
             "distances": pd.concat(dist_frames, ignore_index=True),
             "timing": pd.DataFrame(timing)}

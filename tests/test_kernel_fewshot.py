@@ -64,13 +64,13 @@ def _fake_episode_tasks(shots=2, n_train=3, n_test=5, d=9, seed=0):
     return kf.episodes_to_tasks(x[: 6 * per], tr, x[6 * per:], te, 3)
 
 
-@pytest.mark.parametrize("tile_rows", [1, 7, 10_000])
-def test_tiled_predictions_equal_full_gram_predictions(tile_rows):
+@pytest.mark.parametrize("tile_rows,group_rows", [(1, 1), (7, 30), (5, 10_000), (10_000, 10_000)])
+def test_tiled_predictions_equal_full_gram_predictions(tile_rows, group_rows):
     # Kernel entries of a tile and of the full matrix differ by BLAS rounding (~1e-16 relative, a
     # few times more after 8 arccos layers); the outer solves amplify that by their condition
     # number (<= lambda_max / ridge ~ 1e2 / 1e-4), so the predictions must agree to ~1e-10.
     et = _fake_episode_tasks()
-    config = kf.FewShotConfig(depths=(1, 3, 8), tile_rows=tile_rows,
+    config = kf.FewShotConfig(depths=(1, 3, 8), tile_rows=tile_rows, group_rows=group_rows,
                               predictor=PredictorConfig(inner=InnerLoop(form="flow", tau=2.0), outer_ridge=1e-4))
     fc = kf.fc_kernel_eval(NetSpec(depth=8), config.depths)
     preds, base = kf.predict_all(et, fc, config, METHODS)
@@ -88,7 +88,7 @@ def test_tiled_predictions_equal_full_gram_predictions(tile_rows):
         for b in ("anil", "maml"):
             np.testing.assert_allclose(base[depth][b], adaptation_only(b, et.tasks, full[depth], config.predictor),
                                        rtol=1e-9, atol=1e-11)
-    assert len(kf.tile_plan(et.tasks, tile_rows)) == (5 if tile_rows < 12 else 1)
+    assert len(kf.group_plan(et.tasks, group_rows)) == {1: 5, 30: 3, 10_000: 1}[group_rows]
 
 
 def test_head_only_with_ridge_inner_loop_matches_sklearn_kernel_ridge():
@@ -161,11 +161,13 @@ def test_conv_kernel_tiles_equal_one_neural_tangents_call():
 def test_command_on_real_omniglot_tiny(tmp_path, capsys):
     out, fig = tmp_path / "kf", tmp_path / "kf.png"
     rc = main(["kernel-fewshot", "--shots", "1", "--train-episodes", "3", "--test-episodes", "4", "--depths", "1,4",
-               "--conv-depths", "1", "--conv-train-episodes", "2", "--conv-test-episodes", "2", "--tile-rows", "60",
+               "--conv-depths", "1", "--conv-train-episodes", "2", "--conv-test-episodes", "2", "--group-rows", "60",
+               "--tile-rows", "25",
                "--out", str(out), "--figure", str(fig), "--quiet", "--synthetic", str(tmp_path / "missing.csv")])
     assert rc == 0
     printed = capsys.readouterr().out
-    assert "tile = 2 test tasks = 60 rows" in printed
+    assert "kernel tile = 25 test rows x <= 90 training columns" in printed
+    assert "2 prediction group(s) of 2 test tasks = 60 rows" in printed
     assert "mean +- 95% CI over 4 test episodes x 5 queries/class (1 shots; 3 training episodes)" in printed
     table = pd.read_csv(out / "accuracy.csv")
     fc = table[table["kernel"] == "fc"]

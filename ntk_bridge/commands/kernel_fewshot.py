@@ -15,7 +15,8 @@ Optionally (--conv-depths, default 1) the same on a convolutional kernel
 fewer episodes: it costs O((H W)^2) per pair of images.
 
 Kernels over a few thousand images are never formed whole: the training block is computed once
-and the test tasks are processed in tiles of --tile-rows points (printed). Class slots are
+and the test tasks' kernels are evaluated in tiles of --tile-rows points (printed), their
+predictions made in groups of --group-rows points. Class slots are
 assigned at random per episode, so a function shared by all training tasks has mean target ~0;
 the run measures what that leaves for transfer.
 
@@ -65,7 +66,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--W-std", type=float, default=math.sqrt(2.0), help="hidden weight std (default sqrt 2)")
     g.add_argument("--b-std", type=float, default=0.0, help="hidden bias std (default 0)")
     g.add_argument("--tile-rows", type=int, default=1000,
-                   help="test points per tile (memory: 2 x depths x (train points + tile)^2 x 8 bytes)")
+                   help="test points per kernel evaluation call (memory: 2 x depths x tile x train points x 8 bytes)")
+    g.add_argument("--group-rows", type=int, default=6000,
+                   help="test points whose predictions share one assembled Gram (memory per depth: "
+                        "2 x (train points + group)^2 x 8 bytes); training-side solves are redone per group")
     g = p.add_argument_group("convolutional kernel")
     g.add_argument("--conv-depths", type=_int_list, default=(1,),
                    help="conv depths (default 1; 'none' to skip)")
@@ -109,7 +113,7 @@ def config_from_args(args):
         depths=tuple(sorted(set(args.depths))),
         net=NetSpec(depth=max(args.depths), activation=args.activation, W_std=args.W_std, b_std=args.b_std),
         predictor=PredictorConfig(inner=inner, outer_time=args.outer_time, outer_ridge=args.outer_ridge),
-        tile_rows=args.tile_rows, conv_depths=tuple(sorted(set(args.conv_depths))),
+        tile_rows=args.tile_rows, group_rows=args.group_rows, conv_depths=tuple(sorted(set(args.conv_depths))),
         conv_image_size=args.conv_image_size, conv_train_episodes=args.conv_train_episodes,
         conv_test_episodes=args.conv_test_episodes, conv_tile=args.conv_tile, seed=args.seed)
 
@@ -211,6 +215,6 @@ def run(args) -> int:
         print(f"  {r.pair:14s} {r.shots}-shot: real {r.rate_real:+.3f} (d_rel {r.d_rel_lo:.3f} at L={r.depth_lo} -> "
               f"{r.d_rel_hi:.3f} at L={r.depth_hi}); synthetic {r.rate_synthetic:+.3f}")
     for r in res["timing"].itertuples():
-        print(f"timing: {r.kernel} {r.shots}-shot: {r.points} points, {r.depths} depths, {r.tiles} tiles of "
-              f"{r.tile_rows} test rows, {r.seconds:.1f} s")
+        print(f"timing: {r.kernel} {r.shots}-shot: {r.points} points, {r.depths} depths, kernel tiles of "
+              f"{r.tile_rows} test rows, {r.groups} group(s) of {r.group_rows} test rows, {r.seconds:.1f} s")
     return 0
