@@ -340,7 +340,8 @@ def score(preds: dict, base: dict, labels: np.ndarray, pairs, meta: dict) -> tup
     """(per-episode accuracies, distances) for every depth; ``meta`` columns are added to every row.
 
     Distances per pair (a, b): over all test queries at once (d_rel, d_tr as in theory.md 6) and
-    per episode (mean +- 95% CI over episodes).
+    per episode (mean +- 95% CI over episodes); ``agree``: fraction of queries with the same argmax;
+    root-mean-square outputs of F_a, F_b, F_b's adaptation-only part F_b(t=0) and transfer part F_b - F_b(t=0).
     """
     acc_rows, dist_rows = [], []
     for depth in sorted(preds):
@@ -356,7 +357,10 @@ def score(preds: dict, base: dict, labels: np.ndarray, pairs, meta: dict) -> tup
             dist_rows.append({**meta, "depth": depth, "pair": f"{a} vs {b}", "d_rel": d_rel(fa, fb),
                               "d_tr": d_tr(fa, fb, f0), "d_rel_ep_mean": rel_m, "d_rel_ep_ci95": rel_h,
                               "d_tr_ep_mean": tr_m, "d_tr_ep_ci95": tr_h,
-                              "agree": float(np.mean(np.argmax(fa, -1) == np.argmax(fb, -1)))})
+                              "agree": float(np.mean(np.argmax(fa, -1) == np.argmax(fb, -1))),
+                              "rms_a": float(np.sqrt(np.mean(fa ** 2))), "rms_b": float(np.sqrt(np.mean(fb ** 2))),
+                              "rms_b_adapt": float(np.sqrt(np.mean(f0 ** 2))),
+                              "rms_b_transfer": float(np.sqrt(np.mean((fb - f0) ** 2)))})
     return pd.DataFrame(acc_rows), pd.DataFrame(dist_rows)
 
 
