@@ -97,12 +97,21 @@ def plot_curve(run_dir: Path, history: list) -> None:
     plt.close(fig)
 
 
-def print_summary(summary: dict, config) -> None:
+def best_line(summary: dict, config, history: list) -> str:
+    """The best validation accuracy with its protocol (from the metrics row of that step)."""
+    row = next((h for h in history if h["step"] == summary["best_step"]), None)
+    if row is None:
+        return "no validation yet"
+    return (f"{row['val_acc']:.2f} +- {row['val_ci95']:.2f} % at step {row['step']} ({config.n_way}-way "
+            f"{row['shots']}-shot, {row['val_episodes']} episodes, {row['val_query']} queries/class, "
+            f"head {row['val_head']}, 95% CI = 1.96*std/sqrt(episodes))")
+
+
+def print_summary(summary: dict, config, history: list) -> None:
     rows = [("setting", f"{config.dataset} {config.n_way}-way {config.shots}-shot, {config.algorithm}, "
                         f"{config.backbone}"),
             ("steps", f"{summary['steps']} ({summary['stop_reason']})"),
-            ("best validation", f"{summary['best_val_acc']:.2f} % at step {summary['best_step']} "
-                                f"({config.val_episodes} episodes, {config.val_query} queries/class)"),
+            ("best validation", best_line(summary, config, history)),
             ("test", summary.get("test_text", "not evaluated")),
             ("wall time", f"{summary['wall_s']:.1f} s ({summary['train_s']:.1f} s in training steps)"),
             ("throughput", f"{summary['images_per_s']:.1f} images/s on {summary['device_kind']}"),
@@ -119,7 +128,8 @@ def run(args) -> int:
     config = build_config(args)
     run_dir = Path(args.run_dir or f"runs/{config.dataset}_{config.shots}shot_{config.algorithm}_seed{config.seed}")
     summary = train(config, run_dir)
-    plot_curve(run_dir, json.loads((run_dir / "metrics.json").read_text())
-               if (run_dir / "metrics.json").exists() else [])
-    print_summary(summary, config)
+    metrics = run_dir / "metrics.json"
+    history = json.loads(metrics.read_text()) if metrics.exists() else []
+    plot_curve(run_dir, history)
+    print_summary(summary, config, history)
     return 0
