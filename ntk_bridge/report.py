@@ -129,6 +129,14 @@ def load_kernel(path: Path) -> Loaded:
                  COMMANDS["kernel"], optional=("vs_synthetic", "run"))
 
 
+def load_kernel_variants(path: Path) -> list[Loaded]:
+    """Other kernel few-shot runs kept in sub-folders of the main one (e.g. another outer time)."""
+    path = Path(path)
+    subs = sorted(p for p in (path.iterdir() if path.is_dir() else []) if p.is_dir() and (p / "accuracy.csv").exists())
+    return [_load(f"kernel few-shot ({p.name})", p, {"accuracy": "accuracy.csv", "distances": "distances.csv",
+                                                     "config": "config.json"}, COMMANDS["kernel"]) for p in subs]
+
+
 def load_compare(folders: list) -> list[Loaded]:
     if not folders:
         folders = sorted(p for p in Path("experiments/results").glob("compare*") if p.is_dir())
@@ -434,12 +442,13 @@ def build(sources: Sources, figures_dir: Path) -> tuple[str, dict]:
     depth = load_depth(sources.depth_sweep)
     widths = load_width(sources.width_sweep)
     kernel = load_kernel(sources.kernel_fewshot)
+    variants = load_kernel_variants(sources.kernel_fewshot)
     compares = load_compare(list(sources.compare))
     runs = load_runs(sources.runs)
     trained = trained_table(compares, runs)
     figs: dict = {}
     L: list[str] = ["# ntk_bridge report: MTL vs GBML, kernels and trained networks", ""]
-    everything = [depth, *widths, kernel, *compares, runs]
+    everything = [depth, *widths, kernel, *variants, *compares, runs]
     L += ["## Inputs", ""]
     L += _table(["result", "folder", "status"],
                 [[s.name, f"`{s.path}`", "read" if s.data else f"**not run** ({s.missing}); produce it with `{s.command}`"]
@@ -484,10 +493,20 @@ def build(sources: Sources, figures_dir: Path) -> tuple[str, dict]:
         L.append("Real Omniglot tasks (FC kernel, same predictors; d_rel over all test queries, per-episode mean +- 95% CI "
                  "in brackets; `agree` = fraction of test queries where both predict the same class):")
         L.append("")
-        L += _table(["pair", "shots", "depth", "d_rel", "d_rel per episode", "d_tr", "agree"],
+        rms = {"rms_a", "rms_b", "rms_b_adapt", "rms_b_transfer"} <= set(d.columns)
+        L += _table(["pair", "shots", "depth", "d_rel", "d_rel per episode", "d_tr", "agree"]
+                    + (["rms F_a", "rms F_b", "rms F_b(t=0)", "rms F_b - F_b(t=0)"] if rms else []),
                     [[r.pair, r.shots, r.depth, f"{r.d_rel:.4f}", f"({_pm(r.d_rel_ep_mean, r.d_rel_ep_ci95, 4)})",
-                      f"{r.d_tr:.4f}", f"{r.agree:.3f}"] for r in d.sort_values(["pair", "shots", "depth"]).itertuples()])
+                      f"{r.d_tr:.4f}", f"{r.agree:.3f}"]
+                     + ([f"{r.rms_a:.3g}", f"{r.rms_b:.3g}", f"{r.rms_b_adapt:.3g}", f"{r.rms_b_transfer:.3g}"] if rms else [])
+                     for r in d.sort_values(["pair", "shots", "depth"]).itertuples()])
         L.append("")
+        if rms:
+            n_way = int(kernel.data["accuracy"]["n_way"].iloc[0])
+            L.append(f"(rms of the one-hot targets: {math.sqrt((1 - 1 / n_way) ** 2 / n_way + (n_way - 1) / n_way ** 3):.3g}; "
+                     "F_b(t=0) is the GBML predictor's adaptation-only part K_in T'Y', F_b - F_b(t=0) the part its "
+                     "outer training on the training tasks added.)")
+            L.append("")
     if depth.data or kernel.data:
         figs["report_distance_depth.png"] = figure_depth(depth, kernel)
         L += [f"![distance vs depth]({Path(figures_dir) / 'report_distance_depth.png'})", ""]
@@ -545,6 +564,32 @@ def build(sources: Sources, figures_dir: Path) -> tuple[str, dict]:
             L.append("")
     else:
         L += [f"Kernel few-shot: not run (`{COMMANDS['kernel']}`).", ""]
+    for v in variants:
+        if not v.data:
+            continue
+        cfg = v.data["config"]
+        pc = cfg.get("predictor", {})
+        a = v.data["accuracy"]
+        a = a[a["kernel"] == "fc"]
+        L.append(f"Variant `{v.path}`: inner loop {pc.get('inner', {}).get('form')} (tau {pc.get('inner', {}).get('tau')}), "
+                 f"outer time {pc.get('outer_time')}, outer ridge {pc.get('outer_ridge')}; otherwise as above. "
+                 "FC accuracy % (mean +- 95% CI) at the smallest and largest depth, and d_rel:")
+        L.append("")
+        rows = []
+        dist = v.data["distances"]
+        for shots, g in a.groupby("shots"):
+            lo, hi = g["depth"].min(), g["depth"].max()
+            t = g.set_index(["method", "depth"])
+            eps, q = int(g["episodes"].iloc[0]), int(g["n_query"].iloc[0])
+            for m in sorted(g["method"].unique()):
+                rows.append([f"{shots}-shot ({eps} ep x {q} q)", m, _pm(t.loc[(m, lo), "acc_mean"], t.loc[(m, lo), "acc_ci95"], 1),
+                             _pm(t.loc[(m, hi), "acc_mean"], t.loc[(m, hi), "acc_ci95"], 1)])
+            dd = dist[(dist["kernel"] == "fc") & (dist["shots"] == shots)]
+            for pair, gp in dd.groupby("pair"):
+                gp = gp.set_index("depth")["d_rel"]
+                rows.append([f"{shots}-shot", f"d_rel {pair}", f"{gp.get(lo, float('nan')):.4f}", f"{gp.get(hi, float('nan')):.4f}"])
+        L += _table(["setting", "method", f"L={lo}", f"L={hi}"], rows)
+        L.append("")
     om = trained[trained["dataset"].astype(str).str.lower() == "omniglot"]
     if len(om):
         L.append("Trained networks on the same Omniglot split (test alphabets):")
