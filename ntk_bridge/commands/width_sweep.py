@@ -23,8 +23,8 @@ infinite-width values, and MTL-A's training-task influence ||F_mtl-a - F_head-on
 OUT/summary.csv (log-log slopes), OUT/error_table.csv, OUT/config.json and the figure (log-log,
 fitted slopes). Prints the slopes and the error at the widest width (mean +- 95% CI over seeds).
 
-Cost: the defaults (depth 1, widths 64-8192, 4 seeds, 192 trained networks) used 3 min 43 s of
-CPU time (user) on the 2-core development machine; depth 2 costs about width/16 times more per
+Cost: the defaults (depth 1, widths 64-8192, 4 seeds, 192 trained networks) took 5 min 14 s wall
+(3 min 4 s CPU) on the shared 2-core development machine; depth 2 costs about width/16 times more per
 network at large widths (a width x width hidden layer), so give it smaller widths.
 
 Example:
