@@ -13,11 +13,9 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 import pandas as pd
 
 from ntk_bridge.errors import require
-from ntk_bridge.inner_loop import InnerLoop
 from ntk_bridge.kernels import NetSpec, depth_sweep
 from ntk_bridge.metrics import d_rel, d_tr, fit_loglog, mean_ci, relative_error
 from ntk_bridge.predictors import PredictorConfig, adaptation_only, predict

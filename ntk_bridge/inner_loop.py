@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ntk_bridge.errors import BridgeError, require
-from ntk_bridge.linalg import matrix_function, psd_eigh, ridge_inverse
+from ntk_bridge.errors import require
+from ntk_bridge.linalg import flow_operator, gd_operator, ridge_inverse
 
 FORMS = ("flow", "steps", "ridge", "inf", "none")
 
@@ -71,29 +71,5 @@ class InnerLoop:
         if self.form == "inf":
             return ridge_inverse(kp, self.eps, name, ridge_name="inner eps (--inner-eps)")
         if self.form == "flow":
-            c = self.lam * self.tau
-            return matrix_function(kp, lambda lam: _expm1_ratio(c, lam), name)
-        # steps
-        lam_max = float(psd_eigh(kp, name)[0].max())
-        if self.step_size * lam_max >= 2.0:
-            raise BridgeError(
-                f"inner step size {self.step_size:g} diverges on this support kernel "
-                f"(largest eigenvalue {lam_max:.4g}); use a step size below {2.0 / lam_max:.4g}")
-        a, k = self.step_size, self.steps
-        return matrix_function(kp, lambda lam: _steps_ratio(a, k, lam), name)
-
-
-def _expm1_ratio(c: float, lam: np.ndarray) -> np.ndarray:
-    """(1 - exp(-c lam)) / lam, with the limit c at lam = 0."""
-    safe = np.where(lam > 0, lam, 1.0)
-    return np.where(lam * c > 1e-12, -np.expm1(-c * safe) / safe, c * (1.0 - 0.5 * c * lam))
-
-
-def _steps_ratio(a: float, k: int, lam: np.ndarray) -> np.ndarray:
-    """(1 - (1 - a lam)^k) / lam, with the limit a k at lam = 0."""
-    safe = np.where(lam > 0, lam, 1.0)
-    with np.errstate(invalid="ignore"):
-        # exact for 0 <= a lam < 1 (log1p keeps precision); (1 - a lam)^k is negative-based beyond 1
-        val = np.where(a * safe < 1.0, -np.expm1(k * np.log1p(-a * safe)) / safe,
-                       (1.0 - np.power(1.0 - a * safe, k)) / safe)
-    return np.where(lam * a > 1e-12, val, a * k * (1.0 - 0.5 * (k - 1) * a * lam))
+            return flow_operator(kp, self.lam * self.tau, name)
+        return gd_operator(kp, self.step_size, self.steps, name, what="inner step size")

@@ -60,3 +60,39 @@ def ridge_inverse(m: np.ndarray, ridge: float, name: str = "kernel matrix", max_
             f"the {name} is singular to float64 precision with {ridge_name} {ridge:g} "
             f"(condition number {top / max(shifted.min(), 1e-300):.2e}); raise the {ridge_name} to at least {need:.2g}")
     return (vec / shifted) @ vec.T
+
+
+def flow_ratio(c: float, lam: np.ndarray) -> np.ndarray:
+    """(1 - exp(-c lam)) / lam elementwise (gradient flow for time c), with the limit c at lam = 0."""
+    lam = np.asarray(lam, np.float64)
+    safe = np.where(lam > 0, lam, 1.0)
+    return np.where(lam * c > 1e-12, -np.expm1(-c * safe) / safe, c * (1.0 - 0.5 * c * lam))
+
+
+def gd_ratio(lr: float, steps: int, lam: np.ndarray) -> np.ndarray:
+    """(1 - (1 - lr lam)^S) / lam elementwise (S gradient steps of size lr), limit lr S at lam = 0."""
+    lam = np.asarray(lam, np.float64)
+    x = lr * lam
+    safe = np.where(lam > 0, lam, 1.0)
+    # for lr lam < 1 use expm1/log1p (no cancellation at small lam); beyond, the power is exact
+    small = x < 1.0
+    p = np.where(small, -np.expm1(steps * np.log1p(-np.where(small, x, 0.0))),
+                 1.0 - np.power(1.0 - x, steps))
+    return np.where(x > 1e-12, p / safe, lr * steps * (1.0 - 0.5 * (steps - 1) * x))
+
+
+def flow_operator(m: np.ndarray, c: float, name: str = "kernel matrix") -> np.ndarray:
+    """M^{-1} (I - exp(-c M)) for symmetric PSD M: gradient flow for time c, from zero."""
+    return matrix_function(m, lambda lam: flow_ratio(c, lam), name)
+
+
+def gd_operator(m: np.ndarray, lr: float, steps: int, name: str = "kernel matrix",
+                what: str = "learning rate") -> np.ndarray:
+    """M^{-1} (I - (I - lr M)^S) for symmetric PSD M; refuses lr >= 2 / lam_max (divergent GD)."""
+    lam, vec = psd_eigh(m, name)
+    lam_max = float(lam.max())
+    if lr * lam_max >= 2.0:
+        raise BridgeError(
+            f"{what} {lr:g} diverges on the {name} (largest eigenvalue {lam_max:.4g}); "
+            f"use a {what} below {2.0 / lam_max:.4g}")
+    return (vec * gd_ratio(lr, steps, lam)) @ vec.T

@@ -18,7 +18,8 @@ Methods
               equals GBML with T = 0
 
 Outer training is gradient flow at rate ``eta`` for time ``t`` on (1/2) sum ||f - Y||^2:
-``O(M) = M^{-1} (I - exp(-eta t M))``; for ``t = inf``, ``O(M) = (M + ridge I)^{-1}``.
+``O(M) = M^{-1} (I - exp(-eta t M))``; for ``t = inf``, ``O(M) = (M + ridge I)^{-1}``; with
+``outer_steps = S``, S gradient steps of size ``eta t / S``: ``M^{-1} (I - (I - eta t M / S)^S)``.
 ``f0`` (n_total, c), optional, are the network outputs at initialisation (theory.md 4-5, the
 f_0 terms); omitted, f_0 = 0 (as for a centred network).
 """
@@ -34,7 +35,7 @@ from scipy.linalg import block_diag
 from ntk_bridge.errors import require
 from ntk_bridge.inner_loop import InnerLoop
 from ntk_bridge.kernels import Kernels
-from ntk_bridge.linalg import matrix_function, ridge_inverse
+from ntk_bridge.linalg import flow_operator, gd_operator, ridge_inverse
 from ntk_bridge.tasks import TaskSet
 
 METHODS = ("mtl-a", "mtl-b", "anil", "maml", "head-only", "ntk")
@@ -49,11 +50,15 @@ class PredictorConfig:
     outer_time: float = math.inf
     outer_rate: float = 1.0
     outer_ridge: float = 1e-8
+    outer_steps: int | None = None   # None: gradient flow; S: S gradient steps of size eta t / S
 
     def __post_init__(self):
         require(isinstance(self.inner, InnerLoop), "PredictorConfig.inner must be an InnerLoop")
         require(self.outer_time >= 0, f"outer_time must be >= 0 (got {self.outer_time!r})")
         require(np.isfinite(self.outer_rate) and self.outer_rate > 0, f"outer_rate must be > 0 (got {self.outer_rate!r})")
+        require(self.outer_steps is None or (isinstance(self.outer_steps, (int, np.integer))
+                                             and self.outer_steps >= 0 and np.isfinite(self.outer_time)),
+                f"outer_steps must be None or an integer >= 0 with a finite outer_time (got {self.outer_steps!r})")
         require(np.isfinite(self.outer_ridge) and self.outer_ridge >= 0,
                 f"outer_ridge must be finite and >= 0 (got {self.outer_ridge!r}); a negative ridge is not a regulariser")
 
@@ -64,16 +69,16 @@ class PredictorConfig:
 
 
 def outer_operator(m: np.ndarray, config: PredictorConfig, name: str) -> np.ndarray:
-    """O(M) = M^{-1} (I - exp(-eta t M)), or (M + ridge I)^{-1} for t = inf."""
+    """O(M): gradient flow M^{-1} (I - exp(-eta t M)); S discrete steps of size eta t / S,
+    M^{-1} (I - (I - (eta t / S) M)^S), when ``outer_steps`` = S; (M + ridge I)^{-1} for t = inf."""
     if not np.isfinite(config.outer_time):
         return ridge_inverse(m, config.outer_ridge, name, ridge_name="outer ridge (--outer-ridge)")
     c = config.outer_rate * config.outer_time
-    return matrix_function(m, lambda lam: _flow(c, lam), name)
-
-
-def _flow(c: float, lam: np.ndarray) -> np.ndarray:
-    safe = np.where(lam > 0, lam, 1.0)
-    return np.where(lam * c > 1e-12, -np.expm1(-c * safe) / safe, c * (1.0 - 0.5 * c * lam))
+    if config.outer_steps is None:
+        return flow_operator(m, c, name)
+    if config.outer_steps == 0:
+        return np.zeros_like(m)
+    return gd_operator(m, c / config.outer_steps, config.outer_steps, name, what="outer learning rate")
 
 
 def _check(method: str, tasks: TaskSet, gram: Kernels, f0):
@@ -134,9 +139,8 @@ def predict(method: str, tasks: TaskSet, gram: Kernels, config: PredictorConfig 
     c = ys_test.shape[-1]
     zero = np.zeros((tasks.points.shape[0], c)) if f0 is None else f0
 
-    if method in ("head-only", "mtl-a"):
-        f = zero if method == "mtl-a" else np.zeros_like(zero)
-        return np.stack([f[q] + _adapt(k, q, s, inner, ys_test[j] - f[s])
+    if method in ("head-only", "mtl-a"):      # the same formula: f0(X) + K T' (Y' - f0(X'))
+        return np.stack([zero[q] + _adapt(k, q, s, inner, ys_test[j] - zero[s])
                          for j, (q, s) in enumerate(zip(tasks.test_q, tasks.test_s))])
 
     if method == "ntk":

@@ -3,7 +3,6 @@ convergence with width, divergence and bad-input handling, and the width-sweep c
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 
 import numpy as np
@@ -13,8 +12,8 @@ import pytest
 pytest.importorskip("neural_tangents")
 
 from ntk_bridge.errors import BridgeError  # noqa: E402
-from ntk_bridge.finite.closed import (closed_form, empirical_gram, gd_ratio,  # noqa: E402
-                                      infinite_gram, outer_gd_operator)
+from ntk_bridge.finite.closed import closed_form, empirical_gram, infinite_gram  # noqa: E402
+from ntk_bridge.linalg import gd_operator as outer_gd_operator, gd_ratio  # noqa: E402
 from ntk_bridge.finite.training import (TrainConfig, init_net, initial_outputs,  # noqa: E402
                                         train_and_predict)
 from ntk_bridge.kernels import NetSpec  # noqa: E402

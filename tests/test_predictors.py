@@ -184,3 +184,25 @@ def test_every_method_shares_one_signature(setting):
     for method in METHODS:
         out = predict(method, tasks, grams[3], PredictorConfig())
         assert out.shape == (len(tasks.test), FAMILY.n_query, 1) and np.all(np.isfinite(out))
+
+
+def test_discrete_outer_steps_match_explicit_gradient_descent(setting):
+    """outer_steps = S: S steps of size eta t / S on the training queries, checked for NTK
+    regression against the explicit iteration f <- f - lr Theta(Q, Q) (f - Y)."""
+    tasks, grams = setting
+    gram, lr, steps = grams[1], 0.01, 40
+    qi = tasks.train_q.reshape(-1)
+    y = tasks.train_y_query().reshape(-1, 1)
+    theta_qq = gram.theta[np.ix_(qi, qi)]
+    alpha = np.zeros_like(y)                     # f(.) = Theta(., Q) alpha
+    for _ in range(steps):
+        alpha = alpha - lr * (theta_qq @ alpha - y)
+    want = np.stack([gram.theta[np.ix_(q, qi)] @ alpha for q in tasks.test_q])
+    cfg = PredictorConfig(outer_time=lr * steps, outer_steps=steps)
+    np.testing.assert_allclose(predict("ntk", tasks, gram, cfg), want, rtol=1e-10)
+    flow = predict("ntk", tasks, gram, PredictorConfig(outer_time=lr * steps))
+    assert np.linalg.norm(flow - want) > 1e-6 * np.linalg.norm(want)      # discretisation is visible
+    fine = predict("ntk", tasks, gram, PredictorConfig(outer_time=lr * steps, outer_steps=100_000))
+    np.testing.assert_allclose(fine, flow, rtol=1e-4)
+    with pytest.raises(BridgeError, match="outer learning rate .* diverges"):
+        predict("anil", tasks, gram, PredictorConfig(outer_time=100.0, outer_steps=2))

@@ -15,60 +15,21 @@ These are :func:`ntk_bridge.predictors.predict` (theory.md sections 3-5), called
   between network and formula is the width. :func:`closed_form` with ``discrete=False`` gives the
   flow version, so that the size of the correction can be reported.
 
-``predictors.predict`` has no discrete-outer option, so :func:`discrete_outer` swaps
-``predictors.outer_operator`` for the discrete one for the duration of a call (a local work-around
-until PredictorConfig grows an ``outer_steps`` field).
+The discrete outer loop is ``PredictorConfig(outer_time=lr * S, outer_steps=S)``.
 
 ``head-only`` at finite width is the initial network's head fine-tuned on the test support: its
-closed form is MTL-A's ``f_0(X) + K T' (Y' - f_0(X'))`` (``predict('head-only')`` drops f_0).
+closed form is ``f_0(X) + K T' (Y' - f_0(X'))``, the same formula as MTL-A.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from unittest import mock
-
 import numpy as np
 
 from ntk_bridge import predictors
-from ntk_bridge.errors import BridgeError
 from ntk_bridge.finite.training import FiniteNet, TrainConfig
 from ntk_bridge.kernels import Kernels, NetSpec, nt_kernels
-from ntk_bridge.linalg import matrix_function, psd_eigh
 from ntk_bridge.predictors import PredictorConfig
 from ntk_bridge.tasks import TaskSet
-
-
-def gd_ratio(lr: float, steps: int, lam: np.ndarray) -> np.ndarray:
-    """(1 - (1 - lr lam)^S) / lam elementwise, with the limit lr S at lam = 0."""
-    lam = np.asarray(lam, np.float64)
-    x = lr * lam
-    safe = np.where(lam > 0, lam, 1.0)
-    # for lr lam < 1 use expm1/log1p (no cancellation at small lam); beyond, the power is exact
-    small = x < 1.0
-    p = np.where(small, -np.expm1(steps * np.log1p(-np.where(small, x, 0.0))),
-                 1.0 - np.power(1.0 - x, steps))
-    return np.where(x > 1e-12, p / safe, lr * steps * (1.0 - 0.5 * (steps - 1) * x))
-
-
-def outer_gd_operator(m: np.ndarray, lr: float, steps: int, name: str) -> np.ndarray:
-    """M^{-1} (I - (I - lr M)^S) for symmetric PSD M; refuses lr >= 2 / lam_max (divergent GD)."""
-    lam_max = float(psd_eigh(m, name)[0].max())
-    if lr * lam_max >= 2.0:
-        raise BridgeError(
-            f"outer learning rate {lr:g} diverges on the infinite-width {name} (largest eigenvalue "
-            f"{lam_max:.4g}); use a learning rate below {2.0 / lam_max:.4g}")
-    return matrix_function(m, lambda lam: gd_ratio(lr, steps, lam), name)
-
-
-@contextmanager
-def discrete_outer(lr: float, steps: int):
-    """Within the block, ``predictors.predict`` uses S discrete outer steps of size lr."""
-    def operator(m, config, name):
-        return outer_gd_operator(m, lr, steps, name)
-
-    with mock.patch.object(predictors, "outer_operator", operator):
-        yield
 
 
 def predictor_config(config: TrainConfig) -> PredictorConfig:
@@ -83,12 +44,9 @@ def closed_form(method: str, tasks: TaskSet, gram: Kernels, config: TrainConfig,
     ``outer_steps`` overrides ``config.outer_steps`` (0 gives the t = 0 predictor).
     """
     steps = int(config.outer_steps if outer_steps is None else outer_steps)
-    pconf = PredictorConfig(inner=config.inner, outer_time=float(config.outer_lr) * steps, outer_rate=1.0)
-    name = "mtl-a" if method == "head-only" else method
-    if not discrete:
-        return predictors.predict(name, tasks, gram, pconf, f0)
-    with discrete_outer(float(config.outer_lr), steps):
-        return predictors.predict(name, tasks, gram, pconf, f0)
+    pconf = PredictorConfig(inner=config.inner, outer_time=float(config.outer_lr) * steps, outer_rate=1.0,
+                            outer_steps=steps if discrete else None)
+    return predictors.predict(method, tasks, gram, pconf, f0)
 
 
 def infinite_gram(spec: NetSpec, tasks: TaskSet) -> Kernels:
