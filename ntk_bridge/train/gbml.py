@@ -76,7 +76,7 @@ class GBMLConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     inner_steps: int = 5
-    inner_lr: float = 0.4
+    inner_lr: float = 0.01  # MAML's mini-ImageNet value; Omniglot runs use 0.1-0.4
     eval_inner_steps: int = 10
     first_order: bool = False
     remat: bool = False
