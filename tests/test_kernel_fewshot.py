@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,54 @@ from ntk_bridge.inner_loop import InnerLoop
 from ntk_bridge.kernels import Kernels, NetSpec, depth_sweep
 from ntk_bridge.metrics import accuracy
 from ntk_bridge.predictors import METHODS, PredictorConfig, adaptation_only, predict
+
+
+# Alphabets of the default split of the two small background zips (ntk_bridge.data.omniglot.SMALL_SPLIT).
+_TINY_ALPHABETS = {"images_background_small1": ("Balinese", "Early_Aramaic", "Greek", "Korean", "Latin"),
+                   "images_background_small2": ("Japanese_(katakana)", "Sanskrit", "Tagalog")}
+
+
+def write_tiny_omniglot(root: Path, chars: int = 5, drawers: int = 10) -> Path:
+    """Two small-background zips in the official layout (28x28 1-bit PNGs): ``chars`` characters per
+    alphabet, ``drawers`` drawings each (a fixed random stroke mask per character, ~5% of pixels flipped
+    per drawer), so train / val / test splits have 25 / 5 / 10 classes (5 / 1 / 2 alphabets)."""
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    root.mkdir(parents=True, exist_ok=True)
+    for z, (stem, alphabets) in enumerate(_TINY_ALPHABETS.items()):
+        with zipfile.ZipFile(root / f"{stem}.zip", "w") as zf:
+            for a, alphabet in enumerate(alphabets):
+                for c in range(1, chars + 1):
+                    rng = np.random.default_rng([z, a, c])
+                    base = rng.random((28, 28)) > 0.8
+                    for d in range(1, drawers + 1):
+                        img = base ^ (rng.random((28, 28)) > 0.95)
+                        buf = io.BytesIO()
+                        Image.fromarray((~img).astype(np.uint8) * 255).convert("1").save(buf, format="PNG")
+                        zf.writestr(f"{stem}/{alphabet}/character{c:02d}/{1000 + d:04d}_{c:02d}.png", buf.getvalue())
+    return root
+
+
+def omniglot_root(tmp: Path) -> Path:
+    """The real Omniglot small zips if present, else tiny ones written under ``tmp``."""
+    from ntk_bridge.data import default_omniglot_root
+
+    real = default_omniglot_root()
+    if all((real / f"images_background_small{k}.zip").is_file() for k in (1, 2)):
+        return real
+    return write_tiny_omniglot(tmp / "omniglot")
+
+
+def test_tiny_omniglot_zips_load_with_the_default_split(tmp_path):
+    from ntk_bridge.data import load_split
+
+    root = write_tiny_omniglot(tmp_path / "omni")
+    counts = {s: load_split("omniglot", root, s) for s in ("train", "val", "test")}
+    assert [counts[s].num_classes for s in ("train", "val", "test")] == [25, 5, 10]
+    assert counts["test"].images.shape == (100, 28, 28, 1)
 
 
 def test_downsample_is_block_mean_and_refuses_non_divisors():
@@ -158,9 +207,10 @@ def test_conv_kernel_tiles_equal_one_neural_tangents_call():
         assert np.all(np.diag(got.theta) > np.diag(got.k))   # Theta = K + body share
 
 
-def test_command_on_real_omniglot_tiny(tmp_path, capsys):
+def test_command_on_omniglot_tiny(tmp_path, capsys):
     out, fig = tmp_path / "kf", tmp_path / "kf.png"
-    rc = main(["kernel-fewshot", "--shots", "1", "--train-episodes", "3", "--test-episodes", "4", "--depths", "1,4",
+    rc = main(["kernel-fewshot", "--root", str(omniglot_root(tmp_path)),
+               "--shots", "1", "--train-episodes", "3", "--test-episodes", "4", "--depths", "1,4",
                "--conv-depths", "1", "--conv-train-episodes", "2", "--conv-test-episodes", "2", "--group-rows", "60",
                "--tile-rows", "25",
                "--out", str(out), "--figure", str(fig), "--quiet", "--synthetic", str(tmp_path / "missing.csv")])

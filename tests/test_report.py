@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from ntk_bridge.cli import main
+from test_kernel_fewshot import write_tiny_omniglot  # noqa: E402  (tests/ is on sys.path)
 
 
 @pytest.fixture(scope="module")
@@ -14,13 +15,14 @@ def outputs(tmp_path_factory):
     """Really run depth-sweep, width-sweep, kernel-fewshot, compare and train at tiny sizes."""
     root = tmp_path_factory.mktemp("results")
     figs = root / "figs"
+    data = str(write_tiny_omniglot(root / "omniglot"))     # the pipeline, not the data, is under test
     assert main(["depth-sweep", "--depths", "1,4,16", "--draws", "2", "--train-tasks", "3", "--test-tasks", "2",
                  "--out", str(root / "depth"), "--figure", str(figs / "depth.png"), "--quiet"]) == 0
     assert main(["width-sweep", "--widths", "16,32", "--seeds", "2", "--methods", "mtl-b,anil,mtl-a,head-only",
                  "--train-tasks", "2", "--test-tasks", "2", "--n-query", "3", "--n-support", "3",
                  "--outer-time", "1", "--out", str(root / "width"), "--figure", str(figs / "width.png"),
                  "--quiet"]) == 0
-    assert main(["kernel-fewshot", "--shots", "1", "--train-episodes", "2", "--test-episodes", "3",
+    assert main(["kernel-fewshot", "--root", data, "--shots", "1", "--train-episodes", "2", "--test-episodes", "3",
                  "--depths", "1,4", "--conv-depths", "none", "--out", str(root / "kernel"),
                  "--figure", str(figs / "kernel.png"), "--synthetic", str(root / "depth" / "depth_sweep.csv"),
                  "--quiet"]) == 0
@@ -32,21 +34,21 @@ def outputs(tmp_path_factory):
     x64 = bool(jax.config.jax_enable_x64)
     jax.config.update("jax_enable_x64", False)
     try:
-        _train_commands(root, figs)
+        _train_commands(root, figs, data)
     finally:
         jax.config.update("jax_enable_x64", x64)
     return root
 
 
-def _train_commands(root, figs):
+def _train_commands(root, figs, data):
     cfg = root / "algo.json"
     cfg.write_text(json.dumps({"anil": {"first_order": True, "inner_steps": 1, "eval_inner_steps": 1}}))
-    assert main(["compare", "--algorithms", "mtl,anil", "--shots", "1", "--channels", "4", "--max-steps", "2",
+    assert main(["compare", "--root", data, "--algorithms", "mtl,anil", "--shots", "1", "--channels", "4", "--max-steps", "2",
                  "--eval-every", "1", "--val-episodes", "2", "--val-query", "2", "--test-episodes", "3",
                  "--test-query", "2", "--meta-batch", "1", "--train-query", "2", "--time-budget", "30",
                  "--config", str(cfg), "--out", str(root / "compare"), "--figure", str(figs / "compare.png"),
                  "--no-progress"]) == 0
-    assert main(["train", "--dataset", "omniglot", "--shots", "1", "--steps", "2", "--set", "channels=4",
+    assert main(["train", "--dataset", "omniglot", "--root", data, "--shots", "1", "--steps", "2", "--set", "channels=4",
                  "--set", "test_episodes=3", "--set", "val_episodes=2", "--set", "eval_every=1",
                  "--set", "checkpoint_every=2", "--set", "test_query=2", "--set", "val_query=2",
                  "--set", "train_query=2", "--run-dir", str(root / "runs" / "tiny_mtl"), "--no-progress"]) == 0
