@@ -104,8 +104,8 @@ def main(argv=None) -> int:
     p.add_argument("--budget", type=float, default=None, help="seconds timed per resolution")
     p.add_argument("--e2e-steps", type=int, default=None, help="steps of the end-to-end run")
     args = p.parse_args(argv)
-    budget = args.budget if args.budget is not None else (3.0 if args.quick else 25.0)
-    e2e_steps = args.e2e_steps if args.e2e_steps is not None else (4 if args.quick else 20)
+    budget = args.budget if args.budget is not None else (3.0 if args.quick else 20.0)
+    e2e_steps = args.e2e_steps if args.e2e_steps is not None else (4 if args.quick else 10)
 
     import jax
     dev = jax.devices()[0]
