@@ -10,7 +10,7 @@ import pytest
 jax = pytest.importorskip("jax")
 import jax.numpy as jnp  # noqa: E402
 
-from train_fixtures import synthetic_data, tiny_config  # noqa: E402
+from test_train_fixtures import synthetic_data, tiny_config  # noqa: E402
 
 from ntk_bridge.errors import BridgeError  # noqa: E402
 from ntk_bridge.train.loop import RunData, learning_rate, prepare_run_dir, train, update_on_validation, new_loop_state  # noqa: E402

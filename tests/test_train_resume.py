@@ -9,7 +9,7 @@ import pytest
 
 jax = pytest.importorskip("jax")
 
-from train_fixtures import synthetic_data, tiny_config  # noqa: E402
+from test_train_fixtures import synthetic_data, tiny_config  # noqa: E402
 
 from ntk_bridge.train.loop import _managers, _restore, _state_tree, init_state, train  # noqa: E402
 
