@@ -82,3 +82,24 @@ def test_l2_normalize_and_ci():
     m, ci = mean_ci(accs)
     assert m == pytest.approx(75.0)
     assert ci == pytest.approx(1.96 * np.std(100 * accs) / 2.0)
+
+
+def test_heads_keep_float32_when_float64_is_enabled():
+    """neural-tangents switches JAX to float64 for the process; the heads must still run on
+    float32 features (a float64 step constant once broke the Newton loop's carry)."""
+    import importlib
+
+    import jax
+    from jax.experimental import enable_x64
+
+    from ntk_bridge.train import heads
+
+    rng = np.random.default_rng(0)
+    s = rng.normal(size=(3, 5, 8)).astype(np.float32)
+    q = rng.normal(size=(3, 7, 8)).astype(np.float32)
+    y = np.tile(np.arange(5), (3, 1))
+    with enable_x64():
+        importlib.reload(heads)          # module-level constants are now created in float64
+        out = jax.jit(lambda a, b, c: heads.logreg_logits(a, b, c, 5))(s, y, q)
+    importlib.reload(heads)
+    assert out.dtype == np.float32 and out.shape == (3, 7, 5) and np.all(np.isfinite(np.asarray(out)))

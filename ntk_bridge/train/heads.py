@@ -97,7 +97,7 @@ def _logreg_one(x, y, xq, n_way: int, c: float, iters: int, cg_iters: int):
         rz0 = (grad * zr0).sum()
         delta = jax.lax.fori_loop(0, cg_iters, cg, (jnp.zeros_like(grad), grad, zr0, zr0, rz0))[0]
         delta = jnp.where(jnp.isfinite(delta), delta, 0.0)
-        cands = theta[None] - _STEPS[:, None, None] * delta[None]
+        cands = theta[None] - _STEPS.astype(theta.dtype)[:, None, None] * delta[None].astype(theta.dtype)
         vals = jax.vmap(_logreg_objective, (0, None, None, None, None))(cands, za, y1h, reg, c)
         vals = jnp.where(jnp.isfinite(vals), vals, jnp.inf)
         return cands[jnp.argmin(vals)]
