@@ -200,12 +200,13 @@ def _act_relu(q1, q2, c, ntk, same):
     """ReLU arc-cosine step: E[relu(u) relu(v)] and E[relu'(u) relu'(v)] for (u, v) ~ N(0, [[q1, c], [c, q2]]).
 
     arccos is ill-conditioned at rho = 1 (a rounding error of 1e-16 in rho becomes 1e-8 in the
-    angle and compounds over depth), so with ``same`` inputs the diagonal is set to rho = 1 exactly.
+    angle and compounds over depth), so pairs of identical inputs (the boolean mask ``same``,
+    or None) get rho = 1 exactly.
     """
     norm = np.sqrt(np.outer(q1, q2))
     rho = np.clip(c / norm, -1.0, 1.0)
-    if same:
-        np.fill_diagonal(rho, 1.0)
+    if same is not None:
+        rho[same] = 1.0
     theta = np.arccos(rho)
     c_new = norm / (2 * np.pi) * (np.sqrt(1.0 - rho * rho) + (np.pi - theta) * rho)
     tdot = (np.pi - theta) / (2 * np.pi)
@@ -226,6 +227,14 @@ def _act_erf(q1, q2, c, ntk, same):
 _ACT = {"relu": _act_relu, "erf": _act_erf}
 
 
+def identical_pairs(x1: np.ndarray, x2: np.ndarray) -> np.ndarray | None:
+    """Boolean (n1, n2) mask of pairs of identical rows (bitwise), or None if there are none."""
+    _, ids = np.unique(np.concatenate([x1, x2]), axis=0, return_inverse=True)
+    ids = ids.reshape(-1)
+    mask = ids[: len(x1), None] == ids[None, len(x1):]
+    return mask if mask.any() else None
+
+
 def _check_depths(depths: Iterable[int]) -> list[int]:
     depths = [int(d) for d in depths]
     require(len(depths) > 0, "depths is empty; give at least one depth >= 1")
@@ -244,10 +253,10 @@ def depth_sweep(spec: NetSpec, x1: np.ndarray, x2: np.ndarray | None = None,
     ``K = Wr^2 act_cov + br^2`` and ``Theta = K + Wr^2 ntk_act``.
     Returns ``{depth: Kernels}`` with arrays of shape (n1, n2).
     """
-    same = x2 is None
     x1, x2 = check_inputs(x1, x2)
     x1 = on_sphere(x1, normalize, "x1")
     x2 = on_sphere(x2, normalize, "x2")
+    same = identical_pairs(x1, x2)
     wanted = _check_depths(range(1, spec.depth + 1) if depths is None else depths)
     d = x1.shape[1]
     w2, b2 = spec.W_std ** 2, spec.b_std ** 2

@@ -49,6 +49,19 @@ def test_depth_sweep_same_inputs_exact_diagonal():
         np.testing.assert_allclose(kern.theta, kern.theta.T, rtol=0, atol=1e-12 * depth)
 
 
+def test_repeated_inputs_stay_exact_off_the_diagonal():
+    """A point that appears twice (or in both x1 and x2) has Theta = L + 1 and K = 1 with its copy,
+    to rounding, at every depth (arccos would otherwise turn 1e-16 into 1e-8 errors)."""
+    x = _points(5, seed=7)
+    xx = np.concatenate([x, x[:2]])
+    for x2 in (None, x[:3]):
+        sweep = depth_sweep(NetSpec(depth=64), xx, x2, depths=[64])[64]
+        pairs = [(0, 5), (5, 0), (1, 6)] if x2 is None else [(0, 0), (5, 0), (6, 1)]
+        for i, j in pairs:
+            assert sweep.theta[i, j] == pytest.approx(65.0, rel=1e-14)
+            assert sweep.k[i, j] == pytest.approx(1.0, rel=1e-14)
+
+
 def test_deep_relu_limits_without_bias():
     """theory.md 2: (1 - K) L^2 -> 9 pi^2 / 2 and Theta(x, x') / (L + 1) -> 1/4, both from the right
     side and monotonically over L = 256, 1024, 4096."""

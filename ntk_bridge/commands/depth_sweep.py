@@ -63,7 +63,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--outer-time", type=float, default=math.inf, help="eta*t of outer gradient flow (default inf)")
     g.add_argument("--outer-ridge", type=float, default=1e-6, help="ridge on Phi / Theta_MTL when t = inf")
     g = p.add_argument_group("output")
-    g.add_argument("--out", default="results/depth_sweep", help="folder for CSV/JSON (default results/depth_sweep)")
+    g.add_argument("--out", default="experiments/results/depth_sweep",
+                   help="folder for CSV/JSON (default experiments/results/depth_sweep, where `ntk-bridge report` looks)")
     g.add_argument("--figure", default="figures/depth_sweep.png", help="figure path (default figures/depth_sweep.png)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
