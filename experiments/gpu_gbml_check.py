@@ -127,6 +127,9 @@ def main(argv=None) -> int:
     parser.add_argument("--budget", type=float, default=150.0,
                         help="seconds; later configurations are skipped past this "
                              "(default 150; no limit with --quick)")
+    parser.add_argument("--sizes", default=None, help="comma-separated image sizes (default 84,32)")
+    parser.add_argument("--only", default=None,
+                        help="comma-separated configuration labels to run, in this order (e.g. mtl,anil,maml-remat)")
     args = parser.parse_args(argv)
     import jax
     dev = jax.devices()[0]
@@ -136,10 +139,19 @@ def main(argv=None) -> int:
         args.budget = float("inf")
     else:
         sizes, channels, steps = [84, 32], (64, 160, 320, 640), 5
+    if args.sizes:
+        sizes = [int(v) for v in args.sizes.split(",")]
+    configs = _configs(args.quick)
+    if args.only:
+        by_label = {c[0]: c for c in configs}
+        unknown = [v for v in args.only.split(",") if v not in by_label]
+        if unknown:
+            parser.error(f"unknown configuration {unknown}; choose from {', '.join(by_label)}")
+        configs = [by_label[v] for v in args.only.split(",")]
     start = time.perf_counter()
     results, skipped = [], []
     for hw in sizes:
-        for cfg in _configs(args.quick):
+        for cfg in configs:
             label = f"{cfg[0]}@{hw}"
             if time.perf_counter() - start > args.budget:
                 skipped.append(label)
