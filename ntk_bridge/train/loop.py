@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -280,13 +281,38 @@ def evaluate_state(config, algorithm, state, data, split: str, episodes: int | N
         logreg_iters=config.logreg_iters, ridge_lambda=config.ridge_lambda, algorithm=algorithm)
 
 
+@contextmanager
+def float32_jax():
+    """Run JAX in its default 32-bit mode inside the block. The kernel side imports
+    neural-tangents, which switches the whole process to float64; a run resumed in one mode and
+    compared with a run in the other would differ in the last bit, so training always runs in
+    float32, whatever ran before it in the process."""
+    import jax
+    import jax.numpy as jnp
+
+    was_x64 = jnp.asarray(1.0).dtype == jnp.float64
+    if was_x64:
+        jax.config.update("jax_enable_x64", False)
+    try:
+        yield
+    finally:
+        if was_x64:
+            jax.config.update("jax_enable_x64", True)
+
+
 def train(config: TrainConfig, run_dir: str | Path, *, callback: Callable[[int, dict], None] | None = None,
           data: RunData | None = None, evaluate_test: bool = True) -> dict:
     """Train (or resume) the run in ``run_dir``; returns the summary dict (also summary.json).
 
     ``callback(step, loop_state)`` is called after every step (after any checkpoint); an
-    exception from it stops the run as a kill would.
+    exception from it stops the run as a kill would. Runs in float32 (:func:`float32_jax`).
     """
+    with float32_jax():
+        return _train(config, run_dir, callback=callback, data=data, evaluate_test=evaluate_test)
+
+
+def _train(config: TrainConfig, run_dir: str | Path, *, callback: Callable[[int, dict], None] | None,
+           data: RunData | None, evaluate_test: bool) -> dict:
     import jax
     from tqdm.auto import tqdm
 
