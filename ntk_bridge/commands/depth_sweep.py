@@ -21,20 +21,12 @@ import argparse
 import math
 import time
 
-
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one depth")
-    return values
+from ntk_bridge.commands._options import add_predictor_arguments, int_list, predictor_config
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sweep")
-    g.add_argument("--depths", type=_int_list, default=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+    g.add_argument("--depths", type=int_list, default=(1, 2, 4, 8, 16, 32, 64, 128, 256),
                    help="comma-separated depths (hidden layers); default 1,2,4,...,256")
     g.add_argument("--draws", type=int, default=20, help="random task draws (default 20)")
     g.add_argument("--seed", type=int, default=0, help="seed of the first draw; draw i uses seed+i")
@@ -52,16 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--n-support", type=int, default=5)
     g.add_argument("--spread", type=float, default=0.5, help="how far task heads scatter around the shared one")
     g.add_argument("--noise", type=float, default=0.0, help="label noise std")
-    g = p.add_argument_group("inner loop (theory.md section 3)")
-    g.add_argument("--inner", choices=("flow", "steps", "ridge", "inf", "none"), default="flow")
-    g.add_argument("--inner-time", type=float, default=1.0, help="flow: tau (rate lam = 1)")
-    g.add_argument("--inner-steps", type=int, default=10, help="steps: k")
-    g.add_argument("--inner-step-size", type=float, default=0.1, help="steps: a")
-    g.add_argument("--inner-ridge", type=float, default=0.1, help="ridge: mu")
-    g.add_argument("--inner-eps", type=float, default=1e-6, help="inf: eps")
-    g = p.add_argument_group("outer training")
-    g.add_argument("--outer-time", type=float, default=math.inf, help="eta*t of outer gradient flow (default inf)")
-    g.add_argument("--outer-ridge", type=float, default=1e-6, help="ridge on Phi / Theta_MTL when t = inf")
+    add_predictor_arguments(p, outer_ridge_help="ridge on Phi / Theta_MTL when t = inf")
     g = p.add_argument_group("output")
     g.add_argument("--out", default="experiments/results/depth_sweep",
                    help="folder for CSV/JSON (default experiments/results/depth_sweep, where `ntk-bridge report` looks)")
@@ -71,20 +54,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args):
     from ntk_bridge.depth_study import DepthStudyConfig
-    from ntk_bridge.inner_loop import InnerLoop
     from ntk_bridge.kernels import NetSpec
-    from ntk_bridge.predictors import PredictorConfig
     from ntk_bridge.tasks import FamilyConfig
 
-    inner = InnerLoop(form=args.inner, tau=args.inner_time, steps=args.inner_steps,
-                      step_size=args.inner_step_size, mu=args.inner_ridge, eps=args.inner_eps)
     return DepthStudyConfig(
         depths=tuple(args.depths), draws=args.draws, seed=args.seed,
         net=NetSpec(depth=max(args.depths), activation=args.activation, W_std=args.W_std, b_std=args.b_std),
         family=FamilyConfig(family=args.family, d=args.d, n_train_tasks=args.train_tasks,
                             n_test_tasks=args.test_tasks, n_query=args.n_query, n_support=args.n_support,
                             spread=args.spread, noise=args.noise),
-        predictor=PredictorConfig(inner=inner, outer_time=args.outer_time, outer_ridge=args.outer_ridge),
+        predictor=predictor_config(args),
     )
 
 

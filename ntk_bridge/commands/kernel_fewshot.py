@@ -34,14 +34,7 @@ import argparse
 import math
 import time
 
-
-def _int_list(text: str) -> tuple[int, ...]:
-    if text.strip().lower() in ("", "none"):
-        return ()
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+from ntk_bridge.commands._options import add_predictor_arguments, int_list, int_list_or_none, predictor_config
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -51,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--train-split", default="train", help="split of the training tasks (default train)")
     g.add_argument("--test-split", default="test", help="split of the test tasks (default test)")
     g.add_argument("--n-way", type=int, default=5)
-    g.add_argument("--shots", type=_int_list, default=(1, 5), help="comma-separated shot settings (default 1,5)")
+    g.add_argument("--shots", type=int_list, default=(1, 5), help="comma-separated shot settings (default 1,5)")
     g.add_argument("--n-query", type=int, default=5, help="queries per class (default 5)")
     g.add_argument("--train-episodes", type=int, default=20, help="training tasks (default 20)")
     g.add_argument("--test-episodes", type=int, default=100, help="test tasks (default 100)")
@@ -60,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="subtract the training split's per-pixel mean (default), each image's mean, or nothing")
     g.add_argument("--seed", type=int, default=0, help="episode sampling seed")
     g = p.add_argument_group("fully connected kernel (infinite width)")
-    g.add_argument("--depths", type=_int_list, default=(1, 2, 4, 8, 16, 32, 64),
+    g.add_argument("--depths", type=int_list, default=(1, 2, 4, 8, 16, 32, 64),
                    help="comma-separated depths (default 1,2,4,...,64), one recursion pass")
     g.add_argument("--activation", choices=("relu", "erf"), default="relu")
     g.add_argument("--W-std", type=float, default=math.sqrt(2.0), help="hidden weight std (default sqrt 2)")
@@ -71,22 +64,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="test points whose predictions share one assembled Gram (memory per depth: "
                         "2 x (train points + group)^2 x 8 bytes); training-side solves are redone per group")
     g = p.add_argument_group("convolutional kernel")
-    g.add_argument("--conv-depths", type=_int_list, default=(1,),
+    g.add_argument("--conv-depths", type=int_list_or_none, default=(1,),
                    help="conv depths (default 1; 'none' to skip)")
     g.add_argument("--conv-image-size", type=int, default=7, help="image size for the conv kernel (default 7)")
     g.add_argument("--conv-train-episodes", type=int, default=5, help="first N training episodes (default 5)")
     g.add_argument("--conv-test-episodes", type=int, default=20, help="first N test episodes (default 20)")
     g.add_argument("--conv-tile", type=int, default=32, help="conv kernel evaluated in TILE x TILE point blocks")
-    g = p.add_argument_group("inner loop (theory.md section 3)")
-    g.add_argument("--inner", choices=("flow", "steps", "ridge", "inf", "none"), default="flow")
-    g.add_argument("--inner-time", type=float, default=1.0, help="flow: tau (rate lam = 1)")
-    g.add_argument("--inner-steps", type=int, default=10, help="steps: k")
-    g.add_argument("--inner-step-size", type=float, default=0.1, help="steps: a")
-    g.add_argument("--inner-ridge", type=float, default=0.1, help="ridge: mu")
-    g.add_argument("--inner-eps", type=float, default=1e-6, help="inf: eps")
-    g = p.add_argument_group("outer training")
-    g.add_argument("--outer-time", type=float, default=math.inf, help="eta*t of outer gradient flow (default inf)")
-    g.add_argument("--outer-ridge", type=float, default=1e-6, help="ridge on Phi / Theta_MTL / Theta when t = inf")
+    add_predictor_arguments(p, outer_ridge_help="ridge on Phi / Theta_MTL / Theta when t = inf")
     g = p.add_argument_group("output")
     g.add_argument("--out", default="experiments/results/kernel_fewshot", help="results folder")
     g.add_argument("--figure", default="figures/kernel_fewshot.png", help="figure path")
@@ -97,22 +81,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args):
     from ntk_bridge.errors import require
-    from ntk_bridge.inner_loop import InnerLoop
     from ntk_bridge.kernel_fewshot import FewShotConfig
     from ntk_bridge.kernels import NetSpec
-    from ntk_bridge.predictors import PredictorConfig
 
     require(len(args.depths) >= 1, "--depths is empty; give at least one depth")
     require(len(args.shots) >= 1, "--shots is empty; give e.g. 1,5")
-    inner = InnerLoop(form=args.inner, tau=args.inner_time, steps=args.inner_steps,
-                      step_size=args.inner_step_size, mu=args.inner_ridge, eps=args.inner_eps)
     return FewShotConfig(
         dataset=args.dataset, root=args.root, train_split=args.train_split, test_split=args.test_split,
         n_way=args.n_way, shots=tuple(args.shots), n_query=args.n_query, train_episodes=args.train_episodes,
         test_episodes=args.test_episodes, image_size=args.image_size, centre=args.centre,
         depths=tuple(sorted(set(args.depths))),
         net=NetSpec(depth=max(args.depths), activation=args.activation, W_std=args.W_std, b_std=args.b_std),
-        predictor=PredictorConfig(inner=inner, outer_time=args.outer_time, outer_ridge=args.outer_ridge),
+        predictor=predictor_config(args),
         tile_rows=args.tile_rows, group_rows=args.group_rows, conv_depths=tuple(sorted(set(args.conv_depths))),
         conv_image_size=args.conv_image_size, conv_train_episodes=args.conv_train_episodes,
         conv_test_episodes=args.conv_test_episodes, conv_tile=args.conv_tile, seed=args.seed)

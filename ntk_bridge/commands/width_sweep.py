@@ -37,17 +37,9 @@ import argparse
 import math
 import time
 
+from ntk_bridge.commands._options import int_list
+
 DEFAULT_METHODS = "mtl-b,mtl-a,anil,maml,ntk,head-only"
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one width")
-    return values
 
 
 def _str_list(text: str) -> tuple[str, ...]:
@@ -56,7 +48,7 @@ def _str_list(text: str) -> tuple[str, ...]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sweep")
-    g.add_argument("--widths", type=_int_list, default=(64, 128, 256, 512, 1024, 2048, 4096, 8192),
+    g.add_argument("--widths", type=int_list, default=(64, 128, 256, 512, 1024, 2048, 4096, 8192),
                    help="comma-separated widths (default 64,128,...,8192)")
     g.add_argument("--seeds", type=int, default=4, help="seeds (task draw + network init) per width (default 4)")
     g.add_argument("--seed", type=int, default=0, help="first seed; seed i uses seed+i")
