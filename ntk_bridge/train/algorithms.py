@@ -139,9 +139,12 @@ def body_apply_train(state: TrainState, body_params: Any, images: jax.Array,
 class MTL:
     """Multi-task learning with a head bank (Wang et al., 2021).
 
-    ``params = {"body": backbone, "head": W (n_base_classes, D)}`` (no bias). Task ``t`` scores
-    its images with the rows of its classes: ``logits_t = phi(x) W[classes_t]^T`` with ``phi``
-    the (optionally L2-normalised) features; the loss is the cross-entropy averaged over the
+    ``params = {"body": backbone, "head": W (n_base_classes, D)}`` (no bias), plus ``"scale"``
+    (a scalar) when ``config.learn_logit_scale``. Task ``t`` scores its images with the rows of
+    its classes: ``logits_t = s * phi(x) W[classes_t]^T`` with ``phi`` the (optionally
+    L2-normalised) features and ``s`` the logit scale (``config.logit_scale``, fixed or learnt;
+    with normalised features and ``s = 1`` the logits stay within ``+-|W_k|``, so the softmax is
+    nearly uniform until the head rows grow, which slows learning); the loss is the cross-entropy averaged over the
     images of a task and over the ``T`` tasks of a step (one forward pass over all ``T * M``
     images, which is gradient accumulation over tasks except that batch norm sees all tasks).
     Test-time adaptation: logistic regression on the frozen, normalised features.
@@ -153,6 +156,7 @@ class MTL:
     def __init__(self, normalize: bool = True, logreg_c: float = 3.0, logreg_iters: int = 15):
         self.normalize = normalize
         self.normalize_test = True
+        self.logit_scale = 1.0
         self.logreg_c = logreg_c
         self.logreg_iters = logreg_iters
 
@@ -160,6 +164,7 @@ class MTL:
         self.normalize = config.normalize_features
         self.normalize_test = config.normalize_test_features
         self.logreg_c, self.logreg_iters = config.logreg_c, config.logreg_iters
+        self.logit_scale = float(config.logit_scale)
         k_body, k_head = jax.random.split(key)
         x = sample_batch["x"]
         body, batch_stats = body_init(k_body, model, x.reshape((-1,) + x.shape[2:])[:2])
@@ -167,7 +172,10 @@ class MTL:
                                                  x[0, :1], train=False)).shape[-1]
         # like a linear layer's default: uniform(-1/sqrt(D), 1/sqrt(D))
         head = jax.random.uniform(k_head, (n_base_classes, dim), minval=-1.0, maxval=1.0) / jnp.sqrt(dim)
-        return TrainState.create(apply_fn=model.apply, params={"body": body, "head": head},
+        params = {"body": body, "head": head}
+        if config.learn_logit_scale:
+            params["scale"] = jnp.asarray(config.logit_scale, jnp.float32)
+        return TrainState.create(apply_fn=model.apply, params=params,
                                  tx=make_optimizer(config), batch_stats=batch_stats)
 
     def loss(self, params, state, batch, key):
@@ -178,7 +186,8 @@ class MTL:
         if self.normalize:
             feats = l2_normalize(feats)
         w = params["head"][classes]  # (T, n_way, D)
-        logits = jnp.einsum("tmd,tkd->tmk", feats, w)
+        scale = params["scale"] if "scale" in params else self.logit_scale
+        logits = scale * jnp.einsum("tmd,tkd->tmk", feats, w)
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
         acc = (logits.argmax(-1) == y).mean()
         return loss, (new_stats, acc)

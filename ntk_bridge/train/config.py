@@ -40,6 +40,8 @@ class TrainConfig:
     meta_batch: int = 4  # tasks per step
     normalize_features: bool = True  # L2-normalise features before the MTL head (training)
     normalize_test_features: bool = True  # L2-normalise frozen features before the test heads
+    logit_scale: float = 1.0  # MTL: logits = logit_scale * phi(x) W^T (temperature; 10 is usual with normalised features)
+    learn_logit_scale: bool = False  # MTL: make logit_scale a trained scalar (initialised at logit_scale)
     optimizer: str = "radam"  # radam | sgd
     lr: float = 1e-3
     momentum: float = 0.9  # SGD only (Nesterov)
@@ -82,6 +84,7 @@ class TrainConfig:
             (self.val_query >= 1 and self.test_query >= 1, "val_query and test_query must be >= 1"),
             (0.0 <= self.drop_rate < 1.0, "drop_rate must be in [0, 1)"),
             (self.logreg_c > 0, "logreg_c must be > 0"),
+            (self.logit_scale > 0, "logit_scale must be > 0 (1 = plain logits, e.g. 10 with normalize_features)"),
             (self.optimizer in ("radam", "sgd"), f"optimizer {self.optimizer!r} is unknown; use radam or sgd"),
             (self.schedule in ("plateau", "cosine", "constant"),
              f"schedule {self.schedule!r} is unknown; use plateau, cosine or constant"),
@@ -142,8 +145,9 @@ def from_dict(values: dict) -> TrainConfig:
     values = dict(values)
     if isinstance(values.get("channels"), list):
         values["channels"] = tuple(values["channels"])
-    if isinstance(values.get("lr"), int) and not isinstance(values.get("lr"), bool):
-        values["lr"] = float(values["lr"])
+    for key in ("lr", "logit_scale"):
+        if isinstance(values.get(key), int) and not isinstance(values.get(key), bool):
+            values[key] = float(values[key])
     return TrainConfig(**values)
 
 
