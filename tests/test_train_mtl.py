@@ -90,3 +90,11 @@ def test_logit_scale_config_is_typed_and_validated():
     with pytest.raises(BridgeError) as err:
         from_dict({"learn_logit_scale": 1})
     assert "'learn_logit_scale' must be true/false" in str(err.value)
+
+
+def test_run_saved_before_logit_scale_existed_stays_resumable():
+    from ntk_bridge.train.config import incompatible_fields
+    cfg = TrainConfig()
+    saved = {k: v for k, v in cfg.to_dict().items() if k not in ("logit_scale", "learn_logit_scale")}
+    assert incompatible_fields(saved, cfg) == []
+    assert incompatible_fields(saved, cfg.replace(logit_scale=10.0)) == ["logit_scale"]

@@ -183,7 +183,11 @@ def setting_name(dataset: str, shots: int) -> str:
 
 def incompatible_fields(saved: dict, requested: TrainConfig) -> list[str]:
     """Fields whose values differ between a saved run config and ``requested`` (excluding the
-    ones a resume may change: data root, max_steps, progress bar)."""
+    ones a resume may change: data root, max_steps, progress bar); a field missing from
+    ``saved`` (added to TrainConfig later) compares as its default."""
     now = json.loads(json.dumps(requested.to_dict()))
+    # a field added after the run was saved counts as its default (e.g. logit_scale = 1.0)
+    defaults = json.loads(json.dumps(TrainConfig().to_dict()))
+    saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
     keys = sorted((set(saved) | set(now)) - RESUMABLE_CHANGES)
     return [k for k in keys if saved.get(k) != now.get(k)]
