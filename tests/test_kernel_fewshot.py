@@ -240,8 +240,9 @@ def test_command_on_omniglot_tiny(tmp_path, capsys):
 
 
 def test_command_bad_input_is_one_line(tmp_path, capsys):
-    rc = main(["kernel-fewshot", "--shots", "1", "--image-size", "5", "--train-episodes", "1", "--test-episodes", "1",
-               "--depths", "1", "--conv-depths", "none", "--out", str(tmp_path), "--quiet"])
+    rc = main(["kernel-fewshot", "--root", str(omniglot_root(tmp_path)), "--shots", "1", "--image-size", "5",
+               "--train-episodes", "1", "--test-episodes", "1", "--depths", "1", "--conv-depths", "none",
+               "--out", str(tmp_path / "out"), "--quiet"])
     assert rc == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "\n" not in err and "must divide" in err
