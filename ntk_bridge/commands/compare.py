@@ -46,8 +46,11 @@ ALL_ALGORITHMS = ("mtl", "maml", "anil", "protonet", "metaoptnet-ridge")
 # Per-algorithm settings (override any of them with --config FILE: {"maml": {"inner_steps": 1}}).
 # MAML/ANIL follow Finn et al.'s Omniglot settings (inner lr 0.1 with 5 steps in training, more
 # steps at test time); the ridge head starts at lambda 1, logit scale 10 (both learned).
+# MTL trains on unnormalised features, as the packaged Omniglot configs do: L2-normalised features
+# without a temperature keep the logits within the head-row norms and the loss near log(n_way)
+# (experiments/results/compare_omniglot/mtl_fixed/diagnosis.md); normalise with a `logit_scale`.
 DEFAULT_ALGO_CONFIGS: dict[str, dict[str, Any]] = {
-    "mtl": {"lr": 1e-3, "normalize_features": True},
+    "mtl": {"lr": 1e-3, "normalize_features": False},
     "maml": {"lr": 1e-3, "inner_steps": 5, "inner_lr": 0.1, "eval_inner_steps": 10,
              "first_order": False, "remat": False},
     "anil": {"lr": 1e-3, "inner_steps": 5, "inner_lr": 0.1, "eval_inner_steps": 10,
