@@ -57,10 +57,14 @@ def fit_loglog(x, y) -> tuple[float, float]:
     return float(slope), float(intercept)
 
 
-def mean_ci(values) -> tuple[float, float]:
-    """Mean and 95% normal-approximation half-width 1.96 * std / sqrt(n) (0 for n = 1)."""
+def mean_ci(values, ddof: int = 1) -> tuple[float, float]:
+    """Mean and 95% normal-approximation half-width 1.96 * std / sqrt(n) (0 for n = 1).
+
+    ``ddof`` is the std's delta degrees of freedom (1: sample std; the episode evaluation of the
+    trainer uses 0, the few-shot convention).
+    """
     v = np.asarray(values, np.float64)
     v = v[np.isfinite(v)]
     require(v.size >= 1, "no finite values to average")
-    half = 1.96 * v.std(ddof=1) / np.sqrt(v.size) if v.size > 1 else 0.0
+    half = 1.96 * v.std(ddof=ddof) / np.sqrt(v.size) if v.size > 1 else 0.0
     return float(v.mean()), float(half)

@@ -258,11 +258,6 @@ def _feature_fn(state, x):
     return features(state, x)
 
 
-def _mean_ci(accs) -> tuple[float, float]:
-    from ntk_bridge.train.evaluation import mean_ci
-    return mean_ci(accs)
-
-
 # --------------------------------------------------------------------------- the command
 
 def run(args: argparse.Namespace) -> int:
@@ -275,7 +270,7 @@ def run(args: argparse.Namespace) -> int:
     from ntk_bridge.data import dataset_stats, load_split
     from ntk_bridge.data.sampler import sample_episodes
     from ntk_bridge.errors import BridgeError
-    from ntk_bridge.train.evaluation import CI_METHOD
+    from ntk_bridge.train.evaluation import CI_METHOD, mean_ci
     from ntk_bridge.train.models import build_backbone
 
     algorithms = _parse_list(args.algorithms, "algorithms")
@@ -355,8 +350,8 @@ def run(args: argparse.Namespace) -> int:
                     raise BridgeError(f"{name} {shots}-shot: loss is {loss} at step {step}; "
                                       "lower the learning rate (or inner_lr for MAML/ANIL)")
                 v = r.evaluate(splits[1], val_eps)
-                own, own_ci = _mean_ci(v["own"])
-                lr_acc, lr_ci = _mean_ci(v["logreg"])
+                own, own_ci = mean_ci(v["own"])
+                lr_acc, lr_ci = mean_ci(v["logreg"])
                 row = {"algorithm": name, "shots": shots, "step": step,
                        "train_time_s": train_time, "cpu_time_s": cpu_time, "train_loss": loss,
                        "val_own": own / 100.0, "val_own_ci": own_ci / 100.0,
@@ -377,7 +372,7 @@ def run(args: argparse.Namespace) -> int:
                 "step_ms": 1000.0 * train_time / step,
                 "images_per_s": r.images_per_step * step / train_time,
                 "images_per_step": r.images_per_step, "best_val_own": best,
-                "test_own": _mean_ci(t["own"]), "test_logreg": _mean_ci(t["logreg"]),
+                "test_own": mean_ci(t["own"]), "test_logreg": mean_ci(t["logreg"]),
             }
             curves[name] = curve
             curve_rows.extend(curve)

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from ntk_bridge import metrics
+
 CI_METHOD = "95% CI = 1.96*std/sqrt(episodes)"
 
 
@@ -39,9 +41,9 @@ class EvalResult:
 
 
 def mean_ci(accs: np.ndarray) -> tuple[float, float]:
-    """Mean and 95% half-width ``1.96 * std / sqrt(n)`` of per-episode accuracies, in %."""
-    accs = 100.0 * np.asarray(accs, dtype=np.float64)
-    return float(accs.mean()), float(1.96 * accs.std() / np.sqrt(accs.size))
+    """Mean and 95% half-width ``1.96 * std / sqrt(n)`` (std with ddof 0) of per-episode
+    accuracies, in % (:func:`ntk_bridge.metrics.mean_ci`)."""
+    return metrics.mean_ci(100.0 * np.asarray(accs, dtype=np.float64), ddof=0)
 
 
 def extract_features(state, images: np.ndarray, mean, std, batch_size: int = 256) -> np.ndarray:
