@@ -10,16 +10,21 @@ import math
 
 
 def int_list(text: str, allow_none: bool = False) -> tuple[int, ...]:
-    """Parse ``"1,2,4"`` into ``(1, 2, 4)``; with ``allow_none``, ``"none"`` or ``""`` gives ``()``."""
+    """Parse ``"1,2,4"`` into ``(1, 2, 4)``; with ``allow_none``, ``"none"`` or ``""`` gives ``()``.
+
+    Every comma-separated item must be an integer: an empty item (``"1,,4"``, ``"1,2,"``) is
+    refused, not skipped, since it usually means a value was lost.
+    """
     if allow_none and text.strip().lower() in ("", "none"):
         return ()
+    items = [v.strip() for v in text.split(",")]
+    if "" in items:
+        raise argparse.ArgumentTypeError(
+            f"empty item in {text!r} (item {items.index('') + 1}); give comma-separated integers such as 1,2,4")
     try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
+        return tuple(int(v) for v in items)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
-    if not values and not allow_none:
-        raise argparse.ArgumentTypeError("expected at least one integer")
-    return values
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 1,2,4, got {text!r}") from None
 
 
 def int_list_or_none(text: str) -> tuple[int, ...]:
@@ -27,17 +32,33 @@ def int_list_or_none(text: str) -> tuple[int, ...]:
 
 
 def add_predictor_arguments(p: argparse.ArgumentParser, outer_ridge_help: str) -> None:
-    """The inner-loop (theory.md 3) and outer-training option groups of the closed forms."""
-    g = p.add_argument_group("inner loop (theory.md section 3)")
-    g.add_argument("--inner", choices=("flow", "steps", "ridge", "inf", "none"), default="flow")
-    g.add_argument("--inner-time", type=float, default=1.0, help="flow: tau (rate lam = 1)")
-    g.add_argument("--inner-steps", type=int, default=10, help="steps: k")
-    g.add_argument("--inner-step-size", type=float, default=0.1, help="steps: a")
-    g.add_argument("--inner-ridge", type=float, default=0.1, help="ridge: mu")
-    g.add_argument("--inner-eps", type=float, default=1e-6, help="inf: eps")
+    """The inner-loop (theory.md 3) and outer-training option groups of the closed forms.
+
+    Defaults are those of :class:`~ntk_bridge.inner_loop.InnerLoop` and
+    :class:`~ntk_bridge.predictors.PredictorConfig` (stated once, there).
+    """
+    from ntk_bridge.inner_loop import FORMS, SCALES, InnerLoop
+    from ntk_bridge.predictors import OUTER_SCALES, PredictorConfig
+
+    inner, pred = InnerLoop(), PredictorConfig()
+    g = p.add_argument_group("inner loop (docs/theory.md section 3)")
+    g.add_argument("--inner", choices=FORMS, default=inner.form, help=f"inner-loop form (default {inner.form})")
+    g.add_argument("--inner-time", type=float, default=inner.tau, help=f"flow: tau, rate lam = 1 (default {inner.tau:g})")
+    g.add_argument("--inner-steps", type=int, default=inner.steps, help=f"steps: k (default {inner.steps})")
+    g.add_argument("--inner-step-size", type=float, default=inner.step_size, help=f"steps: a (default {inner.step_size:g})")
+    g.add_argument("--inner-ridge", type=float, default=inner.mu, help=f"ridge: mu (default {inner.mu:g})")
+    g.add_argument("--inner-eps", type=float, default=inner.eps, help=f"inf: eps (default {inner.eps:g})")
+    g.add_argument("--inner-scale", choices=SCALES, default=inner.scale,
+                   help="flow/steps: 'fixed' uses lam*tau as given; 'diag' divides it by the support kernel's "
+                        "mean diagonal kappa (Theta(x, x) = L + 1 for MAML on a bias-free ReLU net: the "
+                        f"depth-normalised inner loop, docs/theory.md 7); default {inner.scale}")
     g = p.add_argument_group("outer training")
-    g.add_argument("--outer-time", type=float, default=math.inf, help="eta*t of outer gradient flow (default inf)")
-    g.add_argument("--outer-ridge", type=float, default=1e-6, help=outer_ridge_help)
+    g.add_argument("--outer-time", type=float, default=pred.outer_time,
+                   help="eta*t of outer gradient flow (default inf: the ridge-regularised limit)")
+    g.add_argument("--outer-ridge", type=float, default=pred.outer_ridge, help=f"{outer_ridge_help} (default {pred.outer_ridge:g})")
+    g.add_argument("--outer-scale", choices=OUTER_SCALES, default=pred.outer_scale,
+                   help="finite --outer-time: 'fixed' as given; 'diag' divides the rate by the mean NTK diagonal "
+                        f"over the training points (a learning rate scaled like 1/depth); default {pred.outer_scale}")
 
 
 def predictor_config(args):
@@ -46,5 +67,7 @@ def predictor_config(args):
     from ntk_bridge.predictors import PredictorConfig
 
     inner = InnerLoop(form=args.inner, tau=args.inner_time, steps=args.inner_steps,
-                      step_size=args.inner_step_size, mu=args.inner_ridge, eps=args.inner_eps)
-    return PredictorConfig(inner=inner, outer_time=args.outer_time, outer_ridge=args.outer_ridge)
+                      step_size=args.inner_step_size, mu=args.inner_ridge, eps=args.inner_eps,
+                      scale=args.inner_scale)
+    return PredictorConfig(inner=inner, outer_time=args.outer_time, outer_ridge=args.outer_ridge,
+                           outer_scale=args.outer_scale)
