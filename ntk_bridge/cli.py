@@ -17,6 +17,7 @@ from ntk_bridge.errors import BridgeError
 # name -> (module under ntk_bridge.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "depth-sweep": ("depth_sweep", "distance between MTL and GBML kernel predictors vs depth (main job)"),
+    "regime-map": ("regime_map", "where MTL and GBML kernel predictors meet: depth x inner scale x biases x outer time"),
     "width-sweep": ("width_sweep", "finite networks trained by gradient descent vs the closed forms, vs width"),
     "data": ("data", "inspect few-shot data sets on disk (data info --dataset NAME --root DIR)"),
     "train": ("train", "train a few-shot learner (MTL or a GBML baseline) and evaluate it"),

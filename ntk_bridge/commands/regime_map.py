@@ -1,0 +1,154 @@
+"""Where do MTL and GBML meet? The depth study over a grid of regimes (docs/theory.md 7-8).
+
+A regime (cell) is a network x an inner-loop scale x an outer time; each cell is the depth sweep
+of `ntk-bridge depth-sweep` with those settings, over depths 1..1024 on the same task draws.
+
+  networks      relu-b0, relu-b0.1, relu-b0.5   ReLU, He init (W_std = sqrt 2), bias std 0 / 0.1 / 0.5
+                erf-critical                    Erf on the edge of chaos with q* = 1
+                                                (W_std^2 = pi sqrt5 / 4, b_std^2 = 0.184)
+  inner loops   fixed        gradient flow, lam*tau = 1 (depth-sweep's default)
+                depth-norm   gradient flow, lam*tau = 1 / kappa, kappa = the inner kernel's diagonal
+                             (L + 1 for MAML on relu-b0: the NTK divided by its diagonal)
+                ridge        T = (K' + 0.1 I)^-1
+                tau-inf      T = (K' + 1e-6 I)^-1 (the support interpolated)
+  outer times   eta*t = 1, 10 with the rate divided by the mean NTK diagonal (--outer-scale diag,
+                a learning rate scaled like 1/depth, as a finite network needs), and t = inf
+                (ridge 1e-6)
+
+For every cell: d_rel and d_tr for MTL-B vs ANIL, MTL-B vs MAML (and MTL-A vs ANIL, the collapse
+check), each method's test error and its gain over head-only (err_head_only - err_method), the
+deep-depth rates (log-log slope over L >= --deep-from, and a 95% t-interval of per-draw slopes).
+The verdict per cell: the paper's claim in its strong form holds when d_tr shrinks with depth
+(upper end of its rate's interval < 0) while MTL-B and the GBML method both beat head-only at the
+deepest depth (lower ends of both gains' intervals > 0).
+
+Writes OUT/regime_map.csv (one row per cell x depth x pair x draw), OUT/cells.csv (per cell x
+pair), OUT/verdicts.csv, OUT/config.json, OUT/run.json and the figure (heatmaps of rates and
+gains). OUT is written whole and moved into place at the end; per-(cell, draw) results are
+cached in CACHE (default: a hidden folder next to OUT) so an interrupted run resumes and a rerun
+costs nothing. Default grid: 48 cells x 10 draws x 11 depths, a few minutes on 2 cores.
+
+Example:
+    ntk-bridge regime-map --quick --out /tmp/rm --figure /tmp/rm.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+from ntk_bridge.commands._options import int_list
+
+RESULT_FILES = ("regime_map.csv", "cells.csv", "verdicts.csv", "config.json", "run.json")
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def _times(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers or inf, got {text!r}") from None
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ntk_bridge.regime_map import RegimeMapConfig
+
+    d = RegimeMapConfig()
+    g = p.add_argument_group("grid")
+    g.add_argument("--quick", action="store_true",
+                   help="the small CI grid (2 networks x 2 inner loops x 2 outer times, depths 1,4,16,64, 2 draws); "
+                        "the grid options below are then ignored")
+    g.add_argument("--nets", type=_names, default=d.nets, help=f"networks (default {','.join(d.nets)})")
+    g.add_argument("--inners", type=_names, default=d.inners, help=f"inner-loop scales (default {','.join(d.inners)})")
+    g.add_argument("--outer-times", type=_times, default=d.outer_times,
+                   help="outer times eta*t, inf allowed (default 1,10,inf)")
+    g.add_argument("--outer-scale", choices=("fixed", "diag"), default=d.outer_scale,
+                   help=f"finite outer times: rate divided by the mean NTK diagonal (diag) or not (default {d.outer_scale})")
+    g.add_argument("--depths", type=int_list, default=d.depths,
+                   help=f"depths (default {','.join(map(str, d.depths))})")
+    g.add_argument("--deep-from", type=int, default=d.deep_from, help=f"fit deep rates on L >= this (default {d.deep_from})")
+    g.add_argument("--draws", type=int, default=d.draws, help=f"task draws per cell (default {d.draws}); draw i uses seed+i")
+    g.add_argument("--seed", type=int, default=d.seed, help=f"seed of the first draw (default {d.seed})")
+    g = p.add_argument_group("output")
+    g.add_argument("--out", default="experiments/results/regime_map", help="result folder (default experiments/results/regime_map)")
+    g.add_argument("--figure", default="figures/regime_map.png", help="heatmap figure (default figures/regime_map.png)")
+    g.add_argument("--cache", default=None, help="cache folder (default: .<out name>.cache next to OUT)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def config_from_args(args):
+    from dataclasses import replace
+
+    from ntk_bridge.regime_map import QUICK, RegimeMapConfig
+
+    if args.quick:
+        return QUICK
+    return replace(RegimeMapConfig(), nets=args.nets, inners=args.inners, outer_times=args.outer_times,
+                   outer_scale=args.outer_scale, depths=tuple(sorted(set(args.depths))), deep_from=args.deep_from,
+                   draws=args.draws, seed=args.seed)
+
+
+def cache_folder(args) -> Path:
+    out = Path(args.out)
+    return Path(args.cache) if args.cache else out.parent / f".{out.name or 'regime_map'}.cache"
+
+
+def describe(config) -> str:
+    """One line naming the data and protocol, for the figure title and the printout."""
+    fam = config.family
+    outer = "finite outer times with rate / kappa_out" if config.outer_scale == "diag" else "finite outer times as given"
+    return (f"{fam.family} tasks (d={fam.d}, {fam.n_train_tasks} train / {fam.n_test_tasks} test tasks, "
+            f"n_q={fam.n_query}, n_s={fam.n_support}), {config.draws} draws, depths "
+            f"{min(config.depths)}..{max(config.depths)}, deep rates over L >= {config.deep_from}, {outer}")
+
+
+def run(args) -> int:
+    from ntk_bridge import regime_map
+    from ntk_bridge.io import check_figure_path, result_folder, save_figure, staged_files, write_csv, write_json
+    from ntk_bridge.regime_report import plot, verdict_frame, print_verdicts
+
+    config = config_from_args(args)                      # every check before anything is written
+    check_figure_path(args.figure, "--figure")
+    cache = cache_folder(args)
+    with staged_files([args.figure], "--figure") as (figure,), \
+            result_folder(args.out, "--out", replaces=RESULT_FILES) as tmp:
+        _make_cache(cache)
+        start = time.time()
+        frame = regime_map.compute(config, cache, progress=not args.quiet)
+        elapsed = time.time() - start
+        summary = regime_map.summarize_cells(frame, config.deep_from)
+        verdicts = verdict_frame(regime_map.verdicts(summary))
+        write_json(tmp / "config.json", {"command": "regime-map", **config.as_dict()})
+        write_csv(tmp / "regime_map.csv", frame)
+        write_csv(tmp / "cells.csv", summary)
+        write_csv(tmp / "verdicts.csv", verdicts)
+        write_json(tmp / "run.json", _run_info(elapsed, cache))
+        save_figure(figure, plot(summary, describe(config)))
+    print_verdicts(summary, verdicts, describe(config))
+    print(f"\n{len(frame)} rows in {elapsed:.1f} s -> {Path(args.out) / 'regime_map.csv'}, figure {args.figure}")
+    return 0
+
+
+def _make_cache(cache: Path) -> None:
+    from ntk_bridge.errors import BridgeError
+
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise BridgeError(f"--cache {cache}: cannot create it ({err.strerror}); choose a writable folder") from None
+
+
+def _run_info(elapsed: float, cache: Path) -> dict:
+    import platform
+
+    import numpy
+
+    return {"seconds": round(elapsed, 2), "load_average": list(os.getloadavg()), "cache": str(cache),
+            "machine": platform.machine(), "cpus": os.cpu_count(), "numpy": numpy.__version__,
+            "note": "seconds count only the cells computed in this run; cached cells cost nothing"}
+

@@ -1,0 +1,115 @@
+"""Presenting the regime map: the verdict table and the heatmap figure.
+
+Reads only the per-cell summary of :func:`ntk_bridge.regime_map.summarize_cells` (columns listed
+there) and the :class:`ntk_bridge.regime_map.Verdict` list; writes nothing itself.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+
+import numpy as np
+import pandas as pd
+
+from ntk_bridge.regime_map import CLAIM_PAIRS, Verdict
+
+# (column of the summary, pair it is read for, panel title)
+PANELS = (
+    ("rate_d_rel", "mtl-b vs anil", "deep rate of d_rel, MTL-B vs ANIL"),
+    ("rate_d_rel", "mtl-b vs maml", "deep rate of d_rel, MTL-B vs MAML"),
+    ("rate_d_tr", "mtl-b vs anil", "deep rate of d_tr, MTL-B vs ANIL"),
+    ("rate_d_tr", "mtl-b vs maml", "deep rate of d_tr, MTL-B vs MAML"),
+    ("gain_a_L1", "mtl-b vs anil", "gain of MTL-B over head-only, L = 1"),
+    ("gain_a_Lmax", "mtl-b vs anil", "gain of MTL-B over head-only, L = L_max"),
+    ("gain_b_Lmax", "mtl-b vs anil", "gain of ANIL over head-only, L = L_max"),
+    ("gain_b_Lmax", "mtl-b vs maml", "gain of MAML over head-only, L = L_max"),
+)
+
+
+def verdict_frame(verdicts: list[Verdict]) -> pd.DataFrame:
+    """One row per cell x claim pair: holds, d_tr_shrinks, both_beat_head_only, reason."""
+    return pd.DataFrame([{"cell": v.cell, "pair": v.pair, "holds": v.holds, "d_tr_shrinks": v.d_tr_shrinks,
+                          "both_beat_head_only": v.both_beat_head_only, "reason": v.reason()} for v in verdicts])
+
+
+def _fmt(v: float, digits: int = 2) -> str:
+    return "nan" if not np.isfinite(v) else f"{v:+.{digits}f}"
+
+
+def _interval(mean: float, lo: float, hi: float, digits: int = 2) -> str:
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return f"{_fmt(mean, digits)} (no interval)"
+    return f"{_fmt(mean, digits)} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
+
+
+def verdict_lines(summary: pd.DataFrame, verdicts: pd.DataFrame) -> list[str]:
+    """The printed table: per cell and claim pair, the d_tr rate, both gains at L_max, the verdict."""
+    table = summary[summary["pair"].isin(CLAIM_PAIRS)].merge(verdicts, on=["cell", "pair"])
+    head = f"{'cell':34s} {'pair':14s} {'d_tr rate [95% t]':26s} {'gain MTL-B @Lmax':24s} {'gain GBML @Lmax':24s} verdict"
+    lines = [head, "-" * len(head)]
+    for r in table.itertuples():
+        lines.append(f"{r.cell:34s} {r.pair:14s} {_interval(r.rate_d_tr, r.rate_d_tr_lo, r.rate_d_tr_hi):26s} "
+                     f"{_interval(r.gain_a_Lmax, r.gain_a_Lmax_lo, r.gain_a_Lmax_hi, 3):24s} "
+                     f"{_interval(r.gain_b_Lmax, r.gain_b_Lmax_lo, r.gain_b_Lmax_hi, 3):24s} {r.reason}")
+    return lines
+
+
+def conclusion(verdicts: pd.DataFrame) -> str:
+    """The one-sentence answer: which cells, if any, satisfy the strong form of the claim."""
+    held = verdicts[verdicts["holds"]]
+    n = len(verdicts)
+    if held.empty:
+        return (f"The strong form of the claim (d_tr shrinks with depth while MTL-B and the GBML method both "
+                f"beat head-only at the deepest depth) holds in none of the {n} cell x pair combinations of this grid.")
+    which = ", ".join(f"{r.cell} ({r.pair})" for r in held.itertuples())
+    return f"The strong form of the claim holds in {len(held)} of {n} cell x pair combinations: {which}."
+
+
+def print_verdicts(summary: pd.DataFrame, verdicts: pd.DataFrame, title: str) -> None:
+    print(f"\nRegime map: {title}")
+    print("gain = err(head-only) - err(method), ||F - Y||^2 / ||Y||^2, mean [95% t-interval over draws]\n")
+    print("\n".join(verdict_lines(summary, verdicts)))
+    failed = summary[summary["failed_depths"] > 0]
+    if not failed.empty:
+        print(f"\nCells with failed depths (numbers NaN there): {', '.join(sorted(set(failed['cell'])))}")
+    print("\n" + conclusion(verdicts))
+
+
+def _grid(summary: pd.DataFrame, column: str, pair: str) -> tuple[np.ndarray, list[str], list[str]]:
+    """Matrix (net x inner rows, outer-time columns) of ``column`` for ``pair``."""
+    g = summary[summary["pair"] == pair]
+    rows = list(dict.fromkeys(f"{n} / {i}" for n, i in zip(g["net"], g["inner"])))
+    cols = sorted(g["outer_time"].unique(), key=lambda t: (math.isinf(t), t))
+    m = np.full((len(rows), len(cols)), np.nan)
+    for r in g.itertuples():
+        m[rows.index(f"{r.net} / {r.inner}"), cols.index(r.outer_time)] = getattr(r, column)
+    return m, rows, [f"t={t:g}" for t in cols]
+
+
+def _heatmap(ax, m, rows, cols, title, show_rows: bool):
+    lim = float(np.nanmax(np.abs(m))) if np.isfinite(m).any() else 1.0
+    ax.imshow(m, cmap="RdBu_r" if title.startswith("deep rate") else "RdBu", vmin=-lim, vmax=lim, aspect="auto")
+    for (i, j), v in np.ndenumerate(m):
+        ax.text(j, i, "fail" if not np.isfinite(v) else f"{v:+.2f}", ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(len(cols)), cols, fontsize=8)
+    ax.set_yticks(range(len(rows)), rows if show_rows else [""] * len(rows), fontsize=8)
+    ax.set_title("\n".join(textwrap.wrap(title, 30)), fontsize=9)
+
+
+def plot(summary: pd.DataFrame, title: str):
+    """Eight heatmaps (rows: network / inner loop, columns: outer time): deep rates and gains."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 4, figsize=(17, 11))
+    for k, (ax, (column, pair, name)) in enumerate(zip(axes.flat, PANELS)):
+        m, rows, cols = _grid(summary, column, pair)
+        _heatmap(ax, m, rows, cols, name, show_rows=k % 4 == 0)
+    fig.suptitle("\n".join(textwrap.wrap(
+        f"Regime map of MTL vs GBML kernel predictors: {title}. Rates: slope of log mean distance vs log L "
+        "(blue: shrinks). Gains: err(head-only) - err(method) (blue: better than head-only).", 150)), fontsize=10)
+    fig.tight_layout()
+    return fig
