@@ -3,7 +3,7 @@
 Both fit scikit-learn's objective ``C * sum_i CE(W x_i + b, y_i) + 0.5 ||W||^2`` (C = 3, the MTL
 paper's test-time head) on each episode's L2-normalised support features and predict its
 queries. Prints the time of each (JAX with and without its one-off compilation), the speed-up,
-the accuracy of both (mean +- 95% CI = 1.96*std/sqrt(episodes)) and the fraction of query
+the accuracy of both (mean +- 95% CI = t(0.975, episodes-1)*std/sqrt(episodes)) and the fraction of query
 predictions on which they agree.
 
 Features: by default synthetic "trained-backbone-like" features (non-negative, class signal of
@@ -111,9 +111,9 @@ def main(argv=None) -> int:
         "cpu_count": os.cpu_count(), "sklearn_loop_s": t_sk, "jax_first_call_s": t_jax_first,
         "jax_s": t_jax, "speedup_incl_compile": t_sk / t_jax_first, "speedup": t_sk / t_jax,
         "acc_jax": acc_jax, "acc_sklearn": acc_sk, "prediction_agreement": agree,
-        "ci_method": "95% CI = 1.96*std/sqrt(episodes)",
+        "ci_method": "95% CI = t(0.975, episodes-1)*std/sqrt(episodes)",
     }
-    proto = f"{n_way}-way {args.shots}-shot, {e} episodes, {args.queries} queries/class, 95% CI = 1.96*std/sqrt(episodes)"
+    proto = f"{n_way}-way {args.shots}-shot, {e} episodes, {args.queries} queries/class, 95% CI = t(0.975, episodes-1)*std/sqrt(episodes)"
     print(f"logistic regression (C={args.C:g}) on {source}; {proto}")
     print(f"  scikit-learn loop (lbfgs)     {t_sk:8.2f} s   acc {acc_sk[0]:.2f} +- {acc_sk[1]:.2f} %")
     print(f"  JAX batched, first call       {t_jax_first:8.2f} s   (includes compilation)")

@@ -10,7 +10,6 @@ have both stopped learning from the training tasks says nothing.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 
 import pandas as pd
@@ -61,21 +60,29 @@ def run_draw(config: DepthStudyConfig, draw: int) -> list[dict]:
     """All rows (one per depth x pair) for one task draw, seeded by ``config.seed + draw``."""
     tasks = make_tasks(config.family, config.seed + draw)
     kernels = depth_sweep(config.net, tasks.points, depths=config.depths)
+    return rows_from_kernels(config, tasks, kernels, draw)
+
+
+def rows_at_depth(config: DepthStudyConfig, tasks, gram, depth: int, draw: int) -> list[dict]:
+    """One row per pair at one depth: d_rel, d_tr, both methods' test errors and head-only's."""
     y = tasks.test_y_query()
+    preds = {m: predict(m, tasks, gram, config.predictor) for m in methods_of(config)}
+    errors = {m: relative_error(p, y) for m, p in preds.items()}
     rows = []
-    for depth in sorted(kernels):
-        gram = kernels[depth]
-        preds = {m: predict(m, tasks, gram, config.predictor) for m in methods_of(config)}
-        errors = {m: relative_error(p, y) for m, p in preds.items()}
-        for a, b in config.pairs:
-            base = adaptation_only(b, tasks, gram, config.predictor)
-            rows.append({
-                "depth": depth, "pair": f"{a} vs {b}", "draw": draw,
-                "d_rel": d_rel(preds[a], preds[b]), "d_tr": d_tr(preds[a], preds[b], base),
-                "method_a": a, "method_b": b, "err_a": errors[a], "err_b": errors[b],
-                "err_head_only": errors["head-only"],
-            })
+    for a, b in config.pairs:
+        base = adaptation_only(b, tasks, gram, config.predictor)
+        rows.append({
+            "depth": depth, "pair": f"{a} vs {b}", "draw": draw,
+            "d_rel": d_rel(preds[a], preds[b]), "d_tr": d_tr(preds[a], preds[b], base),
+            "method_a": a, "method_b": b, "err_a": errors[a], "err_b": errors[b],
+            "err_head_only": errors["head-only"],
+        })
     return rows
+
+
+def rows_from_kernels(config: DepthStudyConfig, tasks, kernels: dict, draw: int) -> list[dict]:
+    """Rows depth x pair for one draw whose kernels ``{depth: Kernels}`` are already computed."""
+    return [row for depth in sorted(kernels) for row in rows_at_depth(config, tasks, kernels[depth], depth, draw)]
 
 
 def run(config: DepthStudyConfig, progress: bool = True) -> pd.DataFrame:
@@ -88,8 +95,17 @@ def run(config: DepthStudyConfig, progress: bool = True) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+DEEP_DEPTH = 16          # the deep-regime rate is fitted on depths >= this
+
+
 def summarize(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per pair: mean distances at the smallest and largest depth and the fitted log-log rates."""
+    """Per pair: mean distances at the smallest and largest depth and the fitted log-log rates.
+
+    Columns: pair, depth_lo, depth_hi, d_rel_lo, d_rel_hi, d_tr_lo, d_tr_hi; with two depths or
+    more also rate_d_rel, rate_d_tr (slopes of log mean distance vs log depth); and
+    ``rate_d_rel_L>=16`` (the same slope over depths >= 16 only) only when at least two depths
+    are >= 16 -- otherwise the column is absent rather than a column of NaN.
+    """
     out = []
     for pair, g in frame.groupby("pair", sort=False):
         by_depth = g.groupby("depth")[["d_rel", "d_tr"]].mean()
@@ -100,14 +116,20 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
         if len(by_depth) >= 2:
             row["rate_d_rel"] = fit_loglog(by_depth.index, by_depth["d_rel"])[0]
             row["rate_d_tr"] = fit_loglog(by_depth.index, by_depth["d_tr"])[0]
-            deep = by_depth[by_depth.index >= 16]
-            row["rate_d_rel_L>=16"] = fit_loglog(deep.index, deep["d_rel"])[0] if len(deep) >= 2 else math.nan
+            deep = by_depth[by_depth.index >= DEEP_DEPTH]
+            if len(deep) >= 2:
+                row[f"rate_d_rel_L>={DEEP_DEPTH}"] = fit_loglog(deep.index, deep["d_rel"])[0]
         out.append(row)
     return pd.DataFrame(out)
 
 
 def error_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per depth and method: mean test error (||F - Y||^2 / ||Y||^2) with 95% CI over draws."""
+    """Per depth and method: mean test error (||F - Y||^2 / ||Y||^2) with 95% CI over draws.
+
+    Columns depth, method, err_mean, err_ci95, draws; the half-width is
+    :func:`ntk_bridge.metrics.mean_ci`'s (t quantile, ddof 1): NaN for one draw, and a NaN error in
+    any draw makes that cell NaN (never dropped).
+    """
     parts = []
     for col_m, col_e in (("method_a", "err_a"), ("method_b", "err_b")):
         parts.append(frame[["depth", "draw", col_m, col_e]].rename(columns={col_m: "method", col_e: "err"}))

@@ -57,14 +57,40 @@ def fit_loglog(x, y) -> tuple[float, float]:
     return float(slope), float(intercept)
 
 
+CI95_TEXT = "95% CI = t(0.975, n-1)*std/sqrt(n)"   # how mean_ci makes its half-width
+
+
+def t_quantile(n: int) -> float:
+    """The 0.975 quantile of Student's t with n - 1 degrees of freedom (12.71 at n = 2, -> 1.96)."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, n - 1))
+
+
 def mean_ci(values, ddof: int = 1) -> tuple[float, float]:
-    """Mean and 95% normal-approximation half-width 1.96 * std / sqrt(n) (0 for n = 1).
+    """Mean and 95% half-width ``t(0.975, n-1) * std / sqrt(n)`` of ``n`` values.
 
     ``ddof`` is the std's delta degrees of freedom (1: sample std; the episode evaluation of the
-    trainer uses 0, the few-shot convention).
+    trainer uses 0, the few-shot convention). The t quantile replaces the normal 1.96, which is
+    38-54% too narrow at n = 3-4 and within 0.5% of t from n = 300 on.
+
+    Nothing is dropped: any NaN among the values gives ``(nan, nan)``; an infinite value gives
+    an infinite or NaN mean the same way. With ``n = 1`` there is no interval: the half-width is
+    NaN (:func:`format_mean_ci` prints "n=1, no interval"). An empty input raises BridgeError.
     """
-    v = np.asarray(values, np.float64)
-    v = v[np.isfinite(v)]
-    require(v.size >= 1, "no finite values to average")
-    half = 1.96 * v.std(ddof=ddof) / np.sqrt(v.size) if v.size > 1 else 0.0
+    v = np.asarray(values, np.float64).ravel()
+    require(v.size >= 1, "no values to average")
+    if np.isnan(v).any():
+        return float("nan"), float("nan")
+    if v.size == 1:
+        return float(v[0]), float("nan")
+    with np.errstate(invalid="ignore"):
+        half = t_quantile(v.size) * v.std(ddof=ddof) / np.sqrt(v.size)
     return float(v.mean()), float(half)
+
+
+def format_mean_ci(mean: float, half: float, n: int, digits: int = 3) -> str:
+    """``"m +- h"`` with ``digits`` decimals, or ``"m (n=1, no interval)"`` when one sample has no interval."""
+    if n == 1:
+        return f"{mean:.{digits}f} (n=1, no interval)"
+    return f"{mean:.{digits}f} +- {half:.{digits}f}"

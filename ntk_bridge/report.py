@@ -22,11 +22,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from ntk_bridge.errors import BridgeError, require
+from ntk_bridge.io import STAGING_RE, is_staging
 
 COMMANDS = {
     "depth": "ntk-bridge depth-sweep --out experiments/results/depth_sweep --figure figures/depth_sweep.png",
@@ -76,7 +80,24 @@ class Loaded:
     command: str = ""
 
 
+def _check_csv(path: Path) -> None:
+    """Refuse a CSV that was cut short: it must end with a newline and every row must have the
+    header's number of fields (pandas would fill a cut row with NaN and read on)."""
+    import csv
+    import io
+
+    text = path.read_text()
+    require(text.strip() != "", f"{path} is empty")
+    require(text.endswith("\n"), f"{path} is truncated (its last line has no end)")
+    rows = list(csv.reader(io.StringIO(text)))
+    width = len(rows[0])
+    bad = next((i for i, r in enumerate(rows[1:], start=2) if len(r) != width), None)
+    require(bad is None, f"{path} is truncated or corrupt (line {bad} has {len(rows[bad - 1]) if bad else 0} "
+                         f"of {width} fields)")
+
+
 def _read_csv(path: Path) -> pd.DataFrame:
+    _check_csv(path)
     return pd.read_csv(path)
 
 
@@ -84,9 +105,22 @@ def _read_json(path: Path):
     return json.loads(Path(path).read_text())
 
 
+def _refuse_unfinished(path: Path) -> None:
+    """BridgeError for a staging folder of :func:`ntk_bridge.io.result_folder` (never read as a run)."""
+    if is_staging(path):
+        raise BridgeError(f"{path} is an unfinished result folder (the staging folder of a run that was "
+                          "interrupted or is still running); point the report at the finished folder "
+                          f"{path.parent / STAGING_RE.match(path.name)['name']}")
+
+
 def _load(name: str, path: Path, files: dict, command: str, optional: tuple = ()) -> Loaded:
-    """Read ``files`` {key: filename} from ``path``; missing required files make the source missing."""
+    """Read ``files`` {key: filename} from ``path``; missing required files make the source missing.
+
+    A file that exists but is unreadable or cut short, or a staging folder of an unfinished run
+    (ntk_bridge.io.result_folder), is a BridgeError: the report is not written from it.
+    """
     path = Path(path)
+    _refuse_unfinished(path)
     if not path.is_dir():
         return Loaded(name, str(path), None, f"folder {path} does not exist", command)
     data = {}
@@ -98,9 +132,17 @@ def _load(name: str, path: Path, files: dict, command: str, optional: tuple = ()
             return Loaded(name, str(path), None, f"{f} is missing (run not finished?)", command)
         try:
             data[key] = _read_json(f) if fname.endswith(".json") else _read_csv(f)
-        except Exception as err:  # a half-written or foreign file: report it, keep going
-            return Loaded(name, str(path), None, f"{f} is unreadable ({type(err).__name__}: {err})", command)
+        except (BridgeError, ValueError, OSError) as err:  # a cut-short or foreign file: refuse it, by name
+            reason = str(err) if isinstance(err, BridgeError) else f"{f} is unreadable ({type(err).__name__}: {err})"
+            raise BridgeError(f"{reason}; re-run `{command}` or move {path} out of the way") from None
     return Loaded(name, str(path), data, "", command)
+
+
+def _subfolders(path: Path, marker: str) -> list[Path]:
+    """Finished sub-folders of ``path`` holding ``marker`` (staging folders of unfinished runs skipped)."""
+    if not path.is_dir():
+        return []
+    return sorted(p for p in path.iterdir() if p.is_dir() and not is_staging(p) and (p / marker).exists())
 
 
 def load_depth(path: Path) -> Loaded:
@@ -112,8 +154,8 @@ def load_depth(path: Path) -> Loaded:
 def load_width(path: Path) -> list[Loaded]:
     """The width sweep in ``path`` and in each sub-folder holding a summary.csv."""
     path = Path(path)
-    folders = ([path] if (path / "summary.csv").exists() else []) + sorted(
-        p for p in (path.iterdir() if path.is_dir() else []) if p.is_dir() and (p / "summary.csv").exists())
+    _refuse_unfinished(path)
+    folders = ([path] if (path / "summary.csv").exists() else []) + _subfolders(path, "summary.csv")
     files = {"summary": "summary.csv", "table": "error_table.csv", "pairs": "pairs.csv", "config": "config.json",
              "run": "run.json"}
     if not folders:
@@ -132,29 +174,44 @@ def load_kernel(path: Path) -> Loaded:
 def load_kernel_variants(path: Path) -> list[Loaded]:
     """Other kernel few-shot runs kept in sub-folders of the main one (e.g. another outer time)."""
     path = Path(path)
-    subs = sorted(p for p in (path.iterdir() if path.is_dir() else []) if p.is_dir() and (p / "accuracy.csv").exists())
+    subs = _subfolders(path, "accuracy.csv")
     return [_load(f"kernel few-shot ({p.name})", p, {"accuracy": "accuracy.csv", "distances": "distances.csv",
                                                      "config": "config.json"}, COMMANDS["kernel"]) for p in subs]
 
 
 def load_compare(folders: list) -> list[Loaded]:
     if not folders:
-        folders = sorted(p for p in Path("experiments/results").glob("compare*") if p.is_dir())
+        folders = sorted(p for p in Path("experiments/results").glob("compare*") if p.is_dir() and not is_staging(p))
     # a comparison folder may keep further comparisons (e.g. another learning rate) in sub-folders
     folders = [Path(p) for p in folders]
-    folders += sorted(q for p in folders if p.is_dir() for q in p.iterdir()
-                      if q.is_dir() and (q / "summary.csv").exists() and q not in folders)
+    folders += sorted(q for p in folders for q in _subfolders(p, "summary.csv") if q not in folders)
     out = [_load(f"compare ({Path(p).parent.name + '/' if Path(p).parent.name.startswith('compare') else ''}{Path(p).name})", Path(p), {"summary": "summary.csv", "config": "config.json",
                                                        "ratios": "ratios.json"},
                  COMMANDS["compare"], optional=("ratios",)) for p in folders]
     return out or [Loaded("compare", "experiments/results/compare*", None, "no compare folder", COMMANDS["compare"])]
 
 
+def _run_folders(root: Path) -> list[Path]:
+    """Every folder under ``root`` holding a summary.json, following symlinked folders (each real
+    folder once), skipping staging folders of unfinished runs."""
+    found, seen = [], set()
+    for folder, subdirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:                                   # a link cycle or a second link to one run
+            subdirs[:] = []
+            continue
+        seen.add(real)
+        subdirs[:] = sorted(d for d in subdirs if not is_staging(d))
+        if "summary.json" in files:
+            found.append(Path(folder))
+    return sorted(found)
+
+
 def load_runs(path: Path) -> Loaded:
     """Every train run folder under ``path`` with a summary.json holding a test result."""
     path = Path(path)
     rows = []
-    candidates = sorted({p.parent for p in path.glob("**/summary.json")}) if path.is_dir() else []
+    candidates = _run_folders(path)
     for run in candidates:
         try:
             s = _read_json(run / "summary.json")
@@ -191,6 +248,9 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
 
 
 def _pm(m, h, d: int = 2) -> str:
+    """``"m +- h"``; a missing half-width (one sample: metrics.mean_ci gives NaN) reads "(no interval)"."""
+    if isinstance(h, (float, np.floating)) and math.isnan(h) and math.isfinite(m):
+        return f"{m:.{d}f} (no interval)"
     return f"{m:.{d}f} +- {h:.{d}f}"
 
 
@@ -467,6 +527,37 @@ def trained_table(compares: list[Loaded], runs: Loaded) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
+def _depth_tables(depth: Loaded) -> list[str]:
+    """Markdown lines: the depth sweep's distances and rates per pair, then test errors per method and depth.
+
+    The deep-regime slope column appears only when the sweep fitted it (two depths >= 16 or more);
+    an error cell over one draw says so instead of showing an interval of 0.
+    """
+    from ntk_bridge.metrics import CI95_TEXT, format_mean_ci
+
+    s = depth.data["summary"]
+    deep = "rate_d_rel_L>=16" in s.columns
+    L = _table(["pair", "d_rel at L_lo", "d_rel at L_hi", "d_tr at L_lo", "d_tr at L_hi", "slope log d_rel / log L"]
+               + (["slope (L>=16)"] if deep else []),
+               [[r["pair"], f"{r['d_rel_lo']:.4g} (L={int(r['depth_lo'])})",
+                 f"{r['d_rel_hi']:.4g} (L={int(r['depth_hi'])})", f"{r['d_tr_lo']:.4g}", f"{r['d_tr_hi']:.4g}",
+                 f"{r.get('rate_d_rel', float('nan')):+.3f}"] + ([f"{r['rate_d_rel_L>=16']:+.3f}"] if deep else [])
+                for r in s.to_dict("records")])
+    L.append("")
+    if not deep:
+        L += ["(No deep-regime slope: fewer than two depths >= 16 in this sweep.)", ""]
+    e = depth.data["errors"]
+    piv = e.assign(cell=[format_mean_ci(m, h, int(k)) for m, h, k in zip(e["err_mean"], e["err_ci95"], e["draws"])]
+                   ).pivot(index="method", columns="depth", values="cell")
+    draws = sorted(set(int(k) for k in e["draws"]))
+    L.append("Test error ||F - Y||^2 / ||Y||^2 of each predictor (1 = predicting zero), mean +- "
+             f"{CI95_TEXT} over n = {', '.join(map(str, draws))} draws:")
+    L.append("")
+    L += _table(["method"] + [f"L={d}" for d in piv.columns], [[m] + list(piv.loc[m]) for m in piv.index])
+    L.append("")
+    return L
+
+
 def build(sources: Sources, figures_dir: Path) -> tuple[str, dict]:
     """The markdown text and {figure file name: matplotlib figure}."""
     depth = load_depth(sources.depth_sweep)
@@ -500,21 +591,7 @@ def build(sources: Sources, figures_dir: Path) -> tuple[str, dict]:
                  f"n_q={fam.get('n_query', '?')}, n_s={fam.get('n_support', '?')}, {cfg.get('draws', '?')} draws; "
                  f"distances are means over draws (`{depth.path}`).")
         L.append("")
-        s = depth.data["summary"]
-        L += _table(["pair", "d_rel at L_lo", "d_rel at L_hi", "d_tr at L_lo", "d_tr at L_hi", "slope log d_rel / log L",
-                     "slope (L>=16)"],
-                    [[r["pair"], f"{r['d_rel_lo']:.4g} (L={int(r['depth_lo'])})",
-                      f"{r['d_rel_hi']:.4g} (L={int(r['depth_hi'])})", f"{r['d_tr_lo']:.4g}", f"{r['d_tr_hi']:.4g}",
-                      f"{r.get('rate_d_rel', float('nan')):+.3f}", f"{r.get('rate_d_rel_L>=16', float('nan')):+.3f}"]
-                     for r in s.to_dict("records")])
-        L.append("")
-        e = depth.data["errors"]
-        piv = e.assign(cell=[_pm(m, h, 3) for m, h in zip(e["err_mean"], e["err_ci95"])]).pivot(
-            index="method", columns="depth", values="cell")
-        L.append("Test error ||F - Y||^2 / ||Y||^2 of each predictor (1 = predicting zero), mean +- 95% CI over draws:")
-        L.append("")
-        L += _table(["method"] + [f"L={d}" for d in piv.columns], [[m] + list(piv.loc[m]) for m in piv.index])
-        L.append("")
+        L += _depth_tables(depth)
     else:
         L += [f"Synthetic depth sweep: not run (`{depth.command}`).", ""]
     if kernel.data:
@@ -715,14 +792,26 @@ def build(sources: Sources, figures_dir: Path) -> tuple[str, dict]:
     return "\n".join(L) + "\n", figs
 
 
-def write(sources: Sources, out: Path, figures_dir: Path) -> tuple[Path, list[Path]]:
-    """Build the report, write it and its figures atomically; return (report path, figure paths)."""
-    from ntk_bridge.io import save_figure, write_text
+FIGURES = ("report_distance_depth.png", "report_width.png", "report_accuracy.png")
 
-    text, figs = build(sources, figures_dir)
-    paths = []
-    for name, fig in figs.items():
-        paths.append(save_figure(Path(figures_dir) / name, fig))
-        import matplotlib.pyplot as plt
-        plt.close(fig)
-    return write_text(out, text), paths
+
+def write(sources: Sources, out: Path, figures_dir: Path) -> tuple[Path, list[Path]]:
+    """Build the report, then put it and its figures in place together; return (report path, figure paths).
+
+    The output paths are checked before any input is read (ntk_bridge.io.staged_files): a report
+    path that is a folder or lies under a file, or an unwritable place, is a BridgeError and
+    nothing is written. The figures and the report are written to temp files next to their
+    places and renamed there only after all of them were written.
+    """
+    from ntk_bridge.io import save_figure, staged_files, write_text
+
+    finals = [Path(figures_dir) / name for name in FIGURES]
+    with staged_files(finals, "--figures") as fig_temps, staged_files([out], "--out") as (out_temp,):
+        text, figs = build(sources, figures_dir)
+        temps = dict(zip(FIGURES, fig_temps))
+        for name, fig in figs.items():
+            save_figure(temps[name], fig)
+            import matplotlib.pyplot as plt
+            plt.close(fig)
+        write_text(out_temp, text)
+    return Path(out), [Path(figures_dir) / name for name in figs]

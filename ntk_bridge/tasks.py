@@ -164,7 +164,8 @@ class FamilyConfig:
             v = getattr(self, name)
             require(isinstance(v, (int, np.integer)) and v >= 1, f"{name} must be an integer >= 1 (got {v!r})")
         require(self.spread >= 0 and self.noise >= 0, "spread and noise must be >= 0")
-        require(self.rank <= self.d, f"rank ({self.rank}) cannot exceed the input dimension d ({self.d})")
+        require(self.family != "subspace" or self.rank <= self.d,
+                f"the subspace family's rank ({self.rank}) cannot exceed the input dimension d ({self.d})")
 
 
 def _sphere(rng: np.random.Generator, n: int, d: int) -> np.ndarray:

@@ -174,7 +174,8 @@ def test_episode_accuracy_and_scoring():
     m = table.loc["mtl-b", "acc_mean"]
     half = table.loc["mtl-b", "acc_ci95"]
     assert m == pytest.approx(100 * acc.mean())
-    assert half == pytest.approx(1.96 * np.std(100 * acc, ddof=1) / math.sqrt(len(acc)))
+    from scipy.stats import t
+    assert half == pytest.approx(t.ppf(0.975, len(acc) - 1) * np.std(100 * acc, ddof=1) / math.sqrt(len(acc)))
 
 
 def test_conv_kernel_tiles_equal_one_neural_tangents_call():

@@ -120,17 +120,53 @@ def test_report_lists_missing_inputs_with_their_commands(tmp_path, capsys):
     assert "5 inputs not run" in printed
 
 
-def test_report_survives_a_half_written_file(outputs, tmp_path):
+def test_report_refuses_a_half_written_file_by_name(outputs, tmp_path, capsys):
     import shutil
 
     broken = tmp_path / "kernel"
     shutil.copytree(outputs / "kernel", broken)
-    (broken / "accuracy.csv").write_text("")                 # e.g. a run killed mid-write elsewhere
+    (broken / "accuracy.csv").write_text("")                 # e.g. a run killed mid-write by an older version
     out = tmp_path / "r.md"
     rc = main(["report", "--depth-sweep", str(outputs / "depth"), "--width-sweep", str(outputs / "width"),
                "--kernel-fewshot", str(broken), "--compare", str(outputs / "compare"),
                "--runs", str(outputs / "runs"), "--out", str(out), "--figures", str(tmp_path / "f")])
-    assert rc == 0
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and str(broken / "accuracy.csv") in err[0]
+    assert "ntk-bridge kernel-fewshot" in err[0]              # the fix: the command that rewrites it
+    assert not out.exists() and not (tmp_path / "f").exists()
+
+
+def test_report_reads_run_folders_given_as_symlinks(outputs, tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "linked_mtl").symlink_to(outputs / "runs" / "tiny_mtl")
+    (runs / "again").symlink_to(runs)                        # a link cycle is walked once
+    out = tmp_path / "r.md"
+    assert main(["report", "--depth-sweep", str(tmp_path / "no"), "--width-sweep", str(tmp_path / "no"),
+                 "--kernel-fewshot", str(tmp_path / "no"), "--compare", str(tmp_path / "no"),
+                 "--runs", str(runs), "--out", str(out), "--figures", str(tmp_path / "f")]) == 0
     text = out.read_text()
-    assert re.search(r"kernel few-shot .*\*\*not run\*\* \(.*accuracy\.csv is unreadable", text)
-    assert "## 5. MTL vs GBML" in text and "**not run**" in text
+    run = json.loads((outputs / "runs" / "tiny_mtl" / "summary.json").read_text())["test"]
+    assert f"| {runs / 'linked_mtl'} |" in text and f"{run['mean']:.2f} +- {run['ci95']:.2f}" in text
+    assert text.count(f"{run['mean']:.2f} +- {run['ci95']:.2f} | 3 episodes") == 1
+
+
+def test_report_of_a_one_draw_sweep_prints_no_interval_and_no_nan_slope(tmp_path, capsys):
+    depth = tmp_path / "depth"
+    assert main(["depth-sweep", "--depths", "1,4", "--draws", "1", "--train-tasks", "3", "--test-tasks", "2",
+                 "--out", str(depth), "--figure", str(tmp_path / "d.png"), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "(n=1, no interval)" in printed and "+- 0.000" not in printed
+    header = next(line for line in printed.splitlines() if line.strip().startswith("pair"))
+    assert "rate_d_rel " in header + " " and "L>=16" not in header      # no column of NaN ...
+    assert "(no rate_d_rel_L>=16: fewer than two depths are >= 16)" in printed   # ... but a note why
+    out = tmp_path / "r.md"
+    assert main(["report", "--depth-sweep", str(depth), "--width-sweep", str(tmp_path / "no"),
+                 "--kernel-fewshot", str(tmp_path / "no"), "--compare", str(tmp_path / "no"),
+                 "--runs", str(tmp_path / "no"), "--out", str(out), "--figures", str(tmp_path / "f")]) == 0
+    text = out.read_text()
+    errors = pd.read_csv(depth / "errors.csv")
+    assert errors["err_ci95"].isna().all() and (errors["draws"] == 1).all()
+    assert "(n=1, no interval)" in text and "+- 0.000" not in text and "nan" not in text.lower()
+    assert "slope (L>=16)" not in text and "fewer than two depths >= 16" in text

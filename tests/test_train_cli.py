@@ -27,7 +27,7 @@ def test_train_then_evaluate_on_omniglot(tmp_path, capsys):
     rc, out, err = run_cli(capsys, *argv)
     assert rc == 0, err
     assert "test               " in out and "(5-way 1-shot, omniglot/test, 20 episodes, 15 queries/class" in out
-    assert "95% CI = 1.96*std/sqrt(episodes)" in out
+    assert "95% CI = t(0.975, episodes-1)*std/sqrt(episodes)" in out
     for name in ("config.json", "metrics.csv", "metrics.json", "summary.json", "curve.png"):
         assert (run / name).exists(), name
     summary = json.loads((run / "summary.json").read_text())

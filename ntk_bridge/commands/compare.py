@@ -19,7 +19,7 @@ validation accuracy (own head; --target VALUE in [0, 1], or "auto" = the lowest 
 accuracy over the algorithms of that shot setting, so every method reaches it) is the training
 wall time at the first evaluation at or above the target. The best-validation state of each run
 is evaluated on --test-episodes test episodes. Accuracies are mean +- 95% CI
-(1.96*std/sqrt(episodes)), n_way-way, with --val-query / --test-query queries per class.
+(t(0.975, episodes-1)*std/sqrt(episodes)), n_way-way, with --val-query / --test-query queries per class.
 
 Outputs under --out: summary.csv and summary.md (one row per algorithm and shot setting),
 curves.csv (every evaluation), ratios.json (time-to-target and per-step time of each method
@@ -440,7 +440,7 @@ def _markdown(summary, args, ratios) -> str:
     lines = [f"Few-shot comparison on {args.dataset}, {args.backbone}"
              f"{'' if args.channels is None else f' ({args.channels} channels)'}, {args.n_way}-way; "
              f"test: {args.test_episodes} episodes x {args.test_query} queries/class, "
-             f"mean +- 95% CI (1.96*std/sqrt(episodes)); validation: {args.val_episodes} fixed "
+             f"mean +- 95% CI (t(0.975, episodes-1)*std/sqrt(episodes)); validation: {args.val_episodes} fixed "
              f"episodes x {args.val_query} queries/class every {args.eval_every} steps; "
              "train time excludes evaluation and compilation.", "",
              "| method | shots | steps | train s | CPU s | compile s | ms/step | img/s | test own % "

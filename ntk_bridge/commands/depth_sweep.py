@@ -10,6 +10,12 @@ the head-only baseline K T' Y') predict the test queries, and each pair is compa
 Writes OUT/depth_sweep.csv (one row per depth x pair x draw), OUT/summary.csv (fitted log-log
 rates), OUT/errors.csv (test error per depth and method, mean and 95% CI over draws),
 OUT/config.json, and the figure (distances and test errors vs depth). Prints the summary.
+Intervals are mean +- t(0.975, n-1) * std / sqrt(n) over the n draws (none for one draw).
+
+OUT is written whole into a hidden staging folder next to it and moved into place when the sweep
+has finished (ntk_bridge.io.result_folder): an interrupted or failed sweep leaves the previous
+OUT untouched, and `ntk-bridge report` never reads a half-written one. Every option, the output
+paths and the figure format are checked before anything is computed or written.
 
 Example:
     ntk-bridge depth-sweep --depths 1,4,16,64 --draws 5 --family subspace --inner ridge --inner-ridge 0.1
@@ -52,11 +58,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+RESULT_FILES = ("config.json", "depth_sweep.csv", "summary.csv", "errors.csv")   # what OUT holds
+
+
+def check_rank(args) -> None:
+    """The subspace family draws ``rank`` directions in R^d, so it needs --d >= its rank."""
+    from ntk_bridge.errors import require
+    from ntk_bridge.tasks import FamilyConfig
+
+    rank = FamilyConfig.rank
+    require(args.family != "subspace" or args.d >= rank,
+            f"--d {args.d} is smaller than the subspace family's rank {rank} (the number of shared "
+            f"directions, fixed in ntk_bridge.tasks.FamilyConfig): use --d {rank} or more, or --family teacher")
+
+
 def config_from_args(args):
     from ntk_bridge.depth_study import DepthStudyConfig
+    from ntk_bridge.errors import require
     from ntk_bridge.kernels import NetSpec
     from ntk_bridge.tasks import FamilyConfig
 
+    require(min(args.depths) >= 1, f"--depths must all be >= 1 (got {min(args.depths)})")
+    check_rank(args)
     return DepthStudyConfig(
         depths=tuple(args.depths), draws=args.draws, seed=args.seed,
         net=NetSpec(depth=max(args.depths), activation=args.activation, W_std=args.W_std, b_std=args.b_std),
@@ -67,51 +90,66 @@ def config_from_args(args):
     )
 
 
+def describe(config) -> str:
+    """One-line description of the sweep for the figure title and the printout."""
+    fam = config.family
+    return (f"{fam.family} tasks (d={fam.d}, {fam.n_train_tasks} train / {fam.n_test_tasks} test tasks, "
+            f"n_q={fam.n_query}, n_s={fam.n_support}), {config.net.describe()}, "
+            f"inner: {config.predictor.inner.describe()}, outer t={config.predictor.outer_time:g}, "
+            f"{config.draws} draws")
+
+
 def run(args) -> int:
     from pathlib import Path
 
+    from ntk_bridge import depth_study
+    from ntk_bridge.io import check_figure_path, result_folder, save_figure, staged_files, write_csv, write_json
+
+    config = config_from_args(args)                       # every check before anything is written
+    check_figure_path(args.figure, "--figure")
+    out = Path(args.out)
+    with staged_files([args.figure], "--figure") as (figure,), \
+            result_folder(out, "--out", replaces=RESULT_FILES) as tmp:
+        write_json(tmp / "config.json", {"command": "depth-sweep", **config.as_dict()})
+        start = time.time()
+        frame = depth_study.run(config, progress=not args.quiet)
+        elapsed = time.time() - start
+        summary = depth_study.summarize(frame)
+        errors = depth_study.error_table(frame)
+        write_csv(tmp / "depth_sweep.csv", frame)
+        write_csv(tmp / "summary.csv", summary)
+        write_csv(tmp / "errors.csv", errors)
+        save_figure(figure, depth_study.plot(frame, errors, describe(config)))
+    print_results(config, frame, summary, errors, elapsed, out, args.figure)
+    return 0
+
+
+def print_results(config, frame, summary, errors, elapsed, out, figure) -> None:
+    """The printed summary: distances and rates per pair, test errors at the extreme depths."""
     import pandas as pd
 
-    from ntk_bridge import depth_study
-    from ntk_bridge.errors import require
-    from ntk_bridge.io import save_figure, write_csv, write_json
+    from ntk_bridge.depth_study import DEEP_DEPTH
+    from ntk_bridge.metrics import CI95_TEXT, format_mean_ci
 
-    require(min(args.depths) >= 1, f"--depths must all be >= 1 (got {min(args.depths)})")
-    config = config_from_args(args)
-    out = Path(args.out)
-    write_json(out / "config.json", {"command": "depth-sweep", **config.as_dict()})
-    start = time.time()
-    frame = depth_study.run(config, progress=not args.quiet)
-    elapsed = time.time() - start
-    summary = depth_study.summarize(frame)
-    errors = depth_study.error_table(frame)
-    write_csv(out / "depth_sweep.csv", frame)
-    write_csv(out / "summary.csv", summary)
-    write_csv(out / "errors.csv", errors)
     fam = config.family
-    title = (f"{fam.family} tasks (d={fam.d}, {fam.n_train_tasks} train / {fam.n_test_tasks} test tasks, "
-             f"n_q={fam.n_query}, n_s={fam.n_support}), {config.net.describe()}, "
-             f"inner: {config.predictor.inner.describe()}, outer t={config.predictor.outer_time:g}, "
-             f"{config.draws} draws")
-    save_figure(args.figure, depth_study.plot(frame, errors, title))
-
     pd.set_option("display.width", 160)
-    print(f"\nDepth sweep: {title}")
-    print(f"{len(frame)} rows in {elapsed:.1f} s -> {out / 'depth_sweep.csv'}, figure {args.figure}\n")
+    print(f"\nDepth sweep: {describe(config)}")
+    print(f"{len(frame)} rows in {elapsed:.1f} s -> {out / 'depth_sweep.csv'}, figure {figure}\n")
     print("Distances (mean over draws) and fitted rates: slope of log(distance) vs log(depth)")
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    lo = errors["depth"].min()
-    hi = errors["depth"].max()
-    print(f"\nTest error ||F-Y||^2/||Y||^2 (1 = predicting zero), mean +- 95% CI over {config.draws} draws "
-          f"of {fam.n_test_tasks} test tasks x {fam.n_query} queries:")
-    table = errors[errors["depth"].isin([lo, hi])].pivot(index="method", columns="depth", values=["err_mean", "err_ci95"])
-    for method in table.index:
-        cells = [f"L={d}: {table.loc[method, ('err_mean', d)]:.3f} +- {table.loc[method, ('err_ci95', d)]:.3f}"
-                 for d in (lo, hi)]
-        print(f"  {method:10s} " + "   ".join(cells))
-    head = table.loc["head-only", ("err_mean", lo)]
-    better = [m for m in table.index if m != "head-only" and table.loc[m, ("err_mean", lo)] < head]
-    worse = [m for m in table.index if m != "head-only" and m not in better]
+    if f"rate_d_rel_L>={DEEP_DEPTH}" not in summary.columns:
+        print(f"(no rate_d_rel_L>={DEEP_DEPTH}: fewer than two depths are >= {DEEP_DEPTH})")
+    lo, hi = errors["depth"].min(), errors["depth"].max()
+    print(f"\nTest error ||F-Y||^2/||Y||^2 (1 = predicting zero), mean +- {CI95_TEXT} over n = {config.draws} "
+          f"draws of {fam.n_test_tasks} test tasks x {fam.n_query} queries:")
+    cells = errors[errors["depth"].isin([lo, hi])].set_index(["method", "depth"])
+    for method in cells.index.get_level_values("method").unique():
+        text = [f"L={d}: " + format_mean_ci(cells.loc[(method, d), "err_mean"], cells.loc[(method, d), "err_ci95"],
+                                            int(cells.loc[(method, d), "draws"])) for d in sorted({lo, hi})]
+        print(f"  {method:10s} " + "   ".join(text))
+    head = cells.loc[("head-only", lo), "err_mean"]
+    others = [m for m in cells.index.get_level_values("method").unique() if m != "head-only"]
+    better = [m for m in others if cells.loc[(m, lo), "err_mean"] < head]
+    worse = [m for m in others if m not in better]
     print(f"\nAt depth {lo}: better than the head-only baseline K T'Y' ({head:.3f}): {', '.join(better) or 'none'}"
           + (f"; not better: {', '.join(worse)}" if worse else ""))
-    return 0

@@ -3,7 +3,7 @@
 Loads the run's config.json and its best-validation weights (or, with --checkpoint latest or
 when no validation has happened yet, the latest checkpoint), samples the test episodes (a pure
 function of the run's seed) and prints the accuracy as mean +- 95% CI
-(1.96*std/sqrt(episodes)) with its episode, query and shot counts. Writes
+(t(0.975, episodes-1)*std/sqrt(episodes)) with its episode, query and shot counts. Writes
 eval_<head>_<shots>shot_<episodes>ep.json and the per-episode accuracies as CSV into the folder.
 
 Example:

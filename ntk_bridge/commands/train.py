@@ -104,7 +104,7 @@ def best_line(summary: dict, config, history: list) -> str:
         return "no validation yet"
     return (f"{row['val_acc']:.2f} +- {row['val_ci95']:.2f} % at step {row['step']} ({config.n_way}-way "
             f"{row['shots']}-shot, {row['val_episodes']} episodes, {row['val_query']} queries/class, "
-            f"head {row['val_head']}, 95% CI = 1.96*std/sqrt(episodes))")
+            f"head {row['val_head']}, 95% CI = t(0.975, episodes-1)*std/sqrt(episodes))")
 
 
 def print_summary(summary: dict, config, history: list) -> None:

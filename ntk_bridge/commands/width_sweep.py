@@ -124,7 +124,7 @@ def run(args) -> int:
     write_csv(out / "error_table.csv", table)
     fam = config.family
     measured = (f"{fam.n_test_tasks} test tasks x {fam.n_query} queries per draw, "
-                f"{config.seeds} seeds (draw + init), mean +- 95% CI = 1.96 std/sqrt(seeds)")
+                f"{config.seeds} seeds (draw + init), mean +- 95% CI = t(0.975, seeds-1) std/sqrt(seeds)")
     title = (f"width sweep: depth {config.net.depth} {config.net.describe()}; {fam.family} tasks d={fam.d}, "
              f"{fam.n_train_tasks} train / {fam.n_test_tasks} test tasks, n_q={fam.n_query}, n_s={fam.n_support}; "
              f"inner {config.inner.describe()}; outer eta*t={config.outer_time:g} (lr*lam_max={config.lr_fraction:g}); "

@@ -214,7 +214,7 @@ def _d_tr(fa: np.ndarray, fb: np.ndarray, fb0: np.ndarray) -> float:
 # ----------------------------------------------------------------------------- summaries
 
 def error_table(errors: pd.DataFrame) -> pd.DataFrame:
-    """Mean and 95% CI (1.96 std / sqrt(seeds)) of rel_error per method and width."""
+    """Mean and 95% CI (t(0.975, seeds-1) std / sqrt(seeds), NaN kept) of rel_error per method and width."""
     rows = []
     for (method, width), g in errors.groupby(["method", "width"], sort=True):
         m, h = mean_ci(g["rel_error"])

@@ -1,6 +1,6 @@
 """Episode evaluation: accuracy over ``E`` test episodes with a 95% confidence interval.
 
-``mean +- 1.96 * std / sqrt(E)`` (``std`` over the per-episode accuracies, ddof 0). Frozen-feature
+``mean +- t(0.975, E-1) * std / sqrt(E)`` (``std`` over the per-episode accuracies, ddof 0). Frozen-feature
 heads (logreg / proto / ridge) extract each needed image's features once (backbone in evaluation
 mode: batch norm with running averages, no DropBlock) and solve all episodes batched; the
 ``own`` head calls the algorithm's ``predict_episodes`` on images, a chunk of episodes at a time.
@@ -16,7 +16,7 @@ import numpy as np
 
 from ntk_bridge import metrics
 
-CI_METHOD = "95% CI = 1.96*std/sqrt(episodes)"
+CI_METHOD = "95% CI = t(0.975, episodes-1)*std/sqrt(episodes)"
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class EvalResult:
 
 
 def mean_ci(accs: np.ndarray) -> tuple[float, float]:
-    """Mean and 95% half-width ``1.96 * std / sqrt(n)`` (std with ddof 0) of per-episode
+    """Mean and 95% half-width ``t(0.975, n-1) * std / sqrt(n)`` (std with ddof 0) of per-episode
     accuracies, in % (:func:`ntk_bridge.metrics.mean_ci`)."""
     return metrics.mean_ci(100.0 * np.asarray(accs, dtype=np.float64), ddof=0)
 
