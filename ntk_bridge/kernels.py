@@ -195,44 +195,149 @@ def empirical_kernels(spec: NetSpec, width: int, seed: int, x1: np.ndarray,
 
 
 # ----------------------------------------------------------------------------- one-pass sweep
+#
+# The sweep is memory-bound: per layer a dozen elementwise passes over (n1, n2) arrays. It is
+# therefore run on blocks of rows small enough to stay in cache (BLOCK_ELEMENTS entries per
+# array), each block going through every layer before the next one starts; the per-point
+# variances q (vectors) are computed once for all layers beforehand. All steps are in place.
+# (A jax.jit float64 step was measured slower on CPU: XLA's float64 arccos is ~13x numpy's,
+# see experiments/results/bench/.)
 
-def _act_relu(q1, q2, c, ntk, same):
-    """ReLU arc-cosine step: E[relu(u) relu(v)] and E[relu'(u) relu'(v)] for (u, v) ~ N(0, [[q1, c], [c, q2]]).
+BLOCK_ELEMENTS = 1 << 15
+_OVERFLOW_Q = 1e150
 
-    arccos is ill-conditioned at rho = 1 (a rounding error of 1e-16 in rho becomes 1e-8 in the
-    angle and compounds over depth), so pairs of identical inputs (the boolean mask ``same``,
-    or None) get rho = 1 exactly.
+
+def _q_act(activation: str, q: np.ndarray) -> np.ndarray:
+    """Post-activation variance ``E[s(u)^2]`` for ``u ~ N(0, q)``, q of shape (n,).
+
+    ReLU: ``q / 2``; erf: ``(2/pi) arcsin(2q / (1 + 2q))``.
     """
-    norm = np.sqrt(np.outer(q1, q2))
-    rho = np.clip(c / norm, -1.0, 1.0)
-    if same is not None:
-        rho[same] = 1.0
-    theta = np.arccos(rho)
-    c_new = norm / (2 * np.pi) * (np.sqrt(1.0 - rho * rho) + (np.pi - theta) * rho)
-    tdot = (np.pi - theta) / (2 * np.pi)
-    return q1 / 2.0, q2 / 2.0, c_new, ntk * tdot
+    if activation == "relu":
+        return q / 2.0
+    return (2 / np.pi) * np.arcsin(2.0 * q / (1.0 + 2.0 * q))
 
 
-def _act_erf(q1, q2, c, ntk, same):
-    """Erf step: (2/pi) arcsin(2c / sqrt((1+2q1)(1+2q2))), derivative kernel (4/pi) / sqrt(...)."""
+def _q_layers(spec: NetSpec, sq_norm: np.ndarray, n_layers: int) -> np.ndarray:
+    """Pre-activation variances ``q_l(x)`` of layers 1..n_layers, shape (n_layers, n).
+
+    ``q_1 = W^2 |x|^2 / d + b^2`` (``sq_norm = |x|^2 / d``), ``q_{l+1} = W^2 E[s(u)^2] + b^2``.
+    Raises the overflow error at the first layer whose q is not finite or exceeds 1e150.
+    """
+    w2, b2 = spec.W_std ** 2, spec.b_std ** 2
+    out = np.empty((n_layers, len(sq_norm)))
+    out[0] = w2 * sq_norm + b2
+    with np.errstate(over="ignore", invalid="ignore"):
+        for layer in range(1, n_layers):
+            out[layer] = w2 * _q_act(spec.activation, out[layer - 1]) + b2
+        bad = ~(np.isfinite(out) & (out < _OVERFLOW_Q)).all(axis=1)
+    if bad.any():
+        raise BridgeError(
+            f"the kernel recursion overflows at depth {int(np.argmax(bad)) + 1} ({spec.describe()}): the "
+            "variance grows by W_std^2 / 2 per ReLU layer; lower W_std to sqrt(2) (He) or lower the maximum depth")
+    return out
+
+
+def _row_factors(activation: str, q1: np.ndarray, q2: np.ndarray) -> tuple[tuple, tuple]:
+    """Per-layer, per-point factors of the activation step, from q1 (L, n1) and q2 (L, n2).
+
+    ReLU: ``(-1/sqrt q1, sqrt q1 / (2 pi))`` and ``(1/sqrt q2, sqrt q2)``; erf (``a = 1 + 2q``):
+    ``(a1, 2/sqrt a1)`` and ``(a2, 1/sqrt a2)``. Each is a tuple of (L, n) arrays.
+    """
+    if activation == "relu":
+        r1, r2 = np.sqrt(q1), np.sqrt(q2)
+        return (-1.0 / r1, r1 * (1.0 / (2 * np.pi))), (1.0 / r2, r2)
     a1, a2 = 1.0 + 2.0 * q1, 1.0 + 2.0 * q2
-    denom = np.outer(a1, a2)
-    c_new = (2 / np.pi) * np.arcsin(np.clip(2.0 * c / np.sqrt(denom), -1.0, 1.0))
-    tdot = (4 / np.pi) / np.sqrt(denom - 4.0 * c * c)
-    q1n = (2 / np.pi) * np.arcsin(2.0 * q1 / a1)
-    q2n = (2 / np.pi) * np.arcsin(2.0 * q2 / a2)
-    return q1n, q2n, c_new, ntk * tdot
+    return (a1, 2.0 / np.sqrt(a1)), (a2, 1.0 / np.sqrt(a2))
 
 
-_ACT = {"relu": _act_relu, "erf": _act_erf}
+def _relu_step(c, ntk, f1, f2, same_idx, tmp, first):
+    """ReLU arc-cosine step in place on a block: c, ntk (b, n2); ``f1``, ``f2`` the factors of
+    :func:`_row_factors` at this layer for the block's rows (b,) and the columns (n2,).
+
+    With ``rho = c / sqrt(q1 q2)`` clipped to [-1, 1] and ``t = arccos rho``:
+    ``E[relu(u) relu(v)] = sqrt(q1 q2) (sqrt(1 - rho^2) + (pi - t) rho) / (2 pi)`` and
+    ``E[relu'(u) relu'(v)] = (pi - t) / (2 pi)``, computed from ``-rho`` as
+    ``pi - t = arccos(-rho)``. arccos is ill-conditioned at rho = 1 (a rounding error of 1e-16 in
+    rho becomes 1e-8 in the angle and compounds over depth), so the flat indices ``same_idx`` of
+    identical input pairs get rho = 1 exactly (then ``(pi - t) / (2 pi) = 1/2`` exactly). After
+    the first layer c >= 0 (ReLU features are non-negative), so only rho <= 1 is clipped.
+    Returns ``(act_cov, ntk * tdot)``: ``tmp[0]`` and ``ntk``; ``c`` and ``tmp[1]`` are scratch.
+    """
+    s, t = tmp
+    nrho = c                                          # -rho
+    nrho *= f1[0][:, None]
+    nrho *= f2[0][None, :]
+    if first:
+        np.clip(nrho, -1.0, 1.0, out=nrho)
+    else:
+        np.maximum(nrho, -1.0, out=nrho)
+    if same_idx is not None:
+        nrho.flat[same_idx] = -1.0
+    np.arccos(nrho, out=t)                            # pi - theta
+    np.multiply(nrho, nrho, out=s)
+    np.subtract(1.0, s, out=s)
+    np.sqrt(s, out=s)
+    nrho *= t
+    s -= nrho                                         # sin theta + (pi - theta) rho
+    s *= f1[1][:, None]
+    s *= f2[1][None, :]
+    t *= 1.0 / (2 * np.pi)                            # tdot = (pi - theta) / (2 pi)
+    ntk *= t
+    return s, ntk
+
+
+def _erf_step(c, ntk, f1, f2, same_idx, tmp, first):
+    """Erf step in place on a block: ``act_cov = (2/pi) arcsin(2c / sqrt(a1 a2))`` and
+    ``tdot = (4/pi) / sqrt(a1 a2 - 4c^2)`` with ``a = 1 + 2q``; arguments as :func:`_relu_step`."""
+    s, t = tmp
+    np.multiply(f1[0][:, None], f2[0][None, :], out=t)   # a1 a2
+    np.multiply(c, c, out=s)
+    s *= 4.0
+    np.subtract(t, s, out=s)
+    np.sqrt(s, out=s)
+    np.divide(4 / np.pi, s, out=s)                    # tdot
+    ntk *= s
+    c *= f1[1][:, None]
+    c *= f2[1][None, :]
+    np.clip(c, -1.0, 1.0, out=c)
+    np.arcsin(c, out=s)
+    s *= 2 / np.pi
+    return s, ntk
+
+
+def _affine(a: np.ndarray, scale: float, shift: float, out: np.ndarray) -> None:
+    """``out = scale * a + shift`` in place, skipping a unit scale and a zero shift."""
+    if scale != 1.0:
+        np.multiply(a, scale, out=out)
+    elif out is not a:
+        np.copyto(out, a)
+    if shift != 0.0:
+        out += shift
+
+
+def _finite(a: np.ndarray) -> bool:
+    """Whether every entry of ``a`` is finite (a finite sum proves it; else look at each)."""
+    return bool(np.isfinite(a.sum())) or bool(np.isfinite(a).all())
+
+
+_STEP = {"relu": _relu_step, "erf": _erf_step}
 
 
 def identical_pairs(x1: np.ndarray, x2: np.ndarray) -> np.ndarray | None:
     """Boolean (n1, n2) mask of pairs of identical rows (bitwise), or None if there are none."""
-    _, ids = np.unique(np.concatenate([x1, x2]), axis=0, return_inverse=True)
-    ids = ids.reshape(-1)
-    mask = ids[: len(x1), None] == ids[None, len(x1):]
+    ids1, ids2 = _row_ids(x1, x2)
+    mask = ids1[:, None] == ids2[None, :]
     return mask if mask.any() else None
+
+
+def _row_ids(x1: np.ndarray, x2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Integer ids of the rows of x1 (n1,) and x2 (n2,), equal exactly for equal rows (each row
+    compared as one block of bytes, after ``+ 0.0`` turns -0.0 into 0.0)."""
+    both = np.ascontiguousarray(np.concatenate([x1, x2]) + 0.0)
+    rows = both.view(np.dtype((np.void, both.dtype.itemsize * both.shape[1]))).reshape(-1)
+    _, ids = np.unique(rows, return_inverse=True)
+    ids = ids.reshape(-1)
+    return ids[: len(x1)], ids[len(x1):]
 
 
 def _check_depths(depths: Iterable[int]) -> list[int]:
@@ -240,6 +345,52 @@ def _check_depths(depths: Iterable[int]) -> list[int]:
     require(len(depths) > 0, "depths is empty; give at least one depth >= 1")
     require(min(depths) >= 1, f"every depth must be >= 1 (got {min(depths)})")
     return sorted(set(depths))
+
+
+@dataclass(frozen=True)
+class _SweepPlan:
+    """What every row block of the sweep shares: the spec, the per-layer factors of
+    :func:`_row_factors` of both input sets (arrays (n_layers, n1) / (n_layers, n2)), row ids for identical pairs, and the outputs
+    ``{depth: (theta, k)}`` of shape (n1, n2) that the blocks fill."""
+
+    spec: NetSpec
+    f1: tuple
+    f2: tuple
+    ids1: np.ndarray
+    ids2: np.ndarray
+    out: dict
+
+
+def _sweep_rows(plan: _SweepPlan, c: np.ndarray, rows: slice) -> int | None:
+    """Run rows ``rows`` of the first-layer covariance ``c`` (b, n2) through every layer,
+    writing ``K = Wr^2 act_cov + br^2`` and ``Theta = Wr^2 (act_cov + ntk_act) + br^2`` into
+    ``plan.out``. Returns the first wanted depth whose kernel is not finite in this block, or None."""
+    spec = plan.spec
+    w2, b2 = spec.W_std ** 2, spec.b_std ** 2
+    rw2, rb2 = spec.readout_W_std ** 2, spec.readout_b_std ** 2
+    step = _STEP[spec.activation]
+    same = np.flatnonzero(plan.ids1[rows, None] == plan.ids2[None, :])
+    same = same if len(same) else None
+    ntk = c.copy()                                    # input NTK is zero: first Dense gives Sigma
+    tmp = (np.empty_like(c), np.empty_like(c))
+    bad = None
+    for layer in range(1, len(plan.f1[0]) + 1):
+        f1 = tuple(f[layer - 1, rows] for f in plan.f1)
+        f2 = tuple(f[layer - 1] for f in plan.f2)
+        ac, antk = step(c, ntk, f1, f2, same, tmp, layer == 1)
+        antk += ac                                    # act_cov + ntk_act
+        if layer in plan.out:
+            theta, k = plan.out[layer][0][rows], plan.out[layer][1][rows]
+            _affine(antk, rw2, rb2, out=theta)
+            _affine(ac, rw2, rb2, out=k)
+            if bad is None and not (_finite(theta) and _finite(k)):
+                bad = layer
+        # next layer's Dense: Sigma = W^2 act_cov + b^2, ntk = Sigma + W^2 ntk_act
+        c, spare = tmp[1], c
+        _affine(ac, w2, b2, out=c)
+        _affine(antk, w2, b2, out=antk)
+        tmp = (ac, spare)
+    return bad
 
 
 def depth_sweep(spec: NetSpec, x1: np.ndarray, x2: np.ndarray | None = None,
@@ -256,34 +407,25 @@ def depth_sweep(spec: NetSpec, x1: np.ndarray, x2: np.ndarray | None = None,
     x1, x2 = check_inputs(x1, x2)
     x1 = on_sphere(x1, normalize, "x1")
     x2 = on_sphere(x2, normalize, "x2")
-    same = identical_pairs(x1, x2)
     wanted = _check_depths(range(1, spec.depth + 1) if depths is None else depths)
     d = x1.shape[1]
-    w2, b2 = spec.W_std ** 2, spec.b_std ** 2
-    rw2, rb2 = spec.readout_W_std ** 2, spec.readout_b_std ** 2
-    step = _ACT[spec.activation]
-    # first Dense layer on the inputs (input NTK is zero)
-    c = w2 * (x1 @ x2.T) / d + b2
-    q1 = w2 * np.sum(x1 * x1, axis=1) / d + b2
-    q2 = w2 * np.sum(x2 * x2, axis=1) / d + b2
-    ntk = c.copy()
-    out: dict[int, Kernels] = {}
-    want = set(wanted)
+    n1, n2 = len(x1), len(x2)
+    q1 = _q_layers(spec, np.sum(x1 * x1, axis=1) / d, wanted[-1])
+    q2 = _q_layers(spec, np.sum(x2 * x2, axis=1) / d, wanted[-1])
+    f1, f2 = _row_factors(spec.activation, q1, q2)
+    ids1, ids2 = _row_ids(x1, x2)
+    out = {layer: (np.empty((n1, n2)), np.empty((n1, n2))) for layer in wanted}
+    plan = _SweepPlan(spec, f1, f2, ids1, ids2, out)
+    gram = spec.W_std ** 2 * (x1 @ x2.T) / d + spec.b_std ** 2     # first Dense on the inputs
+    rows_per_block = max(1, BLOCK_ELEMENTS // n2)
+    bad = []
     with np.errstate(over="ignore", invalid="ignore"):
-        for layer in range(1, wanted[-1] + 1):
-            if not (np.all(np.isfinite(q1)) and np.all(np.isfinite(q2)) and q1.max() < 1e150 and q2.max() < 1e150):
-                raise BridgeError(
-                    f"the kernel recursion overflows at depth {layer} ({spec.describe()}): the variance "
-                    "grows by W_std^2 / 2 per ReLU layer; lower W_std to sqrt(2) (He) or lower the maximum depth")
-            aq1, aq2, ac, antk = step(q1, q2, c, ntk, same)
-            if layer in want:
-                k = rw2 * ac + rb2
-                out[layer] = Kernels(theta=k + rw2 * antk, k=k)
-            q1, q2 = w2 * aq1 + b2, w2 * aq2 + b2
-            c = w2 * ac + b2
-            ntk = c + w2 * antk
-    for layer, kern in out.items():
-        if not (np.all(np.isfinite(kern.theta)) and np.all(np.isfinite(kern.k))):
-            raise BridgeError(f"the kernel at depth {layer} is not finite ({spec.describe()}); "
-                              "lower W_std / b_std or the maximum depth")
-    return out
+        for r0 in range(0, n1, rows_per_block):
+            rows = slice(r0, min(n1, r0 + rows_per_block))
+            layer = _sweep_rows(plan, gram[rows].copy(), rows)
+            if layer is not None:
+                bad.append(layer)
+    if bad:
+        raise BridgeError(f"the kernel at depth {min(bad)} is not finite ({spec.describe()}); "
+                          "lower W_std / b_std or the maximum depth")
+    return {layer: Kernels(theta=theta, k=k) for layer, (theta, k) in out.items()}

@@ -145,3 +145,24 @@ def test_depth_sweep_is_one_pass():
     b = depth_sweep(NetSpec(depth=64), x, depths=range(1, 65))[64]
     np.testing.assert_array_equal(a.theta, b.theta)
     assert math.isclose(float(a.theta[0, 0]), 65.0)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=["relu", "relu-bias", "erf"])
+def test_row_blocks_do_not_change_the_sweep(spec, monkeypatch):
+    """The sweep runs on blocks of rows; one-row blocks (every block boundary exercised, repeated
+    points in different blocks) give the same kernels as a single block, to rounding, and the
+    identical pairs stay exact."""
+    import ntk_bridge.kernels as kernels
+
+    x1 = np.concatenate([_points(9, seed=8), _points(2, seed=9)])
+    x2 = np.concatenate([_points(2, seed=9), _points(7, seed=10)])
+    whole = depth_sweep(spec, x1, x2, depths=[1, 6, 20])
+    monkeypatch.setattr(kernels, "BLOCK_ELEMENTS", 1)
+    rows = depth_sweep(spec, x1, x2, depths=[1, 6, 20])
+    for depth in (1, 6, 20):
+        for name in ("theta", "k"):
+            a, b = getattr(whole[depth], name), getattr(rows[depth], name)
+            np.testing.assert_allclose(b, a, rtol=1e-14, atol=0)
+        if spec.activation == "relu" and spec.b_std == 0:
+            assert rows[depth].theta[9, 0] == pytest.approx(depth + 1, rel=1e-14)
+            assert rows[depth].k[10, 1] == pytest.approx(1.0, rel=1e-14)
