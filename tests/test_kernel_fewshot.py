@@ -208,36 +208,79 @@ def test_conv_kernel_tiles_equal_one_neural_tangents_call():
         assert np.all(np.diag(got.theta) > np.diag(got.k))   # Theta = K + body share
 
 
+def _tiny_command(tmp_path, *extra):
+    return ["kernel-fewshot", "--root", str(omniglot_root(tmp_path)),
+            "--shots", "1", "--train-episodes", "3", "--test-episodes", "4", "--depths", "1,4",
+            "--conv-depths", "1,2", "--conv-train-episodes", "2", "--conv-test-episodes", "2", "--group-rows", "60",
+            "--tile-rows", "25", "--conv-cache", str(tmp_path / "cache"), "--quiet", *extra]
+
+
 def test_command_on_omniglot_tiny(tmp_path, capsys):
     out, fig = tmp_path / "kf", tmp_path / "kf.png"
-    rc = main(["kernel-fewshot", "--root", str(omniglot_root(tmp_path)),
-               "--shots", "1", "--train-episodes", "3", "--test-episodes", "4", "--depths", "1,4",
-               "--conv-depths", "1", "--conv-train-episodes", "2", "--conv-test-episodes", "2", "--group-rows", "60",
-               "--tile-rows", "25",
-               "--out", str(out), "--figure", str(fig), "--quiet", "--synthetic", str(tmp_path / "missing.csv")])
-    assert rc == 0
+    args = _tiny_command(tmp_path, "--labels", "random-slots,global", "--out", str(out), "--figure", str(fig),
+                         "--synthetic", "none")
+    assert main(args) == 0
     printed = capsys.readouterr().out
     assert "kernel tile = 25 test rows x <= 90 training columns" in printed
     assert "2 prediction group(s) of 2 test tasks = 60 rows" in printed
-    assert "mean +- 95% CI over 4 test episodes x 5 queries/class (1 shots; 3 training episodes)" in printed
+    assert "mean +- 95% t-CI over 4 test episodes x 5 queries/class (1 shots; 3 training episodes)" in printed
+    assert "+nan" not in printed and "synthetic depth sweep: skipped" in printed
     table = pd.read_csv(out / "accuracy.csv")
     fc = table[table["kernel"] == "fc"]
     assert set(fc["method"]) == set(METHODS) and set(fc["depth"]) == {1, 4}
+    assert set(table["labels"]) == {"random-slots", "global"}
     assert (fc["episodes"] == 4).all() and (table[table["kernel"] == "conv"]["episodes"] == 2).all()
+    assert set(table[table["kernel"] == "conv"]["depth"]) == {1, 2}
     eps = pd.read_csv(out / "episodes.csv")
-    assert len(eps) == 2 * 6 * 4 + 6 * 2
+    assert len(eps) == 2 * (2 * 6 * 4 + 2 * 6 * 2)        # 2 label spaces x (FC 2 depths + conv 2 depths)
     # accuracies are multiples of 1/25 (5 ways x 5 queries)
     np.testing.assert_allclose((eps["accuracy"] * 25) % 1, 0, atol=1e-9)
     # MTL-A is exactly the head-only predictor (theory.md 5) in the kernel regime
-    a = fc[fc["method"] == "mtl-a"].set_index("depth")["acc_mean"]
-    h = fc[fc["method"] == "head-only"].set_index("depth")["acc_mean"]
-    pd.testing.assert_series_equal(a, h, check_names=False)
+    for labels in ("random-slots", "global"):
+        g = fc[fc["labels"] == labels]
+        a = g[g["method"] == "mtl-a"].set_index("depth")["acc_mean"]
+        h = g[g["method"] == "head-only"].set_index("depth")["acc_mean"]
+        pd.testing.assert_series_equal(a, h, check_names=False)
+    # on held-out classes the global label space leaves MTL-B exactly at head-only (label_spaces docstring)
+    g = eps[(eps["labels"] == "global")].pivot_table(index=["kernel", "depth", "episode"], columns="method",
+                                                     values="accuracy")
+    np.testing.assert_array_equal(g["mtl-b"], g["head-only"])
     dist = pd.read_csv(out / "distances.csv")
     assert set(dist["pair"]) == {"mtl-b vs anil", "mtl-b vs maml", "mtl-a vs anil"}
     np.testing.assert_allclose(dist[dist["pair"] == "mtl-a vs anil"]["d_tr"], 1.0, rtol=1e-12)
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["shots"] == [1] and cfg["depths"] == [1, 4]
+    assert cfg["shots"] == [1] and cfg["depths"] == [1, 4] and cfg["labels"] == ["random-slots", "global"]
     assert fig.stat().st_size > 10_000
+    timing = pd.read_csv(out / "timing.csv").set_index("kernel")
+    assert timing.loc["conv", "cache_hits"] == 0 and timing.loc["conv", "kernel_entries_per_s"] > 0
+    # a rerun reads every conv kernel from the cache and gives the same table
+    out2 = tmp_path / "kf2"
+    assert main(_tiny_command(tmp_path, "--labels", "random-slots,global", "--out", str(out2), "--figure",
+                              str(fig), "--synthetic", "none")) == 0
+    t2 = pd.read_csv(out2 / "timing.csv").set_index("kernel")
+    assert t2.loc["conv", "kernel_entries_computed"] == 0 and t2.loc["conv", "cache_hits"] > 0
+    pd.testing.assert_frame_equal(pd.read_csv(out2 / "accuracy.csv"), table)
+
+
+def test_default_synthetic_sweep_does_not_depend_on_the_working_folder(tmp_path, capsys, monkeypatch):
+    # issue 13: run from another folder, the default --synthetic used to be missed and printed "synthetic +nan"
+    from ntk_bridge.commands.kernel_fewshot import DEFAULT_SYNTHETIC
+
+    monkeypatch.chdir(tmp_path)
+    args = _tiny_command(tmp_path, "--conv-depths", "none", "--out", str(tmp_path / "o"), "--figure",
+                         str(tmp_path / "f.png"))
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "+nan" not in printed
+    if DEFAULT_SYNTHETIC.is_file():
+        assert f"synthetic depth sweep: {DEFAULT_SYNTHETIC}" in printed and "synthetic (mean over draws)" in printed
+        rates = pd.read_csv(tmp_path / "o" / "distance_rates.csv")
+        assert rates["rate_synthetic"].notna().all()
+    else:
+        assert "synthetic depth sweep: not shown" in printed
+    # an explicit path that does not exist is an error before anything is written
+    assert main(_tiny_command(tmp_path, "--out", str(tmp_path / "o2"), "--synthetic", "nope.csv")) == 2
+    assert "nope.csv does not exist" in capsys.readouterr().err and not (tmp_path / "o2").exists()
 
 
 def test_command_bad_input_is_one_line(tmp_path, capsys):

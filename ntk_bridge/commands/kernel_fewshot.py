@@ -3,29 +3,54 @@
 Episodes come from a real data set (default: Omniglot from the project's data folder; training
 episodes from the training alphabets, test episodes from the held-out test alphabets). Images
 are block-averaged to --image-size, centred by the training split's per-pixel mean and put on the
-sphere of radius sqrt(d). Classification is one-hot regression (targets 1 - 1/C on the true
-class, -1/C elsewhere; prediction = argmax). For every depth of the fully connected ReLU kernel
-(one pass of the layer recursion gives all depths), every predictor's accuracy is measured per
-test episode and reported as mean +- 95% CI (1.96 std / sqrt(episodes)), with the number of
-episodes, queries per class and shots beside it. The MTL-vs-GBML distances d_rel and d_tr on
-these tasks are printed next to those of the synthetic depth sweep (--synthetic).
+sphere of radius sqrt(d). Every episode is the same for every kernel and label space (seeded by
+--seed and the shots). For every depth of the fully connected ReLU kernel (one pass of the layer
+recursion gives all depths), every predictor's accuracy is measured per test episode and reported
+as mean +- 95% t-interval over the test episodes (t quantile, n = episodes), with the number of
+episodes, queries per class and shots beside it.
 
-Optionally (--conv-depths, default 1) the same on a convolutional kernel
-([Conv 3x3 + Relu] x depth + global average pool + Dense, neural-tangents) on smaller images and
-fewer episodes: it costs O((H W)^2) per pair of images.
+Label spaces (--labels, comma-separated; every predictor regresses a task's points onto its
+classes' codes; a test query is given the class whose code is nearest to its output, among its
+own episode's n_way classes):
+  random-slots  the usual protocol: slot j of every episode is the one-hot target j, whatever the
+                class, so nothing in the labels is shared across tasks.
+  global        the head-bank analogue: one output per base class (all C classes of the training
+                split); a training task regresses onto its classes' one-hot rows among the C. A
+                held-out test class has no row in the bank, so, like a fresh head at test time, slot j
+                of a test episode gets a fresh output j (a test class that is a base class keeps its
+                own row). Exact consequence in the kernel regime: the training tasks' targets on the
+                fresh outputs are 0, so MTL-B and ANIL decide as head-only, MAML as head-only with
+                Theta, and NTK regression has nothing to say (ties, chance).
+  encoding      learned class encodings: --encoder RUN_DIR, a Conv-4 trained by `ntk-bridge train`
+                on the same training classes, maps each base class to the mean of its images'
+                features (--encoding mean-feature) or to its head-bank row (head-row, MTL runs);
+                targets are those vectors minus their mean over the base classes. A test class is
+                encoded by the mean feature of its episode's support images (its prototype). The
+                trained network itself (its features with the proto and logreg heads) is scored on
+                the identical test episodes.
+
+Convolutional kernel (--conv-depths, default 1,2,4,8): [Conv 3x3 + Relu] x L + global average pool
++ Dense (neural-tangents), all depths in one pass of the layer recursion, evaluated in
+--conv-tile point blocks and cached in --conv-cache by a SHA-256 of (images, network spec), so a
+rerun costs no kernel time. It costs O((H W)^2 L) per pair of images (a few thousand entries per
+second at 4x4 on 2 cores, hundreds at 7x7): the default uses 4x4 images (--conv-image-size) and the
+first --conv-train-episodes / --conv-test-episodes episodes. Kernel entries per second are reported.
 
 Kernels over a few thousand images are never formed whole: the training block is computed once
 and the test tasks' kernels are evaluated in tiles of --tile-rows points (printed), their
-predictions made in groups of --group-rows points. Class slots are
-assigned at random per episode, so a function shared by all training tasks has mean target ~0;
-the run measures what that leaves for transfer.
+predictions made in groups of --group-rows points.
 
 Writes OUT/episodes.csv (accuracy per episode), OUT/accuracy.csv (mean +- CI table),
-OUT/distances.csv, OUT/distance_vs_synthetic.csv, OUT/timing.csv, OUT/config.json, the figure,
-and prints the summary.
+OUT/distances.csv, OUT/distance_vs_synthetic.csv, OUT/distance_rates.csv, OUT/timing.csv, OUT/comparison.csv
+(best depth per method),
+OUT/config.json, OUT/run.json, the figure, and prints the summary; the result folder is written
+whole or not at all. The MTL-vs-GBML distances d_rel and d_tr are measured on each test query's
+class scores (its outputs projected on its episode's codes) and printed next to those of the
+synthetic depth sweep (--synthetic; by default the repository's committed one, found whatever the
+working folder).
 
-Example:
-    ntk-bridge kernel-fewshot --shots 1,5 --train-episodes 20 --test-episodes 100 --depths 1,2,4,8,16,32,64
+Example (the committed table, experiments/results/kernel_fewshot/README.md):
+    ntk-bridge kernel-fewshot --labels random-slots,global,encoding --encoder runs/kf_encoder_mtl
 """
 
 from __future__ import annotations
@@ -34,7 +59,26 @@ import argparse
 import math
 import time
 
+from pathlib import Path
+
 from ntk_bridge.commands._options import add_predictor_arguments, int_list, int_list_or_none, predictor_config
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_SYNTHETIC = REPO / "experiments" / "results" / "depth_sweep" / "depth_sweep.csv"
+DEFAULT_CACHE = Path.home() / ".cache" / "ntk_bridge" / "conv_kernels"
+RESULT_FILES = ("config.json", "episodes.csv", "accuracy.csv", "distances.csv", "distance_vs_synthetic.csv",
+                "distance_rates.csv", "timing.csv", "comparison.csv", "run.json")
+
+
+def label_list(text: str) -> tuple[str, ...]:
+    """Parse "random-slots,global" into a tuple of label-space names."""
+    from ntk_bridge.label_spaces import LABEL_SPACES
+
+    names = tuple(v.strip() for v in text.split(","))
+    bad = [v for v in names if v not in LABEL_SPACES]
+    if not names or bad or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"expected distinct label spaces among {', '.join(LABEL_SPACES)}, got {text!r}")
+    return names
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -47,11 +91,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--shots", type=int_list, default=(1, 5), help="comma-separated shot settings (default 1,5)")
     g.add_argument("--n-query", type=int, default=5, help="queries per class (default 5)")
     g.add_argument("--train-episodes", type=int, default=20, help="training tasks (default 20)")
-    g.add_argument("--test-episodes", type=int, default=100, help="test tasks (default 100)")
+    g.add_argument("--test-episodes", type=int, default=200, help="test tasks (default 200)")
     g.add_argument("--image-size", type=int, default=14, help="images block-averaged to SIZE x SIZE (default 14)")
     g.add_argument("--centre", choices=("pixel", "image", "none"), default="pixel",
                    help="subtract the training split's per-pixel mean (default), each image's mean, or nothing")
     g.add_argument("--seed", type=int, default=0, help="episode sampling seed")
+    g = p.add_argument_group("label spaces (see above)")
+    g.add_argument("--labels", type=label_list, default=("random-slots", "global"),
+                   help="comma-separated label spaces among random-slots, global, encoding "
+                        "(default random-slots,global; encoding needs --encoder)")
+    g.add_argument("--encoder", default=None,
+                   help="run folder of `ntk-bridge train` (Conv-4 on the same training classes) for --labels encoding")
+    g.add_argument("--encoding", choices=("mean-feature", "head-row"), default="mean-feature",
+                   help="base-class encoding: mean feature of the class's training images (default) or its "
+                        "head-bank row (MTL runs)")
     g = p.add_argument_group("fully connected kernel (infinite width)")
     g.add_argument("--depths", type=int_list, default=(1, 2, 4, 8, 16, 32, 64),
                    help="comma-separated depths (default 1,2,4,...,64), one recursion pass")
@@ -64,18 +117,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="test points whose predictions share one assembled Gram (memory per depth: "
                         "2 x (train points + group)^2 x 8 bytes); training-side solves are redone per group")
     g = p.add_argument_group("convolutional kernel")
-    g.add_argument("--conv-depths", type=int_list_or_none, default=(1,),
-                   help="conv depths (default 1; 'none' to skip)")
-    g.add_argument("--conv-image-size", type=int, default=7, help="image size for the conv kernel (default 7)")
+    g.add_argument("--conv-depths", type=int_list_or_none, default=(1, 2, 4, 8),
+                   help="conv depths (default 1,2,4,8, one pass; 'none' to skip)")
+    g.add_argument("--conv-image-size", type=int, default=4,
+                   help="image size for the conv kernel (default 4: the kernel costs (size^2)^2 per pair)")
     g.add_argument("--conv-train-episodes", type=int, default=5, help="first N training episodes (default 5)")
     g.add_argument("--conv-test-episodes", type=int, default=20, help="first N test episodes (default 20)")
     g.add_argument("--conv-tile", type=int, default=32, help="conv kernel evaluated in TILE x TILE point blocks")
+    g.add_argument("--conv-cache", default=str(DEFAULT_CACHE),
+                   help=f"folder of cached conv kernels, one .npz per (images, spec) hash (default {DEFAULT_CACHE}; "
+                        "'none': no cache)")
     add_predictor_arguments(p, outer_ridge_help="ridge on Phi / Theta_MTL / Theta when t = inf")
     g = p.add_argument_group("output")
     g.add_argument("--out", default="experiments/results/kernel_fewshot", help="results folder")
     g.add_argument("--figure", default="figures/kernel_fewshot.png", help="figure path")
-    g.add_argument("--synthetic", default="experiments/results/depth_sweep/depth_sweep.csv",
-                   help="the synthetic depth sweep's depth_sweep.csv, shown beside the real-task distances")
+    g.add_argument("--synthetic", default=None,
+                   help="the synthetic depth sweep's depth_sweep.csv, shown beside the real-task distances "
+                        f"(default: the repository's {DEFAULT_SYNTHETIC.relative_to(REPO)}, skipped with a note if "
+                        "absent; 'none': skip)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -95,14 +154,16 @@ def config_from_args(args):
         predictor=predictor_config(args),
         tile_rows=args.tile_rows, group_rows=args.group_rows, conv_depths=tuple(sorted(set(args.conv_depths))),
         conv_image_size=args.conv_image_size, conv_train_episodes=args.conv_train_episodes,
-        conv_test_episodes=args.conv_test_episodes, conv_tile=args.conv_tile, seed=args.seed)
+        conv_test_episodes=args.conv_test_episodes, conv_tile=args.conv_tile,
+        conv_cache=None if args.conv_cache.strip().lower() == "none" else args.conv_cache,
+        labels=tuple(args.labels), encoder=args.encoder, encoding=args.encoding, seed=args.seed)
 
 
 def vs_synthetic(dist, synthetic):
-    """Real-task distances (FC) per pair, shots and depth, with the synthetic mean at the same depth."""
+    """Real-task distances (FC) per label space, pair, shots and depth, with the synthetic mean at the same depth."""
     import pandas as pd
 
-    real = dist[dist["kernel"] == "fc"][["pair", "shots", "depth", "d_rel", "d_tr", "d_rel_ep_ci95", "agree"]]
+    real = dist[dist["kernel"] == "fc"][["labels", "pair", "shots", "depth", "d_rel", "d_tr", "d_rel_ep_ci95", "agree"]]
     if synthetic is None:
         real = real.assign(d_rel_synthetic=float("nan"), d_tr_synthetic=float("nan"))
         return real.reset_index(drop=True)
@@ -111,80 +172,114 @@ def vs_synthetic(dist, synthetic):
 
 
 def rate_rows(merged):
-    """Slope of log d_rel vs log depth per pair and shots, real and synthetic (same depths)."""
+    """Slope of log d_rel vs log depth per label space, pair and shots, real and synthetic (same depths);
+    NaN where fewer than two depths (or no synthetic sweep)."""
     import numpy as np
+    import pandas as pd
 
     from ntk_bridge.metrics import fit_loglog
 
+    def slope(depth, values):
+        ok = np.isfinite(values) & (values > 0)
+        return fit_loglog(depth[ok], values[ok])[0] if ok.sum() >= 2 else float("nan")
+
     rows = []
-    for (pair, shots), g in merged.groupby(["pair", "shots"], sort=True):
-        row = {"pair": pair, "shots": shots, "depth_lo": int(g["depth"].min()), "depth_hi": int(g["depth"].max()),
-               "d_rel_lo": float(g["d_rel"].iloc[0]), "d_rel_hi": float(g["d_rel"].iloc[-1]),
-               "rate_real": fit_loglog(g["depth"], g["d_rel"])[0] if len(g) >= 2 else float("nan")}
-        syn = g.dropna(subset=["d_rel_synthetic"])
-        row["rate_synthetic"] = (fit_loglog(syn["depth"], syn["d_rel_synthetic"])[0]
-                                 if len(syn) >= 2 else float("nan"))
-        row["d_rel_synthetic_lo"] = float(syn["d_rel_synthetic"].iloc[0]) if len(syn) else np.nan
-        row["d_rel_synthetic_hi"] = float(syn["d_rel_synthetic"].iloc[-1]) if len(syn) else np.nan
-        rows.append(row)
-    import pandas as pd
+    for (labels, pair, shots), g in merged.groupby(["labels", "pair", "shots"], sort=True):
+        d, rel, syn = g["depth"].to_numpy(), g["d_rel"].to_numpy(), g["d_rel_synthetic"].to_numpy()
+        rows.append({"labels": labels, "pair": pair, "shots": shots, "depth_lo": int(d.min()), "depth_hi": int(d.max()),
+                     "d_rel_lo": float(rel[0]), "d_rel_hi": float(rel[-1]), "rate_real": slope(d, rel),
+                     "rate_synthetic": slope(d, syn), "d_rel_synthetic_lo": float(syn[0]),
+                     "d_rel_synthetic_hi": float(syn[-1])})
     return pd.DataFrame(rows)
 
 
+def resolve_synthetic(option: str | None):
+    """(path or None, note): the synthetic sweep to show. An explicit path that does not exist is an error;
+    the default (the repository's committed sweep, independent of the working folder) may be absent."""
+    from ntk_bridge.errors import require
+
+    if option is not None and option.strip().lower() == "none":
+        return None, "synthetic depth sweep: skipped (--synthetic none)"
+    if option is None:
+        if DEFAULT_SYNTHETIC.is_file():
+            return DEFAULT_SYNTHETIC, f"synthetic depth sweep: {DEFAULT_SYNTHETIC}"
+        return None, (f"synthetic depth sweep: not shown ({DEFAULT_SYNTHETIC} does not exist; run "
+                      "`ntk-bridge depth-sweep` or give --synthetic)")
+    path = Path(option)
+    require(path.is_file(), f"--synthetic {path} does not exist; give a depth_sweep.csv of `ntk-bridge depth-sweep` "
+                            "or 'none'")
+    return path, f"synthetic depth sweep: {path}"
+
+
+def comparison(table):
+    """Best-depth table: per shots, kernel, label space and method, the depth with the highest mean accuracy."""
+    best = table.loc[table.groupby(["shots", "kernel", "labels", "method"], sort=True)["acc_mean"].idxmax()]
+    return best.sort_values(["shots", "kernel", "labels", "acc_mean"], ascending=[True, True, True, False])
+
+
+def title_of(config) -> str:
+    """The run's one-line description (figure title, run.json)."""
+    p = config.predictor
+    return (f"{config.dataset} {config.n_way}-way, {config.n_query} queries/class, {config.train_episodes} training "
+            f"episodes ({config.train_split}) / {config.test_episodes} test episodes ({config.test_split}); labels "
+            f"{','.join(config.labels)}" + (f" (encoder {config.encoder}, {config.encoding})" if config.encoder else "")
+            + f"; FC {config.net.describe()} on {config.image_size}x{config.image_size} images"
+            + (f", conv depth {','.join(map(str, config.conv_depths))} on {config.conv_image_size}x"
+               f"{config.conv_image_size} ({config.conv_train_episodes}/{config.conv_test_episodes} episodes)"
+               if config.conv_depths else "")
+            + f"; inner {p.inner.describe()}, outer t={p.outer_time:g} ridge {p.outer_ridge:g}; seed {config.seed}")
+
+
 def run(args) -> int:
-    from pathlib import Path
-
-    import pandas as pd
-
     from ntk_bridge import kernel_fewshot as kf
-    from ntk_bridge.io import save_figure, write_csv, write_json
+    from ntk_bridge.io import check_figure_path, result_folder, save_figure, staged_files, write_csv, write_json
 
     config = config_from_args(args)
+    check_figure_path(args.figure, "--figure")
+    synthetic_path, synthetic_note = resolve_synthetic(args.synthetic)
+    synthetic = kf.synthetic_distances(synthetic_path) if synthetic_path is not None else None
     out = Path(args.out)
-    write_json(out / "config.json", {"command": "kernel-fewshot", **config.as_dict()})
-    start = time.time()
-    res = kf.run(config, progress=not args.quiet)
-    elapsed = time.time() - start
-    table = kf.accuracy_table(res["accuracy"])
-    dist = res["distances"]
-    synthetic = kf.synthetic_distances(args.synthetic)
-    merged = vs_synthetic(dist, synthetic)
-    rates = rate_rows(merged)
-    write_csv(out / "episodes.csv", res["accuracy"])
-    write_csv(out / "accuracy.csv", table)
-    write_csv(out / "distances.csv", dist)
-    write_csv(out / "distance_vs_synthetic.csv", merged)
-    write_csv(out / "distance_rates.csv", rates)
-    write_csv(out / "timing.csv", res["timing"])
-    p = config.predictor
-    title = (f"{config.dataset} {config.n_way}-way, {config.n_query} queries/class, {config.train_episodes} training "
-             f"episodes ({config.train_split}) / {config.test_episodes} test episodes ({config.test_split}); FC "
-             f"{config.net.describe()} on {config.image_size}x{config.image_size} images"
-             + (f", conv depth {','.join(map(str, config.conv_depths))} on {config.conv_image_size}x"
-                f"{config.conv_image_size} ({config.conv_train_episodes}/{config.conv_test_episodes} episodes)"
-                if config.conv_depths else "")
-             + f"; inner {p.inner.describe()}, outer t={p.outer_time:g} ridge {p.outer_ridge:g}; seed {config.seed}")
-    save_figure(args.figure, kf.plot(table, dist, synthetic, title))
-    write_json(out / "run.json", {"seconds": round(elapsed, 1), "title": title,
-                                  "interval": "mean +- 1.96 std / sqrt(episodes) over test episodes"})
+    with staged_files([args.figure], "--figure") as (figure,), result_folder(out, "--out", replaces=RESULT_FILES) as tmp:
+        start = time.time()
+        res = kf.run(config, progress=not args.quiet)
+        elapsed = time.time() - start
+        table = kf.accuracy_table(res["accuracy"])
+        merged = vs_synthetic(res["distances"], synthetic)
+        rates = rate_rows(merged)
+        title = title_of(config)
+        write_json(tmp / "config.json", {"command": "kernel-fewshot", **config.as_dict()})
+        for name, frame in (("episodes", res["accuracy"]), ("accuracy", table), ("distances", res["distances"]),
+                            ("distance_vs_synthetic", merged), ("distance_rates", rates), ("timing", res["timing"]),
+                            ("comparison", comparison(table))):
+            write_csv(tmp / f"{name}.csv", frame)
+        save_figure(figure, kf.plot(table, res["distances"], synthetic, title))
+        write_json(tmp / "run.json", {"seconds": round(elapsed, 1), "title": title, "synthetic": synthetic_note,
+                                      "interval": "mean +- t(0.975, n-1) std / sqrt(n) over the n test episodes"})
+    summarise(config, title, elapsed, out, args.figure, table, merged, rates, res["timing"], synthetic_note)
+    return 0
 
+
+def summarise(config, title, elapsed, out, figure, table, merged, rates, timing, synthetic_note) -> None:
+    """Print the accuracy tables, the distances and the timing."""
+    import pandas as pd
+
+    pd.set_option("display.width", 200)
     print(f"\nKernel few-shot: {title}")
-    print(f"done in {elapsed:.1f} s -> {out}/accuracy.csv, episodes.csv, distances.csv; figure {args.figure}")
-    for (kernel, shots), g in table.groupby(["kernel", "shots"], sort=True):
+    print(f"done in {elapsed:.1f} s -> {out}/accuracy.csv, episodes.csv, distances.csv; figure {figure}")
+    for (kernel, labels, shots), g in table.groupby(["kernel", "labels", "shots"], sort=True):
         eps, q, tr = int(g["episodes"].iloc[0]), int(g["n_query"].iloc[0]), int(g["train_episodes"].iloc[0])
-        print(f"\n{kernel.upper()} kernel, {config.n_way}-way {shots}-shot accuracy %: mean +- 95% CI over {eps} test "
-              f"episodes x {q} queries/class ({shots} shots; {tr} training episodes)")
+        print(f"\n{kernel.upper()} kernel, {labels} labels, {config.n_way}-way {shots}-shot accuracy %: mean +- 95% "
+              f"t-CI over {eps} test episodes x {q} queries/class ({shots} shots; {tr} training episodes)")
         wide = g.assign(cell=[f"{m:5.1f} +- {h:4.1f}" for m, h in zip(g["acc_mean"], g["acc_ci95"])]).pivot(
             index="method", columns="depth", values="cell")
-        wide.columns = [f"L={d}" for d in wide.columns]
+        wide.columns = [f"L={d}" if d else "trained" for d in wide.columns]
         print(wide.to_string())
-    pd.set_option("display.width", 200)
-    print("\nMTL vs GBML distance d_rel = ||F_a - F_b|| / ||F_b|| over all test queries (FC), real Omniglot "
-          "tasks vs the synthetic depth sweep (" + (args.synthetic if synthetic is not None else "not found") + "):")
-    show = merged.pivot_table(index=["pair", "shots"], columns="depth", values="d_rel")
+    print("\nMTL vs GBML distance d_rel = ||F_a - F_b|| / ||F_b|| over all test queries' class scores (FC); "
+          + synthetic_note)
+    show = merged.pivot_table(index=["labels", "pair", "shots"], columns="depth", values="d_rel")
     show.columns = [f"L={d}" for d in show.columns]
     print(show.to_string(float_format=lambda v: f"{v:.3f}"))
-    if synthetic is not None:
+    if merged["d_rel_synthetic"].notna().any():
         syn = merged.drop_duplicates(["pair", "depth"]).pivot_table(index="pair", columns="depth",
                                                                      values="d_rel_synthetic")
         syn.columns = [f"L={d}" for d in syn.columns]
@@ -192,9 +287,11 @@ def run(args) -> int:
         print(syn.to_string(float_format=lambda v: f"{v:.3f}"))
     print("\nfitted rate (slope of log d_rel vs log depth):")
     for r in rates.itertuples():
-        print(f"  {r.pair:14s} {r.shots}-shot: real {r.rate_real:+.3f} (d_rel {r.d_rel_lo:.3f} at L={r.depth_lo} -> "
-              f"{r.d_rel_hi:.3f} at L={r.depth_hi}); synthetic {r.rate_synthetic:+.3f}")
-    for r in res["timing"].itertuples():
-        print(f"timing: {r.kernel} {r.shots}-shot: {r.points} points, {r.depths} depths, kernel tiles of "
-              f"{r.tile_rows} test rows, {r.groups} group(s) of {r.group_rows} test rows, {r.seconds:.1f} s")
-    return 0
+        syn = f"; synthetic {r.rate_synthetic:+.3f}" if r.rate_synthetic == r.rate_synthetic else ""
+        print(f"  {r.labels:12s} {r.pair:14s} {r.shots}-shot: real {r.rate_real:+.3f} (d_rel {r.d_rel_lo:.3f} at "
+              f"L={r.depth_lo} -> {r.d_rel_hi:.3f} at L={r.depth_hi}){syn}")
+    for r in timing.itertuples():
+        print(f"timing: {r.kernel} {r.shots}-shot: {r.points} points, {r.depths} depths, {r.label_spaces} label spaces, "
+              f"{r.groups} group(s) of {r.group_rows} test rows, {r.seconds:.1f} s; kernel {r.kernel_seconds:.1f} s for "
+              f"{r.kernel_entries_computed} entries computed ({r.kernel_entries_per_s:.3g} entries/s, all depths), "
+              f"{r.cache_hits} cache hit(s)")
