@@ -42,3 +42,64 @@ def test_cli_rejects_unknown_algorithm_in_one_line(capsys):
     assert main(["compare", "--algorithms", "mtl,reptile"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: unknown algorithm(s) reptile")
+
+
+def test_compare_refuses_unknown_algorithm_keys_before_writing(tmp_path, capsys):
+    out = tmp_path / "out"
+    for config in ('{"mtl": {"lrr": 0.1}}', '{"maml": {"inner_lrr": 5.0}}'):
+        assert main(["compare", "--algorithms", "mtl,maml", "--config", config, "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "valid keys" in err[0] and not out.exists()
+    assert main(["compare", "--algorithms", "maml", "--set", "maml.inner_lrr=1", "--out", str(out)]) == 2
+    assert "unknown maml setting 'inner_lrr'" in capsys.readouterr().err and not out.exists()
+
+
+def _args(**changes):
+    import argparse
+    parser = argparse.ArgumentParser()
+    compare.add_arguments(parser)
+    args = parser.parse_args([])
+    for k, v in changes.items():
+        setattr(args, k, v)
+    return args
+
+
+def test_compare_settings_reach_the_run_configs():
+    args = _args(algorithms="mtl,maml,anil", inner_lr=0.2, set=["maml.first_order=true", "lr=0.003"],
+                 config='{"anil": {"inner_steps": 2}}')
+    settings = compare.algorithm_settings(args, ["mtl", "maml", "anil"])
+    maml = compare.run_config(args, "maml", 1, settings["maml"])
+    anil = compare.run_config(args, "anil", 5, settings["anil"])
+    mtl = compare.run_config(args, "mtl", 5, settings["mtl"])
+    assert (maml.algorithm_options.inner_lr, maml.algorithm_options.first_order, maml.lr) == (0.2, True, 0.003)
+    assert (anil.algorithm_options.inner_steps, anil.algorithm_options.inner_lr, anil.shots) == (2, 0.2, 5)
+    assert mtl.lr == 0.003 and mtl.normalize_features is False and mtl.val_heads == ("own", "logreg")
+
+
+
+@pytest.mark.skipif(not __import__("ntk_bridge.data", fromlist=["x"]).default_omniglot_root().is_dir(),
+                    reason="Omniglot zips not found")
+def test_compare_and_train_share_one_loop(tmp_path, capsys):
+    """compare's run of an algorithm and `train` with that run's config give identical metrics."""
+    import json
+
+    import pandas as pd
+    out = tmp_path / "cmp"
+    rc = main(["compare", "--algorithms", "protonet", "--shots", "1", "--channels", "4", "--max-steps", "2",
+               "--eval-every", "2", "--meta-batch", "1", "--train-query", "2", "--val-episodes", "4",
+               "--test-episodes", "4", "--out", str(out), "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    run = out / "runs" / "protonet_1shot"
+    rc = main(["train", "--config", str(run / "config.json"), "--run-dir", str(tmp_path / "t")])
+    assert rc == 0, capsys.readouterr().err
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "images_per_s"} for r in rows]  # noqa: E731
+    a = json.loads((run / "metrics.json").read_text())
+    b = json.loads((tmp_path / "t" / "metrics.json").read_text())
+    assert strip(a) == strip(b) and [r["step"] for r in a] == [2]
+    sa = json.loads((run / "summary.json").read_text())
+    sb = json.loads((tmp_path / "t" / "summary.json").read_text())
+    assert sa["test_heads"] == sb["test_heads"]
+    curves = pd.read_csv(out / "curves.csv")
+    assert curves["val_own"].tolist() == pytest.approx([a[0]["val_own"] / 100.0], abs=1e-12)
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary["test_logreg"].tolist() == pytest.approx([sa["test_heads"]["logreg"]["mean"]], abs=1e-9)

@@ -18,8 +18,8 @@ from ntk_bridge.train.models import ResNet12, drop_block  # noqa: E402
 
 
 def test_incompatible_run_folder_is_refused(tmp_path):
-    config = tiny_config()
-    prepare_run_dir(config, tmp_path / "run")
+    config = tiny_config(max_steps=2)
+    train(config, tmp_path / "run", data=synthetic_data(), evaluate_test=False)
     prepare_run_dir(config.replace(max_steps=99, root="/elsewhere"), tmp_path / "run")  # resumable
     with pytest.raises(BridgeError) as err:
         prepare_run_dir(config.replace(lr=0.5), tmp_path / "run")
@@ -103,3 +103,28 @@ def test_episodic_algorithm_runs_through_the_same_loop(tmp_path):
     assert summary["images_seen"] == 2 * config.meta_batch * config.n_way * (config.shots + config.train_query)
     assert summary["test"]["head"] == "own" and summary["test"]["episodes"] == config.test_episodes
     assert 0.0 <= summary["test"]["mean"] <= 100.0
+
+
+def test_failed_start_leaves_no_folder_or_a_reusable_one(tmp_path):
+    d = synthetic_data()
+    too_many = tiny_config(n_way=7)  # the val split has 6 classes: caught before anything is written
+    with pytest.raises(BridgeError) as err:
+        train(too_many, tmp_path / "a", data=d)
+    assert "the val split (synthetic/val) has 6 classes but n_way=7" in str(err.value)
+    assert not (tmp_path / "a").exists()
+    # a start that fails at its first step leaves only config.json: the corrected retry reuses it
+    broken = RunData(d.train, d.val, d.test, d.mean, (0.0,))
+    with pytest.raises(BridgeError, match="at step 1"):
+        train(tiny_config(augment=False), tmp_path / "b", data=broken)
+    assert sorted(p.name for p in (tmp_path / "b").iterdir() if p.name == "config.json") == ["config.json"]
+    retry = tiny_config(augment=False, lr=5e-4, max_steps=2)
+    summary = train(retry, tmp_path / "b", data=d, evaluate_test=False)
+    assert summary["steps"] == 2
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["lr"] == 5e-4
+
+
+def test_time_budget_stops_at_a_validation(tmp_path):
+    config = tiny_config(max_steps=50, eval_every=2, time_budget_s=1e-9)
+    summary = train(config, tmp_path / "t", data=synthetic_data(), evaluate_test=False)
+    assert summary["steps"] == 2 and summary["stop_reason"].startswith("time budget")
+    assert summary["compile_s"] > 0 and summary["train_s"] > 0

@@ -1,31 +1,43 @@
 """Train several few-shot algorithms on one data set and compare accuracy and training cost.
 
 For every shot setting (--shots 1,5) and every algorithm (--algorithms mtl,maml,anil,protonet,
-metaoptnet-ridge) the command trains the same backbone from the same seed, with the same number
-of images per optimiser step (meta_batch tasks x n_way x (shots + train_query) images), until a
-wall-time budget (--time-budget seconds of training) or --max-steps is reached. Every
---eval-every steps it evaluates on one fixed set of validation episodes, twice:
+metaoptnet-ridge) the command trains the same backbone from the same seed with the training loop
+of `ntk-bridge train` (one run folder per algorithm and shot setting under OUT/runs/, whose
+config.json `ntk-bridge train --config OUT/runs/<algorithm>_<k>shot/config.json` reruns to the
+same metrics), with the same number of images per optimiser step (meta_batch tasks x n_way x
+(shots + train_query) images), until a wall-time budget (--time-budget seconds of training
+steps, checked at each validation) or --max-steps is reached. Rerunning the command resumes
+unfinished runs and reuses finished ones. Every --eval-every steps each run is evaluated on one
+fixed set of validation episodes with two heads:
 
   own     the algorithm's own test-time adaptation (MTL: logistic regression on frozen features;
           MAML/ANIL: inner-loop steps; ProtoNet: prototypes; MetaOptNet-ridge: ridge head);
+          it selects the best checkpoint;
   logreg  the shared head: L2-normalised frozen features, multinomial logistic regression
           (scikit-learn's C=3 objective), so that body quality is compared independently of
           the head.
 
-Training wall time excludes evaluation and compilation (each train step is compiled ahead of
-time, and the compile time is reported separately); CPU time of the process is recorded too,
-because on a shared machine CPU time is the steadier cost measure. The time to reach a target
-validation accuracy (own head; --target VALUE in [0, 1], or "auto" = the lowest best validation
-accuracy over the algorithms of that shot setting, so every method reaches it) is the training
-wall time at the first evaluation at or above the target. The best-validation state of each run
-is evaluated on --test-episodes test episodes. Accuracies are mean +- 95% CI
+Training wall time excludes evaluation and compilation (the step is compiled ahead of time on
+the first step; the compile time is reported separately); CPU time of the process is recorded
+too, because on a shared machine CPU time is the steadier cost measure. The time to reach a
+target validation accuracy (own head; --target VALUE in [0, 1], or "auto" = the lowest best
+validation accuracy over the algorithms of that shot setting, so every method reaches it) is the
+training wall time at the first evaluation at or above the target. The best-validation state of
+each run is evaluated on --test-episodes test episodes. Accuracies are mean +- 95% CI
 (t(0.975, episodes-1)*std/sqrt(episodes)), n_way-way, with --val-query / --test-query queries per class.
 
-Outputs under --out: summary.csv and summary.md (one row per algorithm and shot setting),
-curves.csv (every evaluation), ratios.json (time-to-target and per-step time of each method
-relative to MTL, e.g. MAML/MTL), config.json (all settings, per-algorithm hyper-parameters);
-and the figure --figure (validation accuracy against training wall time, one panel per shot
-setting).
+Per-algorithm settings: the typed options of ntk_bridge.train.options (MAML/ANIL inner_lr,
+inner_steps, eval_inner_steps, first_order, remat; MetaOptNet-ridge init_lambda, init_scale) with
+their per-data-set defaults, and any run-config field (lr, normalize_features, ...). Set them with
+--set ALGO.KEY=VALUE (or KEY=VALUE for every chosen algorithm that has KEY), --inner-lr /
+--inner-steps (MAML and ANIL), or --config FILE-or-JSON {algorithm: {key: value}}; an unknown key
+is refused in one line listing the valid ones.
+
+Outputs under --out, written once every run is done: summary.csv and summary.md (one row per
+algorithm and shot setting), curves.csv (every evaluation), ratios.json (time-to-target and
+per-step time of each method relative to MTL, e.g. MAML/MTL), config.json (all settings, the
+run config of every algorithm); the figure --figure (validation accuracy against training wall
+time, one panel per shot setting); and the run folders OUT/runs/.
 
 Example (the CPU Omniglot comparison):
   ntk-bridge compare --dataset omniglot --algorithms mtl,maml,anil,protonet,metaoptnet-ridge \\
@@ -37,32 +49,34 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import time
 from pathlib import Path
 from typing import Any
 
 ALL_ALGORITHMS = ("mtl", "maml", "anil", "protonet", "metaoptnet-ridge")
 
-# Per-algorithm settings (override any of them with --config FILE: {"maml": {"inner_steps": 1}}).
-# MAML/ANIL follow Finn et al.'s Omniglot settings (inner lr 0.1 with 5 steps in training, more
-# steps at test time); the ridge head starts at lambda 1, logit scale 10 (both learned).
-# MTL trains on unnormalised features, as the packaged Omniglot configs do: L2-normalised features
-# without a temperature keep the logits within the head-row norms and the loss near log(n_way)
+# Per-algorithm run-config settings on top of the shared ones (the typed algorithm options come
+# from ntk_bridge.train.options with their per-data-set defaults). MTL trains on unnormalised
+# features, as the packaged Omniglot configs do: L2-normalised features without a temperature
+# keep the logits within the head-row norms and the loss near log(n_way)
 # (experiments/results/compare_omniglot/mtl_fixed/diagnosis.md); normalise with a `logit_scale`.
-DEFAULT_ALGO_CONFIGS: dict[str, dict[str, Any]] = {
+DEFAULT_ALGO_FIELDS: dict[str, dict[str, Any]] = {
     "mtl": {"lr": 1e-3, "normalize_features": False},
-    "maml": {"lr": 1e-3, "inner_steps": 5, "inner_lr": 0.1, "eval_inner_steps": 10,
-             "first_order": False, "remat": False},
-    "anil": {"lr": 1e-3, "inner_steps": 5, "inner_lr": 0.1, "eval_inner_steps": 10,
-             "first_order": False, "remat": False},
-    "protonet": {"lr": 1e-3},
-    "metaoptnet-ridge": {"lr": 1e-3, "ridge_lambda": 1.0, "ridge_scale": 10.0},
+    "maml": {"lr": 1e-3}, "anil": {"lr": 1e-3}, "protonet": {"lr": 1e-3},
+    "metaoptnet-ridge": {"lr": 1e-3},
 }
+# fields every run of one comparison shares (set by the command's own flags, not per algorithm)
+SHARED_FIELDS = ("dataset", "root", "dataset_options", "algorithm", "algorithm_options", "backbone",
+                 "channels", "n_way", "shots", "max_steps", "time_budget_s", "eval_every",
+                 "val_episodes", "val_query", "test_episodes", "test_query", "test_head",
+                 "val_heads", "seed", "progress")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ntk_bridge.train.options import describe_defaults
     parser.add_argument("--dataset", default="omniglot", help="data set name (default omniglot)")
     parser.add_argument("--root", default="", help="data folder (default: the data layer's default)")
+    parser.add_argument("--rotations", action="store_true",
+                        help="Omniglot: rotated copies (90/180/270 degrees) as extra classes")
     parser.add_argument("--algorithms", default=",".join(ALL_ALGORITHMS),
                         help=f"comma-separated list from {','.join(ALL_ALGORITHMS)}")
     parser.add_argument("--shots", default="1,5", help="comma-separated shot settings (default 1,5)")
@@ -83,11 +97,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-query", type=int, default=15)
     parser.add_argument("--target", default="auto",
                         help="target validation accuracy in [0, 1] for time-to-target, or 'auto'")
+    parser.add_argument("--inner-lr", type=float, help="MAML/ANIL inner learning rate (default per "
+                        "data set: " + "; ".join(describe_defaults(a) for a in ("maml",)) + ")")
+    parser.add_argument("--inner-steps", type=int, help="MAML/ANIL inner steps in training")
+    parser.add_argument("--set", action="append", default=[], metavar="[ALGO.]KEY=JSON",
+                        help="a per-algorithm setting, e.g. --set maml.first_order=true or "
+                             "--set lr=0.003 (every chosen algorithm); repeatable")
     parser.add_argument("--config", default="",
-                        help="JSON file {algorithm: {field: value}} overriding per-algorithm settings")
+                        help="JSON file, or inline JSON, {algorithm: {key: value}} of per-algorithm "
+                             "settings (typed options or run-config fields)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="experiments/results/compare",
-                        help="results folder (CSV, markdown, JSON)")
+                        help="results folder (CSV, markdown, JSON, run folders)")
     parser.add_argument("--figure", default="", help="figure path (default OUT/compare.png)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -96,9 +117,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _parse_list(text: str, what: str, cast=str) -> list:
     from ntk_bridge.errors import BridgeError
-    items = [t.strip() for t in str(text).split(",") if t.strip()]
-    if not items:
-        raise BridgeError(f"--{what} is empty; give a comma-separated list")
+    items = [t.strip() for t in str(text).split(",")]
+    if not any(items) or not all(items):
+        raise BridgeError(f"--{what} must be a comma-separated list without empty items, got {text!r}")
     try:
         return [cast(t) for t in items]
     except ValueError:
@@ -133,146 +154,112 @@ def auto_target(best_by_algo: dict[str, float]) -> float:
     return math.floor(min(best_by_algo.values()) * 200.0) / 200.0
 
 
-# --------------------------------------------------------------------------- training one run
-
-class _Run:
-    """One algorithm, one shot setting: init, ahead-of-time compiled step, eval, test."""
-
-    def __init__(self, name, algo_cfg, args, shots, splits, stats, model, key):
-        import jax
-        import jax.numpy as jnp
-        import numpy as np
-
-        from ntk_bridge.train.algorithms import get_algorithm
-        from ntk_bridge.train.config import TrainConfig
-        from ntk_bridge.train.gbml import GBML_ALGORITHMS, GBMLConfig, make_gbml
-
-        self.name, self.args, self.shots = name, args, shots
-        self.train, self.val, self.test = splits
-        self.mean = np.asarray(stats[0], np.float32)
-        self.std = np.asarray(stats[1], np.float32)
-        run_fields = {k: v for k, v in algo_cfg.items()
-                      if k in TrainConfig.__dataclass_fields__}
-        self.run_config = TrainConfig(
-            dataset=args.dataset, algorithm=name if name == "mtl" else "mtl",
-            backbone=args.backbone, n_way=args.n_way, shots=shots, train_query=args.train_query,
-            meta_batch=args.meta_batch, optimizer="radam", schedule="constant", seed=args.seed,
-            augment=False, progress=False, **run_fields)
-        if name in GBML_ALGORITHMS:
-            gcfg = {"n_way": args.n_way, "meta_batch": args.meta_batch, **algo_cfg}
-            self.algo = make_gbml(name, GBMLConfig.from_mapping(gcfg))
-        else:
-            self.algo = get_algorithm(name)
-        self.episodic = bool(self.algo.episodic)
-        self.step_rng = np.random.default_rng([args.seed, shots, 1])
-        self._queue: list = []
-        batch = self.next_batch()
-        self.images_per_step = int(sum(v.shape[0] * v.shape[1] for k, v in batch.items()
-                                       if k in ("x", "support_x", "query_x")))
-        self.state = self.algo.init(key, model, batch, self.run_config, self.train.num_classes)
-        t0 = time.perf_counter()
-        self.step_fn = jax.jit(self.algo.train_step).lower(
-            self.state, batch, jax.random.PRNGKey(0)).compile()
-        self.compile_s = time.perf_counter() - t0
-        self.key = jax.random.fold_in(key, 7)
-        self._pending = batch
-        self._feats = jax.jit(lambda s, x: _feature_fn(s, x))
-        self._own = jax.jit(lambda s, sx, sy, qx: self.algo.predict_episodes(s, sx, sy, qx, args.n_way))
-        self._jnp = jnp
-
-    # batches ------------------------------------------------------------------------------
-    def _norm(self, images):
-        import numpy as np
-        return ((images.astype(np.float32) / 255.0) - self.mean) / self.std
-
-    def next_batch(self) -> dict:
-        """The next training batch (sampled in blocks of 64 steps; a pure function of seed)."""
-        import numpy as np
-
-        from ntk_bridge.data.sampler import sample_episodes, sample_task_batch
-        a, t = self.args, self.args.meta_batch
-        if not self._queue:
-            n = 64 * t
-            if self.episodic:
-                ep = sample_episodes(self.train.labels, a.n_way, self.shots, a.train_query, n,
-                                     self.step_rng)
-                self._queue = [ep._replace(**{f: getattr(ep, f)[i:i + t] for f in ep._fields})
-                               for i in range(0, n, t)]
-            else:
-                tb = sample_task_batch(self.train.labels, a.n_way, self.shots + a.train_query, n,
-                                       self.step_rng)
-                self._queue = [tb._replace(**{f: getattr(tb, f)[i:i + t] for f in tb._fields})
-                               for i in range(0, n, t)]
-        b = self._queue.pop(0)
-        imgs = self.train.images
-        if self.episodic:
-            return {"support_x": self._norm(imgs[b.support_idx]),
-                    "support_y": b.support_labels.astype(np.int32),
-                    "query_x": self._norm(imgs[b.query_idx]),
-                    "query_y": b.query_labels.astype(np.int32),
-                    "classes": b.classes.astype(np.int32)}
-        return {"x": self._norm(imgs[b.idx]), "y": b.labels.astype(np.int32),
-                "classes": b.classes.astype(np.int32)}
-
-    def train_step(self, step: int) -> dict:
-        import jax
-        batch = self._pending if self._pending is not None else self.next_batch()
-        self._pending = None
-        self.state, metrics = self.step_fn(self.state, batch, jax.random.fold_in(self.key, step))
-        return metrics
-
-    # evaluation ---------------------------------------------------------------------------
-    def evaluate(self, split, episodes) -> dict:
-        """Accuracy (fractions per episode) with the own head and the shared logreg head."""
-        import numpy as np
-
-        from ntk_bridge.train.heads import l2_normalize, logreg_logits
-        jnp, a = self._jnp, self.args
-        out = {"own": [], "logreg": []}
-        chunk = 25
-        for s in range(0, episodes.support_idx.shape[0], chunk):
-            sl = slice(s, s + chunk)
-            si, qi = episodes.support_idx[sl], episodes.query_idx[sl]
-            sy, qy = episodes.support_labels[sl].astype(np.int32), episodes.query_labels[sl]
-            sx, qx = self._norm(split.images[si]), self._norm(split.images[qi])
-            logits = self._own(self.state, sx, sy, qx)
-            out["own"].append(np.asarray(jnp.argmax(logits, -1) == qy).mean(-1))
-            e, ns, nq = si.shape[0], si.shape[1], qi.shape[1]
-            f = self._feats(self.state, np.concatenate([sx.reshape((e * ns,) + sx.shape[2:]),
-                                                        qx.reshape((e * nq,) + qx.shape[2:])]))
-            fs = l2_normalize(f[: e * ns].reshape(e, ns, -1))
-            fq = l2_normalize(f[e * ns:].reshape(e, nq, -1))
-            lr = logreg_logits(fs, jnp.asarray(sy), fq, a.n_way, 3.0, 15)
-            out["logreg"].append(np.asarray(jnp.argmax(lr, -1) == qy).mean(-1))
-        res = {k: np.concatenate(v) for k, v in out.items()}
-        for k, v in res.items():
-            if not np.all(np.isfinite(v)):
-                from ntk_bridge.errors import BridgeError
-                raise BridgeError(f"{self.name}: non-finite {k} accuracy; training diverged "
-                                  "(lower the learning rate or inner_lr)")
-        return res
-
-
-def _feature_fn(state, x):
-    from ntk_bridge.train.algorithms import features
-    return features(state, x)
-
-
-# --------------------------------------------------------------------------- the command
-
-def run(args: argparse.Namespace) -> int:
-    import jax
-    import numpy as np
-    import pandas as pd
-    from tqdm import tqdm
-
-    from ntk_bridge import io
-    from ntk_bridge.data import dataset_stats, load_split
-    from ntk_bridge.data.sampler import sample_episodes
+def _read_overrides(text: str) -> dict:
+    """--config: a JSON file or inline JSON object {algorithm: {key: value}}."""
     from ntk_bridge.errors import BridgeError
-    from ntk_bridge.train.evaluation import CI_METHOD, mean_ci
-    from ntk_bridge.train.models import build_backbone
+    if not text:
+        return {}
+    inline = text.lstrip().startswith("{")
+    path = Path(text)
+    if not inline and not path.is_file():
+        raise BridgeError(f"--config {text!r} is neither a JSON file nor inline JSON; give "
+                          "{algorithm: {key: value}}")
+    try:
+        value = json.loads(text if inline else path.read_text())
+    except json.JSONDecodeError as err:
+        raise BridgeError(f"--config {'(inline)' if inline else path} is not valid JSON "
+                          f"({err.msg} at line {err.lineno})")
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise BridgeError("--config must be a JSON object {algorithm: {key: value}}")
+    return value
 
+
+def _set_pairs(args, algorithms: list[str]) -> list[tuple[str, str, Any]]:
+    """(algorithm or None = every one that has the key, key, value) from --inner-lr /
+    --inner-steps and --set [ALGO.]KEY=JSON."""
+    from ntk_bridge.errors import BridgeError
+    from ntk_bridge.train.options import option_names
+    out = []
+    for flag, key in (("inner_lr", "inner_lr"), ("inner_steps", "inner_steps")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            targets = [a for a in algorithms if key in option_names(a)]
+            if not targets:
+                raise BridgeError(f"--{flag.replace('_', '-')} applies to maml and anil, none of "
+                                  f"which is in --algorithms {','.join(algorithms)}")
+            out += [(a, key, value) for a in targets]
+    for item in getattr(args, "set", []) or []:
+        if "=" not in item:
+            raise BridgeError(f"--set {item!r} must look like [ALGO.]KEY=VALUE, e.g. maml.inner_lr=0.4")
+        lhs, raw = item.split("=", 1)
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        algo, _, key = lhs.strip().rpartition(".")
+        if algo and algo not in algorithms:
+            raise BridgeError(f"--set {item!r}: {algo!r} is not one of --algorithms {','.join(algorithms)}")
+        out.append((algo or None, key, value))
+    return out
+
+
+def algorithm_settings(args, algorithms: list[str]) -> dict[str, dict]:
+    """Per algorithm: {"fields": run-config overrides, "options": typed-option values given};
+    unknown keys refused in one line naming the valid ones."""
+    from dataclasses import fields
+
+    from ntk_bridge.errors import BridgeError
+    from ntk_bridge.train.config import TrainConfig
+    from ntk_bridge.train.options import option_names
+
+    run_fields = {f.name for f in fields(TrainConfig)} - set(SHARED_FIELDS)
+    out = {a: {"fields": dict(DEFAULT_ALGO_FIELDS[a]), "options": {}} for a in algorithms}
+    overrides = _read_overrides(args.config)
+    for a in overrides:
+        if a not in out:
+            raise BridgeError(f"--config: key {a!r} must be one of the chosen algorithms "
+                              f"({', '.join(algorithms)})")
+    pairs = [(a, k, v) for a, kv in overrides.items() for k, v in kv.items()] + _set_pairs(args, algorithms)
+    expanded = []
+    for a, key, value in pairs:
+        if a is None:  # KEY=VALUE: every chosen algorithm that has KEY
+            has = [b for b in algorithms if key in option_names(b) or key in run_fields]
+            expanded += [(b, key, value) for b in (has or algorithms)]
+        else:
+            expanded.append((a, key, value))
+    for a, key, value in expanded:
+        if key in option_names(a):
+            out[a]["options"][key] = value
+        elif key in run_fields:
+            out[a]["fields"][key] = value
+        else:
+            opts = ", ".join(option_names(a)) or "none"
+            raise BridgeError(f"unknown {a} setting {key!r}; valid keys: {a} options ({opts}) or a "
+                              f"run-config field ({', '.join(sorted(run_fields))})")
+    return out
+
+
+def run_config(args, algorithm: str, shots: int, settings: dict):
+    """The TrainConfig of one algorithm and shot setting (shared flags + its own settings)."""
+    from ntk_bridge.train.config import from_dict
+    shared = {
+        "dataset": args.dataset, "root": str(args.root or ""),
+        "dataset_options": {"rotations": True} if args.rotations else {},
+        "algorithm": algorithm, "algorithm_options": settings["options"], "backbone": args.backbone,
+        "channels": args.channels, "n_way": args.n_way, "shots": shots,
+        "max_steps": args.max_steps, "time_budget_s": float(args.time_budget),
+        "eval_every": args.eval_every, "val_episodes": args.val_episodes, "val_query": args.val_query,
+        "test_episodes": args.test_episodes, "test_query": args.test_query, "test_head": "own",
+        "val_heads": ["own", "logreg"], "seed": args.seed, "progress": not args.no_progress,
+    }
+    base = {"train_query": args.train_query, "meta_batch": args.meta_batch, "optimizer": "radam",
+            "schedule": "constant", "early_stop_patience": 0, "checkpoint_every": args.eval_every,
+            "augment": False, "drop_rate": 0.0 if args.backbone == "resnet12" else 0.1}
+    return from_dict({**base, **settings["fields"], **shared})
+
+
+def _check_args(args) -> tuple[list[str], list[int], float | None]:
+    from ntk_bridge.errors import BridgeError
     algorithms = _parse_list(args.algorithms, "algorithms")
     unknown = [a for a in algorithms if a not in ALL_ALGORITHMS]
     if unknown:
@@ -280,129 +267,123 @@ def run(args: argparse.Namespace) -> int:
     shots_list = _parse_list(args.shots, "shots", int)
     if any(s < 1 for s in shots_list):
         raise BridgeError(f"--shots must be positive integers, got {args.shots!r}")
-    target_arg = parse_target(args.target)
+    target = parse_target(args.target)
     for name in ("time_budget", "eval_every", "val_episodes", "test_episodes", "meta_batch",
                  "val_query", "test_query", "max_steps"):
         if not getattr(args, name) > 0:
             raise BridgeError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
-    algo_cfgs = {a: dict(DEFAULT_ALGO_CONFIGS[a]) for a in algorithms}
-    if args.config:
-        path = Path(args.config)
-        if not path.exists():
-            raise BridgeError(f"--config file {path} not found; give a JSON file {{algorithm: {{field: value}}}}")
-        try:
-            override = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise BridgeError(f"--config {path} is not valid JSON ({err.msg} at line {err.lineno})")
-        for a, fields in override.items():
-            if a not in algo_cfgs or not isinstance(fields, dict):
-                raise BridgeError(f"--config: key {a!r} must be one of the chosen algorithms "
-                                  f"({', '.join(algorithms)}) mapping to an object")
-            algo_cfgs[a].update(fields)
+    if args.channels is not None and args.channels < 1:
+        raise BridgeError(f"--channels must be >= 1, got {args.channels}")
+    if args.rotations and args.dataset != "omniglot":
+        raise BridgeError(f"--rotations is an Omniglot option; the dataset is {args.dataset!r}")
+    return algorithms, shots_list, target
 
-    root = args.root
-    if not root:
-        from ntk_bridge.data import default_data_root
-        root = default_data_root() / args.dataset
-    splits = tuple(load_split(args.dataset, root, s) for s in ("train", "val", "test"))
-    stats = dataset_stats(args.dataset)
-    model = build_backbone(args.backbone, channels=args.channels,
-                           drop_rate=0.0 if args.backbone == "resnet12" else 0.1)
-    out = Path(args.out)
-    figure = Path(args.figure) if args.figure else out / "compare.png"
-    config_record = {"args": {k: v for k, v in vars(args).items() if not k.startswith("_")},
-                     "algorithm_configs": algo_cfgs, "dataset_root": str(root),
-                     "splits": {s.name: [int(s.images.shape[0]), int(s.num_classes)] for s in splits},
-                     "jax": jax.__version__, "device": str(jax.devices()[0]),
-                     "measurement": ("training wall time excludes evaluation and compilation; "
-                                     "accuracies are mean +- " + CI_METHOD)}
-    io.write_json(out / "config.json", config_record)
 
-    summary_rows, curve_rows = [], []
-    for shots in shots_list:
-        a = args
-        val_eps = sample_episodes(splits[1].labels, a.n_way, shots, a.val_query, a.val_episodes,
-                                  np.random.default_rng([a.seed, shots, 2]))
-        test_eps = sample_episodes(splits[2].labels, a.n_way, shots, a.test_query, a.test_episodes,
-                                   np.random.default_rng([a.seed, shots, 3]))
-        curves: dict[str, list[dict]] = {}
-        results: dict[str, dict] = {}
-        for name in algorithms:
-            key = jax.random.PRNGKey(a.seed)
-            r = _Run(name, algo_cfgs[name], a, shots, splits, stats, model, key)
-            curve, best, best_state = [], -1.0, r.state
-            train_time = cpu_time = 0.0
-            bar = tqdm(total=int(a.time_budget), desc=f"{name} {shots}-shot", unit="s",
-                       disable=a.no_progress, leave=False)
-            step = 0
-            while step < a.max_steps:
-                w0, c0 = time.perf_counter(), time.process_time()
-                for _ in range(a.eval_every):
-                    metrics = r.train_step(step)
-                    step += 1
-                    if step >= a.max_steps:
-                        break
-                loss = float(jax.block_until_ready(metrics["loss"]))
-                dw, dc = time.perf_counter() - w0, time.process_time() - c0
-                train_time += dw
-                cpu_time += dc
-                if not math.isfinite(loss):
-                    raise BridgeError(f"{name} {shots}-shot: loss is {loss} at step {step}; "
-                                      "lower the learning rate (or inner_lr for MAML/ANIL)")
-                v = r.evaluate(splits[1], val_eps)
-                own, own_ci = mean_ci(v["own"])
-                lr_acc, lr_ci = mean_ci(v["logreg"])
-                row = {"algorithm": name, "shots": shots, "step": step,
-                       "train_time_s": train_time, "cpu_time_s": cpu_time, "train_loss": loss,
-                       "val_own": own / 100.0, "val_own_ci": own_ci / 100.0,
-                       "val_logreg": lr_acc / 100.0, "val_logreg_ci": lr_ci / 100.0}
-                curve.append(row)
-                if own / 100.0 > best:
-                    best, best_state = own / 100.0, r.state
-                bar.update(min(int(train_time), int(a.time_budget)) - bar.n)
-                bar.set_postfix(step=step, val=f"{own:.1f}%")
-                if train_time >= a.time_budget:
-                    break
-            bar.close()
-            r.state = best_state
-            t = r.evaluate(splits[2], test_eps)
-            results[name] = {
-                "algorithm": name, "shots": shots, "steps": step,
-                "train_time_s": train_time, "cpu_time_s": cpu_time, "compile_s": r.compile_s,
-                "step_ms": 1000.0 * train_time / step,
-                "images_per_s": r.images_per_step * step / train_time,
-                "images_per_step": r.images_per_step, "best_val_own": best,
-                "test_own": mean_ci(t["own"]), "test_logreg": mean_ci(t["logreg"]),
-            }
-            curves[name] = curve
-            curve_rows.extend(curve)
-            print(f"{name:>16} {shots}-shot: {step} steps, {train_time:.1f} s train, "
-                  f"best val {100 * best:.2f}%, test own {results[name]['test_own'][0]:.2f} +- "
-                  f"{results[name]['test_own'][1]:.2f} %, logreg {results[name]['test_logreg'][0]:.2f} "
-                  f"+- {results[name]['test_logreg'][1]:.2f} % ({a.test_episodes} episodes, "
-                  f"{a.test_query} queries/class)", flush=True)
-            io.write_csv(out / "curves.csv", pd.DataFrame(curve_rows))
-        target = target_arg if target_arg is not None else auto_target(
-            {n: res["best_val_own"] for n, res in results.items()})
-        for name, res in results.items():
-            tt, ts = time_to_target(curves[name], target)
-            tt_cpu = next((row["cpu_time_s"] for row in curves[name] if row["step"] == ts), float("nan"))
-            summary_rows.append({**{k: v for k, v in res.items() if not k.startswith("test_")},
-                                 "test_own": res["test_own"][0], "test_own_ci": res["test_own"][1],
-                                 "test_logreg": res["test_logreg"][0],
-                                 "test_logreg_ci": res["test_logreg"][1],
-                                 "target_val": target, "time_to_target_s": tt,
-                                 "cpu_to_target_s": tt_cpu, "steps_to_target": ts})
-        io.write_csv(out / "summary.csv", pd.DataFrame(summary_rows))
+# --------------------------------------------------------------------------- the command
 
-    summary = pd.DataFrame(summary_rows)
+def plan(args):
+    """Every check before any work: (configs {(algorithm, shots): TrainConfig}, target, out,
+    figure, data). Loads the data once; writes nothing."""
+    from ntk_bridge.train.cost import check_memory
+    from ntk_bridge.train.loop import check_splits, load_data
+    from ntk_bridge.train.paths import check_figure_path, check_output_dir
+
+    algorithms, shots_list, target = _check_args(args)
+    settings = algorithm_settings(args, algorithms)
+    configs = {(a, k): run_config(args, a, k, settings[a]) for k in shots_list for a in algorithms}
+    for config in configs.values():
+        check_memory(config)
+    out = check_output_dir(args.out, "--out")
+    figure = check_figure_path(Path(args.figure) if args.figure else out / "compare.png")
+    data = load_data(next(iter(configs.values())))
+    for config in configs.values():
+        check_splits(config, data)
+    return configs, target, out, figure, data
+
+
+def run_one(config, run_dir: Path, data) -> tuple[dict, list[dict]]:
+    """Train one run with the shared loop; (result row, curve rows) from its files."""
+    import pandas as pd
+
+    from ntk_bridge.train.loop import train
+    summary = train(config, run_dir, data=data)
+    history = json.loads((run_dir / "metrics.json").read_text())
+    timing = pd.read_csv(run_dir / "timing.csv").to_dict("records")
+    name, shots = config.algorithm, config.shots
+    curve = [{"algorithm": name, "shots": shots, "step": h["step"], "train_time_s": t["train_s"],
+              "cpu_time_s": t["cpu_s"], "train_loss": h["train_loss"],
+              "val_own": h["val_own"] / 100.0, "val_own_ci": h["val_own_ci95"] / 100.0,
+              "val_logreg": h["val_logreg"] / 100.0, "val_logreg_ci": h["val_logreg_ci95"] / 100.0}
+             for h, t in zip(history, timing)]
+    test = summary["test_heads"]
+    per_step = config.meta_batch * config.n_way * (config.shots + config.train_query)
+    steps = summary["steps"]
+    result = {"algorithm": name, "shots": shots, "steps": steps, "train_time_s": summary["train_s"],
+              "cpu_time_s": summary["cpu_s"], "compile_s": summary["compile_s"],
+              "step_ms": 1000.0 * summary["train_s"] / max(steps, 1),
+              "images_per_s": summary["images_per_s"], "images_per_step": per_step,
+              "best_val_own": summary["best_val_acc"] / 100.0,
+              "test_own": (test["own"]["mean"], test["own"]["ci95"]),
+              "test_logreg": (test["logreg"]["mean"], test["logreg"]["ci95"]),
+              "stop_reason": summary["stop_reason"]}
+    print(f"{name:>16} {shots}-shot: {steps} steps ({summary['stop_reason']}), "
+          f"{summary['train_s']:.1f} s train, best val {summary['best_val_acc']:.2f}%, test own "
+          f"{result['test_own'][0]:.2f} +- {result['test_own'][1]:.2f} %, logreg "
+          f"{result['test_logreg'][0]:.2f} +- {result['test_logreg'][1]:.2f} % ({config.test_episodes} "
+          f"episodes, {config.test_query} queries/class)", flush=True)
+    return result, curve
+
+
+def summary_rows(results: dict, curves: dict, target_arg: float | None) -> list[dict]:
+    """One row per algorithm of one shot setting, with the time (wall, CPU) to the target."""
+    target = target_arg if target_arg is not None else auto_target(
+        {n: res["best_val_own"] for n, res in results.items()})
+    rows = []
+    for name, res in results.items():
+        tt, ts = time_to_target(curves[name], target)
+        tt_cpu = next((row["cpu_time_s"] for row in curves[name] if row["step"] == ts), float("nan"))
+        rows.append({**{k: v for k, v in res.items() if not k.startswith("test_")},
+                     "test_own": res["test_own"][0], "test_own_ci": res["test_own"][1],
+                     "test_logreg": res["test_logreg"][0], "test_logreg_ci": res["test_logreg"][1],
+                     "target_val": target, "time_to_target_s": tt, "cpu_to_target_s": tt_cpu,
+                     "steps_to_target": ts})
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    import jax
+    import pandas as pd
+
+    from ntk_bridge import io
+    from ntk_bridge.train.evaluation import CI_METHOD
+
+    configs, target_arg, out, figure, data = plan(args)
+    rows, curve_rows = [], []
+    for shots in dict.fromkeys(k for _, k in configs):
+        results, curves = {}, {}
+        for (name, k), config in configs.items():
+            if k == shots:
+                results[name], curves[name] = run_one(config, out / "runs" / f"{name}_{shots}shot", data)
+                curve_rows.extend(curves[name])
+        rows.extend(summary_rows(results, curves, target_arg))
+    summary = pd.DataFrame(rows)
     ratios = _ratios(summary)
-    io.write_json(out / "ratios.json", ratios)
     md = _markdown(summary, args, ratios)
+    record = {"args": {k: v for k, v in vars(args).items() if not k.startswith("_")},
+              "run_configs": {f"{a}_{k}shot": c.to_dict() for (a, k), c in configs.items()},
+              "splits": {s.name: [int(s.images.shape[0]), int(s.num_classes)]
+                         for s in (data.train, data.val, data.test)},
+              "jax": jax.__version__, "device": str(jax.devices()[0]),
+              "measurement": ("training wall time excludes evaluation and compilation; "
+                              "accuracies are mean +- " + CI_METHOD)}
+    _figure(pd.DataFrame(curve_rows), summary, figure, args)
+    io.write_csv(out / "curves.csv", pd.DataFrame(curve_rows))
+    io.write_csv(out / "summary.csv", summary)
+    io.write_json(out / "ratios.json", ratios)
     io.write_text(out / "summary.md", md)
-    _figure(pd.DataFrame(curve_rows), summary, figure)
+    io.write_json(out / "config.json", record)
     print(md)
-    print(f"wrote {out}/summary.csv, summary.md, curves.csv, ratios.json, config.json and {figure}")
+    print(f"wrote {out}/summary.csv, summary.md, curves.csv, ratios.json, config.json, runs/ and {figure}")
     return 0
 
 
@@ -442,7 +423,8 @@ def _markdown(summary, args, ratios) -> str:
              f"test: {args.test_episodes} episodes x {args.test_query} queries/class, "
              f"mean +- 95% CI (t(0.975, episodes-1)*std/sqrt(episodes)); validation: {args.val_episodes} fixed "
              f"episodes x {args.val_query} queries/class every {args.eval_every} steps; "
-             "train time excludes evaluation and compilation.", "",
+             "train time excludes evaluation and compilation. Run folders (config, metrics, "
+             "checkpoints) in runs/.", "",
              "| method | shots | steps | train s | CPU s | compile s | ms/step | img/s | test own % "
              "| test logreg % | best val % | target val % | time to target s | CPU to target s |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -465,7 +447,7 @@ def _markdown(summary, args, ratios) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _figure(curves, summary, path: Path) -> None:
+def _figure(curves, summary, path: Path, args) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -482,7 +464,9 @@ def _figure(curves, summary, path: Path) -> None:
             ax.axhline(100 * float(tgt.iloc[0]), color="grey", ls="--", lw=1, label="target")
         ax.set_xlabel("training wall time (s, excl. evaluation)")
         ax.set_ylabel("validation accuracy, own head (%)")
-        ax.set_title(f"{shots}-shot")
+        ax.set_title(f"{args.dataset}{' + rotations' if args.rotations else ''} {args.n_way}-way "
+                     f"{shots}-shot, {args.backbone}; val {args.val_episodes} episodes x "
+                     f"{args.val_query} q", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()

@@ -20,6 +20,11 @@ import json
 from pathlib import Path
 
 
+def _options_help() -> str:
+    from ntk_bridge.train.options import describe_defaults
+    return "; ".join(describe_defaults(a) for a in ("maml", "anil", "metaoptnet-ridge"))
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", help="omniglot, cifarfs, fc100, miniimagenet or tieredimagenet")
     parser.add_argument("--shots", type=int, help="support examples per class (1 or 5 for the paper settings)")
@@ -30,14 +35,71 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", help="data folder (default: the data layer's default for the set)")
     parser.add_argument("--run-dir", help="run folder (default: runs/<setting>_<algorithm>_seed<seed>)")
     parser.add_argument("--steps", type=int, help="training steps (max_steps)")
+    parser.add_argument("--time-budget", type=float, help="stop after this many seconds of training steps "
+                        "(time_budget_s; 0 = none)")
     parser.add_argument("--backbone", help="conv4 or resnet12")
     parser.add_argument("--lr", type=float, help="learning rate")
     parser.add_argument("--meta-batch", type=int, help="tasks per step")
     parser.add_argument("--seed", type=int, help="random seed")
+    parser.add_argument("--rotations", action="store_true",
+                        help="Omniglot: add the 90/180/270-degree rotations of every character as "
+                             "new classes (dataset_options rotations=true, the usual protocol)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
-                        help="override any config field, the value parsed as JSON "
-                             "(e.g. --set channels=32 --set normalize_features=false); repeatable")
+                        help="override any config field or option of the chosen algorithm, the value "
+                             "parsed as JSON (e.g. --set channels=32 --set normalize_features=false "
+                             "--set inner_lr=0.4 or --set 'algorithm_options={\"inner_steps\": 1}'); "
+                             "repeatable. Algorithm options and their defaults: " + _options_help().replace("%", "%%"))
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _parse_set(items: list[str]) -> list[tuple[str, object]]:
+    """``--set FIELD=JSON`` items as (field, value) pairs (a bare word is a string)."""
+    from ntk_bridge.errors import BridgeError
+    pairs = []
+    for item in items:
+        if "=" not in item:
+            raise BridgeError(f"--set {item!r} must look like FIELD=VALUE (VALUE in JSON, e.g. lr=0.001)")
+        key, raw = item.split("=", 1)
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw  # a bare word is a string (e.g. --set schedule=cosine)
+        pairs.append((key.strip(), value))
+    return pairs
+
+
+def apply_sets(base: dict, pairs: list[tuple[str, object]]) -> dict:
+    """Put each (key, value) into the config dict ``base``: a config field as is, an option of
+    the config's algorithm into ``algorithm_options``; anything else is refused in one line
+    naming the valid keys."""
+    from dataclasses import fields
+
+    from ntk_bridge.errors import BridgeError
+    from ntk_bridge.train.config import TrainConfig
+    from ntk_bridge.train.options import option_names
+
+    known = {f.name for f in fields(TrainConfig)}
+    out = dict(base)
+    given: dict = {}
+    for key, value in pairs:
+        algo = str(out.get("algorithm", "mtl"))
+        if key == "algorithm_options":
+            if not isinstance(value, dict):
+                raise BridgeError(f"--set algorithm_options must be a JSON object, got {value!r}; "
+                                  f"e.g. 'algorithm_options={{\"inner_lr\": 0.4}}'")
+            given.update(value)
+        elif key in known:
+            out[key] = value
+        elif key in option_names(algo):
+            given[key] = value
+        else:
+            valid = ", ".join(option_names(algo)) or "none"
+            raise BridgeError(f"--set {key}: not a config field nor a {algo} option ({algo} options: "
+                              f"{valid}; config fields: {', '.join(sorted(known))})")
+    if given:
+        saved = out.get("algorithm_options") or {}
+        out["algorithm_options"] = {**(saved if isinstance(saved, dict) else {}), **given}
+    return out
 
 
 def build_config(args):
@@ -45,6 +107,8 @@ def build_config(args):
     from ntk_bridge.errors import BridgeError
     from ntk_bridge.train.config import from_dict, load_config, setting_name
 
+    if args.shots is not None and args.shots < 1:
+        raise BridgeError(f"--shots must be >= 1 (support examples per class), got {args.shots}")
     if args.config:
         base = load_config(args.config).to_dict()
     elif args.dataset and args.shots:
@@ -55,26 +119,24 @@ def build_config(args):
                           "--config FILE")
     flags = {"dataset": args.dataset, "shots": args.shots, "algorithm": args.algorithm,
              "root": args.root, "max_steps": args.steps, "backbone": args.backbone, "lr": args.lr,
-             "meta_batch": args.meta_batch, "seed": args.seed}
+             "meta_batch": args.meta_batch, "seed": args.seed, "time_budget_s": args.time_budget}
+    if args.algorithm and args.algorithm != base.get("algorithm"):
+        base["algorithm_options"] = {}  # the packaged config's options belong to its own algorithm
     base.update({k: v for k, v in flags.items() if v is not None})
     if args.dataset:
         from ntk_bridge.data.base import check_dataset
         base["dataset"] = check_dataset(args.dataset)
-    for item in args.set:
-        if "=" not in item:
-            raise BridgeError(f"--set {item!r} must look like FIELD=VALUE (VALUE in JSON, e.g. lr=0.001)")
-        key, raw = item.split("=", 1)
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw  # a bare word is a string (e.g. --set schedule=cosine)
-        base[key.strip()] = value
+    if args.rotations:
+        if base.get("dataset") != "omniglot":
+            raise BridgeError(f"--rotations is an Omniglot option; the dataset is {base.get('dataset')!r}")
+        base["dataset_options"] = {**base.get("dataset_options", {}), "rotations": True}
+    base = apply_sets(base, _parse_set(args.set))
     if args.no_progress:
         base["progress"] = False
     return from_dict(base)
 
 
-def plot_curve(run_dir: Path, history: list) -> None:
+def plot_curve(run_dir: Path, history: list, config) -> None:
     """Validation accuracy (+- CI) and training loss against steps -> run_dir/curve.png."""
     import matplotlib
     matplotlib.use("Agg")
@@ -89,7 +151,9 @@ def plot_curve(run_dir: Path, history: list) -> None:
     a.errorbar(steps, [h["val_acc"] for h in history], yerr=[h["val_ci95"] for h in history], marker="o")
     h0 = history[0]
     a.set(xlabel="step", ylabel="val accuracy (%)",
-          title=f"{h0['shots']}-shot, {h0['val_episodes']} episodes x {h0['val_query']} q, 95% CI")
+          title=f"{config.dataset} {config.n_way}-way {h0['shots']}-shot, {config.algorithm}, "
+                f"{config.backbone}\nval: {h0['val_episodes']} episodes x {h0['val_query']} q, "
+                f"head {h0['val_head']}, 95% CI")
     b.plot(steps, [h["train_loss"] for h in history], marker="o")
     b.set(xlabel="step", ylabel="train loss")
     fig.tight_layout()
@@ -110,7 +174,8 @@ def best_line(summary: dict, config, history: list) -> str:
 def print_summary(summary: dict, config, history: list) -> None:
     rows = [("setting", f"{config.dataset} {config.n_way}-way {config.shots}-shot, {config.algorithm}, "
                         f"{config.backbone}"),
-            ("steps", f"{summary['steps']} ({summary['stop_reason']})"),
+            ("steps", f"{summary['steps']} ({summary['stop_reason']}"
+                      + (f"; resumed from step {summary['resumed_from']})" if summary.get("resumed_from") else ")")),
             ("best validation", best_line(summary, config, history)),
             ("test", summary.get("test_text", "not evaluated")),
             ("wall time", f"{summary['wall_s']:.1f} s ({summary['train_s']:.1f} s in training steps)"),
@@ -130,6 +195,6 @@ def run(args) -> int:
     summary = train(config, run_dir)
     metrics = run_dir / "metrics.json"
     history = json.loads(metrics.read_text()) if metrics.exists() else []
-    plot_curve(run_dir, history)
+    plot_curve(run_dir, history, config)
     print_summary(summary, config, history)
     return 0

@@ -20,8 +20,8 @@ An algorithm is an object with
   loop can set the learning rate (plateau / cosine schedules) with :func:`set_learning_rate`.
   Conventions: ``state.apply_fn`` is the backbone's ``apply``; ``state.params["body"]`` the
   backbone's parameters (other keys of ``params`` are the algorithm's, e.g. ``"head"``);
-  algorithm-specific settings (inner learning rate, steps, ...) come from the free-form dict
-  ``config.algorithm_options`` (JSON object in the config file);
+  algorithm-specific settings (inner learning rate, steps, ...) come from the typed, resolved
+  ``config.algorithm_options`` (a frozen dataclass per algorithm, :mod:`ntk_bridge.train.options`);
   ``state.batch_stats`` the backbone's batch-norm statistics.
 - ``train_step(state, batch, key) -> (state, metrics)``: one optimiser step, jit-able (the loop
   jits it; the batch shapes are fixed). ``key`` is a fresh PRNG key per step (use it for

@@ -18,7 +18,8 @@ from ntk_bridge.errors import BridgeError
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 # fields that may differ between a run folder's saved config and a resume request
-RESUMABLE_CHANGES = frozenset({"root", "max_steps", "progress"})
+RESUMABLE_CHANGES = frozenset({"root", "max_steps", "time_budget_s", "progress"})
+HEADS = ("logreg", "proto", "ridge", "own")
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,9 @@ class TrainConfig:
     root: str = ""  # data folder; "" = the data layer's default for the dataset
     dataset_options: dict = field(default_factory=dict)  # passed to load_split(**options)
     algorithm: str = "mtl"
-    algorithm_options: dict = field(default_factory=dict)  # algorithm-specific settings (e.g. GBML inner_lr)
+    # typed per-algorithm settings (ntk_bridge.train.options): a dict of some keys in, the full
+    # resolved dataclass after construction (data-set defaults for the keys not given)
+    algorithm_options: Any = None
     backbone: str = "conv4"
     channels: Any = None  # None = the backbone default; int (Conv-4) or 4 ints (ResNet-12)
     drop_rate: float = 0.1  # DropBlock rate (ResNet-12, last two blocks)
@@ -51,6 +54,7 @@ class TrainConfig:
     plateau_patience: int = 4  # evaluations without improvement before the lr is cut
     early_stop_patience: int = 10  # evaluations without improvement before training stops (0 = never)
     max_steps: int = 1000
+    time_budget_s: float = 0.0  # stop once training steps took this many seconds (0 = no budget)
     eval_every: int = 100  # steps between validation evaluations
     checkpoint_every: int = 100  # steps between checkpoints
     val_episodes: int = 200
@@ -58,6 +62,9 @@ class TrainConfig:
     test_episodes: int = 2000
     test_query: int = 15
     test_head: str = "logreg"  # logreg | proto | ridge | own (the algorithm's own adaptation)
+    # heads evaluated at every validation (and on the test set at the end); the first drives
+    # model selection, plateau and early stopping; () = test_head (logreg if test_head is own)
+    val_heads: Any = ()
     logreg_c: float = 3.0  # scikit-learn's C
     logreg_iters: int = 15  # Newton iterations
     ridge_lambda: float = 1.0
@@ -98,6 +105,22 @@ class TrainConfig:
         check_dataset(self.dataset)
         if self.backbone not in ("conv4", "resnet12"):
             raise BridgeError(f"unknown backbone {self.backbone!r}; choose one of conv4, resnet12")
+        _check_channels(self.backbone, self.channels)
+        if self.time_budget_s < 0:
+            raise BridgeError(f"bad config: time_budget_s must be >= 0 (0 = no budget), got {self.time_budget_s}")
+        object.__setattr__(self, "val_heads", _check_heads(self.val_heads))
+        from ntk_bridge.train.options import OPTION_CLASSES, resolve_options
+        if self.algorithm not in OPTION_CLASSES:
+            raise BridgeError(f"unknown algorithm {self.algorithm!r}; known: {', '.join(sorted(OPTION_CLASSES))}")
+        object.__setattr__(self, "algorithm_options",
+                           resolve_options(self.algorithm, self.dataset, self.algorithm_options))
+
+    @property
+    def heads(self) -> tuple[str, ...]:
+        """Validation / test heads in order; the first selects the best checkpoint."""
+        if self.val_heads:
+            return self.val_heads
+        return ("logreg",) if self.test_head == "own" else (self.test_head,)
 
     @property
     def n_per_class(self) -> int:
@@ -125,6 +148,8 @@ def _check_type(name: str, value: Any, type_name: Any) -> None:
         "bool": isinstance(value, bool),
         "dict": isinstance(value, dict),
     }.get(t, True)
+    if t == "Any" and name != "channels":
+        return
     if t == "Any" and name == "channels":
         ok = value is None or (isinstance(value, int) and not isinstance(value, bool)) or (
             isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value))
@@ -132,6 +157,33 @@ def _check_type(name: str, value: Any, type_name: Any) -> None:
     if not ok:
         raise BridgeError(f"config field {name!r} must be {_TYPE_NAMES.get(t, t)}, got {value!r} "
                           f"({type(value).__name__}); fix the value in the config file or flag")
+
+
+def _check_channels(backbone: str, channels: Any) -> None:
+    """Widths must be positive; Conv-4 takes one integer, ResNet-12 one or four."""
+    if channels is None:
+        return
+    widths = [channels] if isinstance(channels, int) else list(channels)
+    if backbone == "conv4" and not isinstance(channels, int):
+        raise BridgeError(f"conv4 takes one width (an integer, e.g. channels=32), got {list(channels)}; "
+                          f"a list of four widths is for resnet12")
+    if backbone == "resnet12" and len(widths) not in (1, 4):
+        raise BridgeError(f"resnet12 takes one width or four (e.g. [64, 160, 320, 640]), got {widths}")
+    bad = [w for w in widths if w < 1]
+    if bad:
+        raise BridgeError(f"channels must be >= 1, got {channels!r}; e.g. channels=32 "
+                          f"(null = the backbone's default)")
+
+
+def _check_heads(heads: Any) -> tuple[str, ...]:
+    """``val_heads`` as a tuple of distinct known head names."""
+    if isinstance(heads, str) or not isinstance(heads, (list, tuple)):
+        raise BridgeError(f"config field 'val_heads' must be a list of head names, got {heads!r}; "
+                          f"e.g. [\"own\", \"logreg\"]")
+    bad = [h for h in heads if h not in HEADS]
+    if bad or len(set(heads)) != len(heads):
+        raise BridgeError(f"val_heads {list(heads)} must be distinct names from {', '.join(HEADS)}")
+    return tuple(heads)
 
 
 def from_dict(values: dict) -> TrainConfig:
@@ -145,7 +197,7 @@ def from_dict(values: dict) -> TrainConfig:
     values = dict(values)
     if isinstance(values.get("channels"), list):
         values["channels"] = tuple(values["channels"])
-    for key in ("lr", "logit_scale"):
+    for key in ("lr", "logit_scale", "time_budget_s"):
         if isinstance(values.get(key), int) and not isinstance(values.get(key), bool):
             values[key] = float(values[key])
     return TrainConfig(**values)
@@ -188,6 +240,6 @@ def incompatible_fields(saved: dict, requested: TrainConfig) -> list[str]:
     now = json.loads(json.dumps(requested.to_dict()))
     # a field added after the run was saved counts as its default (e.g. logit_scale = 1.0)
     defaults = json.loads(json.dumps(TrainConfig().to_dict()))
-    saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
+    saved = json.loads(json.dumps({**{k: v for k, v in defaults.items() if k not in saved}, **saved}))
     keys = sorted((set(saved) | set(now)) - RESUMABLE_CHANGES)
     return [k for k in keys if saved.get(k) != now.get(k)]

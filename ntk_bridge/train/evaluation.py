@@ -9,6 +9,7 @@ Episodes are a pure function of ``seed``, so two evaluations with one seed see t
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -46,15 +47,30 @@ def mean_ci(accs: np.ndarray) -> tuple[float, float]:
     return metrics.mean_ci(100.0 * np.asarray(accs, dtype=np.float64), ddof=0)
 
 
-def extract_features(state, images: np.ndarray, mean, std, batch_size: int = 256) -> np.ndarray:
-    """Features (N, D) float32 of uint8 images (N, H, W, C): normalise, frozen backbone."""
+@functools.lru_cache(maxsize=None)
+def _feature_fn():
+    """One jitted ``(state, uint8 images, mean, std) -> features`` for the process (jax caches
+    its compilations per shape, so repeated validations do not recompile)."""
     import jax
-    import jax.numpy as jnp
 
     from ntk_bridge.data.augment import normalize
     from ntk_bridge.train.algorithms import features
+    return jax.jit(lambda s, x, mean, std: features(s, normalize(x, mean, std)))
 
-    fn = jax.jit(lambda s, x: features(s, normalize(x, mean, std)))
+
+@functools.lru_cache(maxsize=16)
+def _predict_fn(algorithm, n_way: int):
+    """The jitted own-head prediction of ``algorithm`` (kept per algorithm object)."""
+    import jax
+    return jax.jit(lambda s, sx, sy, qx: algorithm.predict_episodes(s, sx, sy, qx, n_way))
+
+
+def extract_features(state, images: np.ndarray, mean, std, batch_size: int = 256) -> np.ndarray:
+    """Features (N, D) float32 of uint8 images (N, H, W, C): normalise, frozen backbone."""
+    import jax.numpy as jnp
+
+    fn = _feature_fn()
+    mean, std = jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32)
     n = images.shape[0]
     out = []
     for start in range(0, n, batch_size):
@@ -62,7 +78,7 @@ def extract_features(state, images: np.ndarray, mean, std, batch_size: int = 256
         pad = batch_size - chunk.shape[0] if n > batch_size else 0  # fixed shape: one compile
         if pad:
             chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], chunk.dtype)])
-        f = np.asarray(fn(state, jnp.asarray(chunk)))
+        f = np.asarray(fn(state, jnp.asarray(chunk), mean, std))
         out.append(f[:f.shape[0] - pad] if pad else f)
     return np.concatenate(out).astype(np.float32)
 
@@ -95,7 +111,7 @@ def evaluate(state, split, mean, std, *, n_way: int, shots: int, query: int, epi
         def norm_episodes(x):  # uint8 (E, S, H, W, C) -> normalised float32, same shape
             return normalize(jnp.asarray(x.reshape((-1,) + x.shape[2:])), mean, std).reshape(x.shape)
 
-        predict = jax.jit(lambda s, sx, sy, qx: algorithm.predict_episodes(s, sx, sy, qx, n_way))
+        predict = _predict_fn(algorithm, n_way)
         for start in range(0, episodes, step):
             sl = slice(start, min(start + step, episodes))
             sx = norm_episodes(split.images[eps.support_idx[sl]])

@@ -54,6 +54,7 @@ import optax
 from ntk_bridge.errors import BridgeError
 from ntk_bridge.train import gbml_core as core
 from ntk_bridge.train.algorithms import TrainState, make_optimizer, register
+from ntk_bridge.train.options import MAMLOptions, RidgeOptions
 
 PyTree = Any
 
@@ -76,7 +77,7 @@ class GBMLConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     inner_steps: int = 5
-    inner_lr: float = 0.01  # MAML's mini-ImageNet value; Omniglot runs use 0.1-0.4
+    inner_lr: float = 0.01  # Finn et al.'s mini-ImageNet value; run configs take theirs from train.options
     eval_inner_steps: int = 10
     first_order: bool = False
     remat: bool = False
@@ -101,6 +102,25 @@ class GBMLConfig:
         """Build from a dict, ignoring keys that are not GBML fields (e.g. a full run config)."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in dict(mapping).items() if k in names})
+
+
+def gbml_config_from_run(config: Any) -> GBMLConfig:
+    """The GBML hyper-parameters of a run config (``TrainConfig``): ``n_way``, ``meta_batch``,
+    ``lr``, ``weight_decay`` from the run, the inner loop / ridge head from its typed
+    ``algorithm_options`` (:mod:`ntk_bridge.train.options`); a plain mapping is read by name."""
+    if config is None:
+        return GBMLConfig()
+    if not hasattr(config, "algorithm_options"):
+        return GBMLConfig.from_mapping(dict(config))
+    base = {k: getattr(config, k) for k in ("n_way", "meta_batch", "lr", "weight_decay")}
+    opts = config.algorithm_options
+    if isinstance(opts, MAMLOptions):
+        base.update(inner_lr=opts.inner_lr, inner_steps=opts.inner_steps,
+                    eval_inner_steps=opts.eval_inner_steps, first_order=opts.first_order,
+                    remat=opts.remat)
+    elif isinstance(opts, RidgeOptions):
+        base.update(ridge_lambda=opts.init_lambda, ridge_scale=opts.init_scale)
+    return GBMLConfig(**base)
 
 
 def _body_apply(apply_fn: Callable, body_params, batch_stats, x, *, train: bool, rng):
@@ -164,8 +184,7 @@ class GBMLAlgorithm:
         """
         run_n_way = getattr(config, "n_way", None)
         if self.config is None:
-            self.config = GBMLConfig.from_mapping(
-                config.to_dict() if hasattr(config, "to_dict") else dict(vars(config) if config else {}))
+            self.config = gbml_config_from_run(config)
         elif run_n_way is not None and run_n_way != self.config.n_way:
             raise BridgeError(f"{self.name}: the GBML config says n_way={self.config.n_way} but the "
                               f"run config says {run_n_way}; make them equal")

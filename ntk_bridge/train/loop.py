@@ -12,7 +12,8 @@ Run folder::
     config.json      the full TrainConfig (a resume with an incompatible config is refused)
     checkpoints/     latest train state every ``checkpoint_every`` steps (orbax, 2 kept)
     best/            weights with the best validation accuracy so far (orbax, 1 kept)
-    metrics.csv      one row per validation: step, lr, train loss/acc, val acc +- CI, timing
+    metrics.csv      one row per validation: step, lr, train loss/acc, val acc +- CI per head
+    timing.csv       per validation: training wall / CPU / compile seconds so far
     summary.json     final: test accuracy with its protocol, best step, wall time, images/s,
                      accelerator-hours, device, stop reason
 """
@@ -199,18 +200,34 @@ def update_on_validation(config: TrainConfig, loop: dict, val_acc: float, step: 
 def new_loop_state() -> dict:
     return {"best_val": -1.0, "best_step": -1, "bad_evals": 0, "stale_evals": 0, "lr_scale": 1.0,
             "run_loss": 0.0, "run_acc": 0.0, "run_count": 0, "history": [], "train_s": 0.0,
-            "wall_s": 0.0, "images_seen": 0, "stop_reason": ""}
+            "wall_s": 0.0, "cpu_s": 0.0, "compile_s": 0.0, "images_seen": 0, "stop_reason": "",
+            "timing": []}
 
 
 # ---------------------------------------------------------------- run folder
 
+def trained_anything(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a checkpoint or a validation (a start that failed before its
+    first one left only config.json, and a retry may reuse the folder)."""
+    return (run_dir / "metrics.json").exists() or any(
+        (run_dir / sub).is_dir() and any((run_dir / sub).iterdir()) for sub in ("checkpoints", "best"))
+
+
 def prepare_run_dir(config: TrainConfig, run_dir: Path) -> None:
-    """Create ``run_dir`` with config.json, or check that an existing one is compatible."""
+    """Create ``run_dir`` with config.json, or check that an existing one is compatible (a
+    folder in which nothing was trained yet takes the new config)."""
+    from ntk_bridge.train.paths import check_output_dir
+    check_output_dir(run_dir, "--run-dir")
     path = run_dir / "config.json"
     if path.exists():
-        saved = json.loads(path.read_text())
-        diff = incompatible_fields(saved, config)
-        if diff:
+        try:
+            saved = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            saved = None
+        if saved is None and trained_anything(run_dir):
+            raise BridgeError(f"{path} is not valid JSON; repair it or use a new --run-dir")
+        diff = incompatible_fields(saved, config) if saved is not None else []
+        if diff and trained_anything(run_dir):
             shown = ", ".join(f"{k}: {saved.get(k)!r} there vs {config.to_dict().get(k)!r} now" for k in diff[:4])
             raise BridgeError(f"run folder {run_dir} was made with a different config ({shown}); "
                               f"use a new --run-dir or the same settings to resume")
@@ -266,13 +283,15 @@ def init_state(config: TrainConfig, data: RunData):
 
 
 def evaluate_state(config, algorithm, state, data, split: str, episodes: int | None = None,
-                   query: int | None = None, shots: int | None = None, head: str | None = None):
-    """Evaluate ``state`` on the fixed episodes of ``split`` (val or test)."""
+                   query: int | None = None, shots: int | None = None, head: str | None = None,
+                   n_way: int | None = None):
+    """Evaluate ``state`` on the fixed episodes of ``split`` (val or test); ``n_way`` other
+    than the run's needs a frozen-feature head (logreg / proto / ridge, or MTL's own)."""
     from ntk_bridge.train.evaluation import evaluate
     stream = _VAL_STREAM if split == "val" else _TEST_STREAM
     s = getattr(data, split)
     return evaluate(
-        state, s, data.mean, data.std, n_way=config.n_way, shots=shots or config.shots,
+        state, s, data.mean, data.std, n_way=n_way or config.n_way, shots=shots or config.shots,
         query=query or (config.val_query if split == "val" else config.test_query),
         episodes=episodes or (config.val_episodes if split == "val" else config.test_episodes),
         seed=np.random.default_rng([config.seed, stream]),
@@ -304,6 +323,8 @@ def train(config: TrainConfig, run_dir: str | Path, *, callback: Callable[[int, 
           data: RunData | None = None, evaluate_test: bool = True) -> dict:
     """Train (or resume) the run in ``run_dir``; returns the summary dict (also summary.json).
 
+    Everything is checked before the run folder is touched (config, memory estimate, data,
+    split sizes, model construction), so a failed start leaves no folder behind.
     ``callback(step, loop_state)`` is called after every step (after any checkpoint); an
     exception from it stops the run as a kill would. Runs in float32 (:func:`float32_jax`).
     """
@@ -311,105 +332,183 @@ def train(config: TrainConfig, run_dir: str | Path, *, callback: Callable[[int, 
         return _train(config, run_dir, callback=callback, data=data, evaluate_test=evaluate_test)
 
 
-def _train(config: TrainConfig, run_dir: str | Path, *, callback: Callable[[int, dict], None] | None,
-           data: RunData | None, evaluate_test: bool) -> dict:
-    import jax
-    from tqdm.auto import tqdm
+def check_splits(config: TrainConfig, data: RunData) -> None:
+    """Each split has ``n_way`` classes with enough images for its tasks, else one line that
+    names the split (before any training step)."""
+    needs = [("train", data.train, config.shots + config.train_query, "shots + train_query"),
+             ("val", data.val, config.shots + config.val_query, "shots + val_query"),
+             ("test", data.test, config.shots + config.test_query, "shots + test_query")]
+    for label, split, per_class, what in needs:
+        if split is None:
+            continue
+        _, counts = np.unique(split.labels, return_counts=True)
+        if counts.size < config.n_way:
+            hint = " or --rotations (4x the classes)" if config.dataset == "omniglot" else ""
+            raise BridgeError(f"the {label} split ({split.name}) has {counts.size} classes but "
+                              f"n_way={config.n_way} needs at least {config.n_way}; lower n_way{hint}")
+        if counts.min() < per_class:
+            raise BridgeError(f"the {label} split ({split.name}) has classes with only {counts.min()} "
+                              f"images but {what} = {per_class} are needed; lower the shots/queries")
 
-    from ntk_bridge.train.algorithms import set_learning_rate
 
+def start_run(config: TrainConfig, data: RunData | None, quiet: bool = False):
+    """Every check of a start, then the model: (data, algorithm, state, prepare). Writes nothing."""
     from ntk_bridge.train.algorithms import get_algorithm
+    from ntk_bridge.train.cost import check_memory, evaluation_warning
 
-    run_dir = Path(run_dir)
     get_algorithm(config.algorithm)  # bad input fails before anything is written
+    check_memory(config)
     if data is None:
         data = load_data(config)
+    check_splits(config, data)
+    warning = evaluation_warning(config)
+    if warning and not quiet:
+        import sys
+        print(warning, file=sys.stderr, flush=True)
+    algorithm, _, state, prepare = init_state(config, data)
+    return data, algorithm, state, prepare
+
+
+def _train(config: TrainConfig, run_dir: str | Path, *, callback: Callable[[int, dict], None] | None,
+           data: RunData | None, evaluate_test: bool) -> dict:
+    from ntk_bridge.train.paths import check_output_dir
+    run_dir = check_output_dir(Path(run_dir), "--run-dir")
+    data, algorithm, state, prepare = start_run(config, data)
     prepare_run_dir(config, run_dir)
-    algorithm, model, state, prepare = init_state(config, data)
     latest, best = _managers(run_dir)
     loop = new_loop_state()
     if latest.latest_step() is not None:
-        tree, loop = _restore(latest, latest.latest_step(), _state_tree(state), with_loop=True)
-        state = _apply_tree(state, tree)
+        tree, saved = _restore(latest, latest.latest_step(), _state_tree(state), with_loop=True)
+        state, loop = _apply_tree(state, tree), {**loop, **saved}
     start = int(state.step)
+    if start and config.progress:
+        print(f"resuming {run_dir} from step {start} (its latest checkpoint)", flush=True)
     info = device_info()
-    step_fn = jax.jit(algorithm.train_step, donate_argnums=(0,))
-    _, k_train = jax.random.split(jax.random.PRNGKey(config.seed))
-    per_step = images_per_step(config, algorithm.episodic)
-    bar = tqdm(total=config.max_steps, initial=start, disable=not config.progress,
-               desc=f"{config.algorithm} {config.dataset} {config.shots}-shot", dynamic_ncols=True)
-    t_wall = time.perf_counter()
-    wall_before = loop["wall_s"]
-    step = start
-    try:
-        while step < config.max_steps and not loop["stop_reason"]:
-            t0 = time.perf_counter()
-            lr = learning_rate(config, step, loop["lr_scale"])
-            state = set_learning_rate(state, lr)
-            key = jax.random.fold_in(k_train, step)
-            k_batch, k_step = jax.random.split(key)
-            idx = batch_indices(config, data.train.labels, step, algorithm.episodic)
-            batch = build_batch(config, data.train, idx, k_batch, prepare, algorithm.episodic)
-            state, metrics = step_fn(state, batch, k_step)
-            loss, acc = float(metrics["loss"]), float(metrics["acc"])
-            step += 1
-            if not math.isfinite(loss):
-                raise BridgeError(
-                    f"training loss became {loss} at step {step} (lr {lr:g}, {config.optimizer}, "
-                    f"{config.backbone}); likely cause: a learning rate too high for this setting "
-                    f"(or unnormalised inputs); start a new run folder with a lower lr")
-            loop["run_loss"] += loss
-            loop["run_acc"] += acc
-            loop["run_count"] += 1
-            loop["images_seen"] += per_step
-            loop["train_s"] += time.perf_counter() - t0
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.3f}", acc=f"{100 * acc:.1f}",
-                            val=f"{loop['best_val']:.1f}" if loop["best_val"] >= 0 else "-")
-            if step % config.eval_every == 0 or step == config.max_steps:
-                res, _ = evaluate_state(config, algorithm, state, data, "val")
-                new_best = update_on_validation(config, loop, res.mean, step)
-                loop["wall_s"] = wall_before + time.perf_counter() - t_wall
-                loop["history"].append({
-                    "step": step, "lr": lr, "train_loss": loop["run_loss"] / max(loop["run_count"], 1),
-                    "train_acc": 100 * loop["run_acc"] / max(loop["run_count"], 1),
-                    "val_acc": res.mean, "val_ci95": res.ci95, "val_episodes": res.episodes,
-                    "val_query": res.query, "shots": res.shots, "val_head": res.head,
-                    "best_val": loop["best_val"], "images_per_s": loop["images_seen"] / max(loop["train_s"], 1e-9)})
-                loop.update(run_loss=0.0, run_acc=0.0, run_count=0)
-                if new_best:
-                    _save(best, step, {"params": state.params, "batch_stats": state.batch_stats}, None)
-                _write_metrics(run_dir, loop)
-            if step % config.checkpoint_every == 0 or step == config.max_steps or loop["stop_reason"]:
-                loop["wall_s"] = wall_before + time.perf_counter() - t_wall
-                _save(latest, step, _state_tree(state), loop)
-            if callback is not None:
-                callback(step, loop)
-    finally:
-        bar.close()
-    loop["wall_s"] = wall_before + time.perf_counter() - t_wall
+    state, step = _steps(config, run_dir, algorithm, state, data, prepare, loop, (latest, best), callback)
     if not loop["stop_reason"]:
         loop["stop_reason"] = f"reached max_steps={config.max_steps}"
     summary = {
-        "run_dir": str(run_dir), "steps": step, "stop_reason": loop["stop_reason"],
+        "run_dir": str(run_dir), "steps": step, "resumed_from": start, "stop_reason": loop["stop_reason"],
         "best_step": loop["best_step"], "best_val_acc": loop["best_val"],
-        "wall_s": loop["wall_s"], "train_s": loop["train_s"], "images_seen": loop["images_seen"],
+        "wall_s": loop["wall_s"], "train_s": loop["train_s"], "cpu_s": loop["cpu_s"],
+        "compile_s": loop["compile_s"], "images_seen": loop["images_seen"],
         "images_per_s": loop["images_seen"] / max(loop["train_s"], 1e-9),
         "accelerator_hours": accelerator_hours(loop["wall_s"], info), **info,
     }
     if evaluate_test:
         final = restore_for_eval(run_dir, state, "best")
-        res, accs = evaluate_state(config, algorithm, final, data, "test")
-        summary["test"] = res.to_dict()
-        summary["test_text"] = res.describe()
+        results = {h: evaluate_state(config, algorithm, final, data, "test", head=h)[0]
+                   for h in dict.fromkeys((config.test_head,) + tuple(config.val_heads))}
+        summary["test"] = results[config.test_head].to_dict()
+        summary["test_text"] = results[config.test_head].describe()
+        summary["test_heads"] = {h: r.to_dict() for h, r in results.items()}
     write_json(run_dir / "summary.json", summary)
     return summary
 
 
+def _steps(config, run_dir, algorithm, state, data, prepare, loop, managers, callback):
+    """The step loop from ``state.step`` to max_steps / early stop / time budget; returns
+    (state, step). Times: ``train_s`` (wall) and ``cpu_s`` (process CPU) of the steps, the
+    step function compiled ahead of time on the first step (``compile_s``, not in train_s)."""
+    import jax
+    from tqdm.auto import tqdm
+
+    from ntk_bridge.train.algorithms import set_learning_rate
+
+    latest, best = managers
+    step = int(state.step)
+    jitted = jax.jit(algorithm.train_step, donate_argnums=(0,))
+    step_fn = None
+    _, k_train = jax.random.split(jax.random.PRNGKey(config.seed))
+    per_step = images_per_step(config, algorithm.episodic)
+    bar = tqdm(total=config.max_steps, initial=step, disable=not config.progress, dynamic_ncols=True,
+               desc=f"{config.algorithm} {config.dataset} {config.shots}-shot")
+    t_wall, wall_before = time.perf_counter(), loop["wall_s"]
+    try:
+        while step < config.max_steps and not loop["stop_reason"]:
+            t0, c0 = time.perf_counter(), time.process_time()
+            lr = learning_rate(config, step, loop["lr_scale"])
+            state = set_learning_rate(state, lr)
+            k_batch, k_step = jax.random.split(jax.random.fold_in(k_train, step))
+            idx = batch_indices(config, data.train.labels, step, algorithm.episodic)
+            batch = build_batch(config, data.train, idx, k_batch, prepare, algorithm.episodic)
+            if step_fn is None:
+                t1, c1 = time.perf_counter(), time.process_time()
+                step_fn = jitted.lower(state, batch, k_step).compile()
+                compile_s = time.perf_counter() - t1
+                loop["compile_s"] += compile_s
+                t0, c0 = t0 + compile_s, c0 + time.process_time() - c1
+            state, metrics = step_fn(state, batch, k_step)
+            loss, acc = float(metrics["loss"]), float(metrics["acc"])
+            step += 1
+            _check_finite(config, loss, lr, step)
+            loop["run_loss"] += loss
+            loop["run_acc"] += acc
+            loop["run_count"] += 1
+            loop["images_seen"] += per_step
+            loop["train_s"] += time.perf_counter() - t0
+            loop["cpu_s"] += time.process_time() - c0
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}", acc=f"{100 * acc:.1f}",
+                            val=f"{loop['best_val']:.1f}" if loop["best_val"] >= 0 else "-")
+            if step % config.eval_every == 0 or step == config.max_steps:
+                _validate(config, run_dir, algorithm, state, data, loop, step, lr, best)
+                loop["wall_s"] = wall_before + time.perf_counter() - t_wall
+            if step % config.checkpoint_every == 0 or step == config.max_steps or loop["stop_reason"]:
+                loop["wall_s"] = wall_before + time.perf_counter() - t_wall
+                _save(latest, step, _state_tree(state), loop)
+            if callback is not None:
+                callback(step, loop)
+        if loop["stop_reason"]:  # stopped early: the bar ends full at the step it stopped
+            bar.total = step
+            bar.refresh()
+    finally:
+        bar.close()
+    loop["wall_s"] = wall_before + time.perf_counter() - t_wall
+    return state, step
+
+
+def _check_finite(config: TrainConfig, loss: float, lr: float, step: int) -> None:
+    if not math.isfinite(loss):
+        raise BridgeError(
+            f"training loss became {loss} at step {step} (lr {lr:g}, {config.optimizer}, "
+            f"{config.backbone}); likely cause: a learning rate too high for this setting "
+            f"(or unnormalised inputs); start a new run folder with a lower lr")
+
+
+def _validate(config, run_dir, algorithm, state, data, loop, step: int, lr: float, best) -> None:
+    """Evaluate every head of ``config.heads`` on the validation episodes, update the best /
+    plateau / early-stop / time-budget state, append the history row, save the best weights."""
+    results = [evaluate_state(config, algorithm, state, data, "val", head=h)[0] for h in config.heads]
+    res = results[0]
+    new_best = update_on_validation(config, loop, res.mean, step)
+    if config.time_budget_s and loop["train_s"] >= config.time_budget_s and not loop["stop_reason"]:
+        loop["stop_reason"] = (f"time budget: {loop['train_s']:.1f} s of training steps >= "
+                               f"time_budget_s={config.time_budget_s:g}")
+    row = {"step": step, "lr": lr, "train_loss": loop["run_loss"] / max(loop["run_count"], 1),
+           "train_acc": 100 * loop["run_acc"] / max(loop["run_count"], 1),
+           "val_acc": res.mean, "val_ci95": res.ci95, "val_episodes": res.episodes,
+           "val_query": res.query, "shots": res.shots, "val_head": res.head,
+           "best_val": loop["best_val"], "images_per_s": loop["images_seen"] / max(loop["train_s"], 1e-9)}
+    if config.val_heads:
+        for h, r in zip(config.heads, results):
+            row[f"val_{h}"], row[f"val_{h}_ci95"] = r.mean, r.ci95
+    loop["history"].append(row)
+    loop["timing"].append({"step": step, "train_s": loop["train_s"], "cpu_s": loop["cpu_s"],
+                           "compile_s": loop["compile_s"]})
+    loop.update(run_loss=0.0, run_acc=0.0, run_count=0)
+    if new_best:
+        _save(best, step, {"params": state.params, "batch_stats": state.batch_stats}, None)
+    _write_metrics(run_dir, loop)
+
+
 def _write_metrics(run_dir: Path, loop: dict) -> None:
+    """metrics.csv/json (a pure function of config and seed) and timing.csv (seconds so far at
+    each validation: training wall, process CPU, compilation; these vary from run to run)."""
     import pandas as pd
     write_csv(run_dir / "metrics.csv", pd.DataFrame(loop["history"]))
     write_json(run_dir / "metrics.json", loop["history"])
+    write_csv(run_dir / "timing.csv", pd.DataFrame(loop["timing"]))
 
 
 def restore_for_eval(run_dir: Path, state, which: str = "best"):
