@@ -179,6 +179,31 @@ def load_kernel_variants(path: Path) -> list[Loaded]:
                                                      "config": "config.json"}, COMMANDS["kernel"]) for p in subs]
 
 
+PRIMARY_LABELS = "random-slots"      # the label space of the kernel few-shot sections (class slots at random)
+
+
+def split_label_spaces(kernel: Loaded) -> tuple[Loaded, list[Loaded]]:
+    """A kernel few-shot run scored in several label spaces (a ``labels`` column) as one source per space.
+
+    The first is the random-slots space (or the first one present), which the kernel sections and
+    claims describe; each other space is returned as a variant ``kernel few-shot (<space> labels)``.
+    A run without a ``labels`` column is returned unchanged.
+    """
+    if not kernel.data or "labels" not in kernel.data["accuracy"].columns:
+        return kernel, []
+    spaces = list(dict.fromkeys(kernel.data["accuracy"]["labels"]))
+    spaces.sort(key=lambda lab: lab != PRIMARY_LABELS)
+
+    def only(lab: str) -> dict:
+        return {k: (v[v["labels"] == lab] if isinstance(v, pd.DataFrame) and "labels" in v.columns else v)
+                for k, v in kernel.data.items()}
+
+    primary = Loaded(kernel.name, kernel.path, only(spaces[0]), "", kernel.command)
+    others = [Loaded(f"{kernel.name} ({lab} labels)", f"{kernel.path} [labels {lab}]", only(lab), "", kernel.command)
+              for lab in spaces[1:]]
+    return primary, others
+
+
 def load_compare(folders: list) -> list[Loaded]:
     if not folders:
         folders = sorted(p for p in Path("experiments/results").glob("compare*") if p.is_dir() and not is_staging(p))
@@ -562,8 +587,10 @@ def build(sources: Sources, figures_dir: Path) -> tuple[str, dict]:
     """The markdown text and {figure file name: matplotlib figure}."""
     depth = load_depth(sources.depth_sweep)
     widths = load_width(sources.width_sweep)
-    kernel = load_kernel(sources.kernel_fewshot)
-    variants = load_kernel_variants(sources.kernel_fewshot)
+    kernel, variants = split_label_spaces(load_kernel(sources.kernel_fewshot))
+    for v in load_kernel_variants(sources.kernel_fewshot):
+        primary, others = split_label_spaces(v)
+        variants += [primary, *others]
     compares = load_compare(list(sources.compare))
     runs = load_runs(sources.runs)
     trained = trained_table(compares, runs)
