@@ -42,6 +42,20 @@ def test_train_then_evaluate_on_omniglot(tmp_path, capsys):
     saved = json.loads((run / "eval_test_proto_1shot_30ep_best.json").read_text())
     assert saved["episodes"] == 30 and saved["query"] == 5
 
+    # 20-way one-shot evaluation of the 5-way run (the small test split has 62 classes)
+    rc, out, err = run_cli(capsys, "evaluate", str(run), "--episodes", "6", "--n-way", "20", "--shots", "1",
+                           "--queries", "2", "--head", "logreg")
+    assert rc == 0, err
+    assert "(20-way 1-shot, omniglot/test, 6 episodes, 2 queries/class" in out
+    saved = json.loads((run / "eval_test_logreg_20way_1shot_6ep_best.json").read_text())
+    assert saved["n_way"] == 20 and 0 <= saved["mean"] <= 100
+
+    # resumable change (more steps): the run continues from its checkpoint and says so
+    rc, out, err = run_cli(capsys, *[a if a != "2" or i != argv.index("--steps") + 1 else "3"
+                                     for i, a in enumerate(argv)])
+    assert rc == 0, err
+    assert "3 (reached max_steps=3; resumed from step 2)" in out
+
     # same folder, incompatible config: refused in one line
     rc, out, err = run_cli(capsys, *[a if a != "channels=4" else "channels=8" for a in argv])
     assert rc == 2 and err.count("\n") == 1 and "different config (channels: 4 there vs 8 now)" in err

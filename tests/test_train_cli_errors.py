@@ -89,3 +89,25 @@ def test_cost_warning_before_long_evaluations():
     assert text.startswith("warning: each validation classifies 450,000 query images (300 100-way")
     assert "\n" not in text
     assert evaluation_warning(TrainConfig(val_episodes=300, test_episodes=2000, test_query=50)) == ""  # paper protocol
+
+
+def test_evaluate_other_n_way_needs_a_frozen_feature_head(tmp_path, capsys):
+    from ntk_bridge.train.config import TrainConfig
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(TrainConfig(algorithm="maml", channels=4).to_dict()))
+    before = snapshot(run)
+    assert main(["evaluate", str(run), "--n-way", "20", "--head", "own"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "own head of maml is built for 5-way episodes" in err[0]
+    assert snapshot(run) == before
+
+
+def test_rotations_flag_sets_the_data_option():
+    import argparse
+
+    from ntk_bridge.commands import train as cmd
+    parser = argparse.ArgumentParser()
+    cmd.add_arguments(parser)
+    cfg = cmd.build_config(parser.parse_args(["--dataset", "omniglot", "--shots", "1", "--rotations"]))
+    assert cfg.dataset_options == {"image_size": 28, "rotations": True}
