@@ -21,6 +21,7 @@ def test_every_paper_setting_is_packaged_and_valid():
         assert cfg.dataset == dataset and f"{cfg.shots}shot" == shots
         assert cfg.algorithm == "mtl" and cfg.n_way == 5 and cfg.logreg_c == 3.0
         assert cfg.test_episodes == 2000
+        assert cfg.note.startswith("CPU recipe" if dataset == "omniglot" else "paper protocol")
         if dataset != "omniglot":
             assert cfg.backbone == "resnet12" and cfg.optimizer == "radam" and cfg.lr == 1e-3
             assert cfg.schedule == "plateau" and cfg.plateau_factor == 0.1 and cfg.plateau_patience == 4

@@ -18,7 +18,7 @@ from ntk_bridge.errors import BridgeError
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 # fields that may differ between a run folder's saved config and a resume request
-RESUMABLE_CHANGES = frozenset({"root", "max_steps", "time_budget_s", "progress"})
+RESUMABLE_CHANGES = frozenset({"root", "max_steps", "time_budget_s", "progress", "note"})
 HEADS = ("logreg", "proto", "ridge", "own")
 
 
@@ -26,6 +26,7 @@ HEADS = ("logreg", "proto", "ridge", "own")
 class TrainConfig:
     """Everything a training run depends on (saved as ``config.json`` in the run folder)."""
 
+    note: str = ""  # free text: where the setting comes from (paper protocol or CPU recipe); unused
     dataset: str = "omniglot"
     root: str = ""  # data folder; "" = the data layer's default for the dataset
     dataset_options: dict = field(default_factory=dict)  # passed to load_split(**options)
