@@ -103,3 +103,54 @@ def test_heads_keep_float32_when_float64_is_enabled():
         out = jax.jit(lambda a, b, c: heads.logreg_logits(a, b, c, 5))(s, y, q)
     importlib.reload(heads)
     assert out.dtype == np.float32 and out.shape == (3, 7, 5) and np.all(np.isfinite(np.asarray(out)))
+
+
+@pytest.mark.parametrize("shots", [1, 5])
+def test_logreg_stops_converged_and_agrees_with_converged_sklearn(shots):
+    """On episodes where scikit-learn's L-BFGS converges (tol 1e-6, fewer iterations than its
+    cap), the Newton head stops on its own test -- the largest gradient entry of scikit-learn's
+    scaled objective at most tol = 1e-4 -- before its step cap, and predicts the same class on
+    >= 99.5 % of queries."""
+    from ntk_bridge.train.heads import LOGREG_TOL, logreg_fit
+
+    n_way, query, c, episodes, cap = 5, 15, 3.0, 150, 50
+    xs, ys, xq, yq = realish_features(episodes, n_way, shots, query, 64, seed=40 + shots)
+    logits, gmax, steps = logreg_fit(jnp.asarray(xs), jnp.asarray(ys), jnp.asarray(xq), n_way, c, cap)
+    gmax, steps = np.asarray(gmax), np.asarray(steps)
+    assert LOGREG_TOL == 1e-4
+    assert np.all(gmax <= LOGREG_TOL), gmax.max()
+    assert np.all(steps < cap) and np.all(steps >= 1), (steps.min(), steps.max())
+    pred_sk = np.empty_like(yq)
+    for e in range(episodes):
+        clf = LogisticRegression(C=c, tol=1e-6, max_iter=5000).fit(xs[e], ys[e])
+        assert clf.n_iter_.max() < 5000  # scikit-learn converged on this episode
+        pred_sk[e] = clf.predict(xq[e])
+    agree = (np.asarray(logits).argmax(-1) == pred_sk).mean()
+    assert agree >= 0.995, agree
+
+
+def test_logreg_gradient_measure_is_the_true_gradient():
+    """The reported exit measure equals max |grad| / (C S) of C sum CE + 0.5 ||W||^2 computed
+    in numpy at the head's own solution (recovered in full dimension, D < S: no span reduction),
+    and a cap of one step leaves it above the tolerance (the head does not report convergence it
+    did not reach)."""
+    from ntk_bridge.train.heads import logreg_fit
+
+    n_way, c = 3, 3.0
+    xs, ys, _, _ = realish_features(6, n_way, 4, 1, 5, seed=3)   # S = 12 > D = 5
+    # queries = [I; 0]: the logits of e_j minus those of 0 are W's columns, those of 0 are b
+    probe = np.concatenate([np.eye(5), np.zeros((1, 5))]).astype(np.float32)
+    xq = np.broadcast_to(probe, (6, 6, 5)).copy()
+    logits, gmax, _ = logreg_fit(jnp.asarray(xs), jnp.asarray(ys), jnp.asarray(xq), n_way, c)
+    logits = np.asarray(logits, np.float64)
+    for e in range(6):
+        b = logits[e, 5]
+        w = (logits[e, :5] - b).T                                # (K, D)
+        p = np.exp(xs[e] @ w.T + b)
+        p /= p.sum(1, keepdims=True)
+        y1h = np.eye(n_way)[ys[e]]
+        grad = np.concatenate([c * (p - y1h).T @ xs[e] + w, c * (p - y1h).sum(0)[:, None]], axis=1)
+        want = np.abs(grad).max() / (c * len(xs[e]))
+        assert float(gmax[e]) == pytest.approx(want, rel=0.05, abs=2e-6)
+    _, gmax1, steps1 = logreg_fit(jnp.asarray(xs), jnp.asarray(ys), jnp.asarray(xq), n_way, c, 1)
+    assert np.all(np.asarray(steps1) == 1) and np.all(np.asarray(gmax1) > 1e-4)
