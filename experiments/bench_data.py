@@ -4,6 +4,8 @@ Prints (and saves as JSON, default results/bench_data.json):
 * episodes / s of ``sample_episodes`` (mini-ImageNet-sized label vector: 64 classes x 600, and
   the real Omniglot train split) and tasks / s of ``sample_task_batch``;
 * images / s of ``augment_batch`` (jitted, after one warm-up call) at 84x84x3 and 32x32x3;
+  samplers and augmentation report the median [min, max] of ``--repeats`` runs, each run with
+  its own seed / PRNG key (fold_in of the repeat index), and the load average;
 * seconds to open a 38,400-image 84x84 split written as a synthetic mini-ImageNet cache pickle
   (the real train-file size, 813 MB), and the same array as an uncompressed tiered-style .npz
   (memory-mapped in place);
@@ -34,14 +36,17 @@ from ntk_bridge.data.sampler import sample_episodes, sample_task_batch  # noqa: 
 from ntk_bridge.io import write_json  # noqa: E402
 
 
-def _best(fn, repeats: int) -> float:
-    """Fastest of ``repeats`` wall-clock timings of ``fn()`` (seconds)."""
+def _median(fn, repeats: int) -> dict:
+    """Wall-clock seconds of ``fn(r)`` for r = 1..repeats, each call with its own random seed or
+    key ``r`` (so no repeat reuses another's draw): ``{"seconds": median, "min_s", "max_s",
+    "repeats"}``."""
     times = []
-    for _ in range(repeats):
+    for r in range(1, repeats + 1):
         t = time.perf_counter()
-        fn()
+        fn(r)
         times.append(time.perf_counter() - t)
-    return min(times)
+    return {"seconds": float(np.median(times)), "min_s": float(np.min(times)),
+            "max_s": float(np.max(times)), "repeats": repeats}
 
 
 def bench_sampler(n_episodes: int, repeats: int) -> list[dict]:
@@ -55,14 +60,14 @@ def bench_sampler(n_episodes: int, repeats: int) -> list[dict]:
     except Exception as err:  # noqa: BLE001 - report and continue
         print(f"(omniglot skipped: {err})")
     for name, labels, n, k, q in cases:
-        sec = _best(lambda: sample_episodes(labels, n, k, q, n_episodes, 0), repeats)
+        t = _median(lambda seed: sample_episodes(labels, n, k, q, n_episodes, seed), repeats)
         rows.append({"what": "sample_episodes", "labels": name, "n_way": n, "k_shot": k,
-                     "q_query": q, "episodes": n_episodes, "seconds": sec,
-                     "per_second": n_episodes / sec})
-    sec = _best(lambda: sample_task_batch(mini, 5, 20, n_episodes, 0), repeats)
+                     "q_query": q, "episodes": n_episodes, **t,
+                     "per_second": n_episodes / t["seconds"]})
+    t = _median(lambda seed: sample_task_batch(mini, 5, 20, n_episodes, seed), repeats)
     rows.append({"what": "sample_task_batch", "labels": "mini-like 64x600", "n_way": 5,
-                 "n_per_class": 20, "episodes": n_episodes, "seconds": sec,
-                 "per_second": n_episodes / sec})
+                 "n_per_class": 20, "episodes": n_episodes, **t,
+                 "per_second": n_episodes / t["seconds"]})
     return rows
 
 
@@ -77,10 +82,10 @@ def bench_augment(batch: int, repeats: int) -> list[dict]:
         mean, std = dataset_stats(ds)
         key = jax.random.key(0)
         augment_batch(key, x, pad=pad, mean=mean, std=std).block_until_ready()  # compile
-        sec = _best(lambda: augment_batch(key, x, pad=pad, mean=mean, std=std)
-                    .block_until_ready(), repeats)
+        t = _median(lambda r: augment_batch(jax.random.fold_in(key, r), x, pad=pad, mean=mean,
+                                            std=std).block_until_ready(), repeats)
         rows.append({"what": "augment_batch", "image": f"{size}x{size}x3", "pad": pad,
-                     "batch": batch, "seconds": sec, "per_second": batch / sec,
+                     "batch": batch, **t, "per_second": batch / t["seconds"],
                      "backend": jax.default_backend()})
     return rows
 
@@ -128,6 +133,11 @@ def bench_omniglot() -> list[dict]:
              "per_second": n / sec}]
 
 
+def _load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f}"
+
+
 def omniglot_stats() -> None:
     sp = load_split("omniglot", default_omniglot_root(), "train")
     x = sp.images.astype(np.float64) / 255.0
@@ -140,7 +150,7 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--episodes", type=int, default=10000)
     ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--workdir", default=tempfile.gettempdir(),
                     help="where the 813 MB synthetic file is written (and removed)")
     ap.add_argument("--skip-open", action="store_true", help="skip the 38,400-image file")
@@ -150,15 +160,23 @@ def main(argv=None) -> int:
     if args.omniglot_stats:
         omniglot_stats()
         return 0
+    if args.repeats < 1 or args.episodes < 1 or args.batch < 1:
+        print("error: --repeats, --episodes and --batch must be >= 1", file=sys.stderr)
+        return 2
+    print(f"start: {_load()}")
     rows = bench_sampler(args.episodes, args.repeats)
     rows += bench_augment(args.batch, args.repeats)
     rows += bench_omniglot()
     if not args.skip_open:
         rows += bench_open(Path(args.workdir))
     print(f"\ndata-layer benchmark ({platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs; best of {args.repeats} runs for samplers/augmentation)")
+          f"{os.cpu_count()} CPUs; samplers/augmentation: median [min, max] of {args.repeats} runs, "
+          f"each with a fresh seed/key; {_load()})")
     for r in rows:
-        extra = {k: v for k, v in r.items() if k not in ("what", "seconds", "per_second")}
+        extra = {k: v for k, v in r.items() if k not in ("what", "seconds", "per_second", "min_s",
+                                                           "max_s", "repeats")}
+        if "min_s" in r:
+            extra["range_s"] = f"[{r['min_s']:.3f}, {r['max_s']:.3f}]"
         rate = f"{r['per_second']:>12,.0f}/s" if "per_second" in r else " " * 14
         print(f"{r['what']:<34} {r['seconds']:>8.3f} s {rate}  {extra}")
     write_json(args.out, {"argv": sys.argv[1:], "config": vars(args), "rows": rows,
