@@ -281,10 +281,9 @@ def _pm(m, h, d: int = 2) -> str:
 
 # ----------------------------------------------------------------------------- claims
 
-def claims(depth: Loaded, widths: list[Loaded], kernel: Loaded, compares: list[Loaded]) -> list[list[str]]:
-    """Rows (claim, source, measured, status) for the theory's claims and the paper's."""
+def _claim_width(depth: Loaded, widths: list[Loaded], kernel: Loaded, compares: list[Loaded]) -> list[list[str]]:
+    """Claim rows: 1. width -> closed forms."""
     rows = []
-    # 1. width -> closed forms
     w_ok = [w for w in widths if w.data]
     if w_ok:
         parts, status = [], []
@@ -304,7 +303,12 @@ def claims(depth: Loaded, widths: list[Loaded], kernel: Loaded, compares: list[L
                      "relative error ~ width^(-1/2) (theory.md 6)", "width sweep", "; ".join(parts), "; ".join(status)])
     else:
         rows.append(["Finite networks approach the closed forms, error ~ width^(-1/2)", "width sweep", "not run", "unknown"])
-    # 2. MTL-A transfers nothing
+    return rows
+
+def _claim_mtl_a(depth: Loaded, widths: list[Loaded], kernel: Loaded, compares: list[Loaded]) -> list[list[str]]:
+    """Claim rows: 2. MTL-A transfers nothing."""
+    rows = []
+    w_ok = [w for w in widths if w.data]
     ev, ok = [], True
     if depth.data:
         e = depth.data["errors"].pivot(index="depth", columns="method", values="err_mean")
@@ -330,7 +334,11 @@ def claims(depth: Loaded, widths: list[Loaded], kernel: Loaded, compares: list[L
     rows.append(["MTL with independent heads (variant A) transfers nothing in the kernel regime: "
                  "F = K T'Y' (theory.md 5)", "depth sweep, kernel few-shot, width sweep",
                  "; ".join(ev) or "not run", ("holds" if ok else "VIOLATED") if ev else "unknown"])
-    # 3-4. MTL-B vs GBML distance with depth
+    return rows
+
+def _claim_distance(depth: Loaded, widths: list[Loaded], kernel: Loaded, compares: list[Loaded]) -> list[list[str]]:
+    """Claim rows: 3-4. MTL-B vs GBML distance with depth."""
+    rows = []
     for pair in ("mtl-b vs anil", "mtl-b vs maml"):
         ev, status = [], []
         if depth.data:
@@ -355,7 +363,11 @@ def claims(depth: Loaded, widths: list[Loaded], kernel: Loaded, compares: list[L
         rows.append([f"MTL-B and {pair.split(' vs ')[1].upper()} predictors get closer as depth grows "
                      "(the paper's claim; its rate is measured here)", "depth sweep, kernel few-shot",
                      "; ".join(ev) or "not run", "; ".join(status) or "unknown"])
-    # 5. collapse toward K T'Y'
+    return rows
+
+def _claim_collapse(depth: Loaded, widths: list[Loaded], kernel: Loaded, compares: list[Loaded]) -> list[list[str]]:
+    """Claim rows: 5. collapse toward K T'Y'."""
+    rows = []
     ev = []
     if depth.data:
         e = depth.data["errors"]
@@ -377,7 +389,11 @@ def claims(depth: Loaded, widths: list[Loaded], kernel: Loaded, compares: list[L
     rows.append(["A shrinking distance can hide that both predictors stopped learning from the training tasks: "
                  "each predictor's own error is reported beside it (theory.md 6)", "depth sweep, kernel few-shot",
                  "; ".join(ev) or "not run", "see section 2" if ev else "unknown"])
-    # 6. transfer with random class slots on real tasks
+    return rows
+
+def _claim_random_slots(depth: Loaded, widths: list[Loaded], kernel: Loaded, compares: list[Loaded]) -> list[list[str]]:
+    """Claim rows: 6. transfer with random class slots on real tasks."""
+    rows = []
     if kernel.data:
         a = kernel.data["accuracy"]
         ev, below = [], True
@@ -400,7 +416,11 @@ def claims(depth: Loaded, widths: list[Loaded], kernel: Loaded, compares: list[L
                      "kernel few-shot", "; ".join(ev),
                      "transfer is negative: every outer-trained predictor (MTL-B, ANIL, MAML) is below the head-only "
                      "baseline at every depth" if below else "mixed: some outer-trained predictor beats head-only somewhere"])
-    # 7. the paper's cost claim
+    return rows
+
+def _claim_cost(depth: Loaded, widths: list[Loaded], kernel: Loaded, compares: list[Loaded]) -> list[list[str]]:
+    """Claim rows: 7. the paper's cost claim."""
+    rows = []
     ev, status = [], ""
     for c in compares:
         if not c.data:
@@ -421,6 +441,18 @@ def claims(depth: Loaded, widths: list[Loaded], kernel: Loaded, compares: list[L
             ev.append(txt)
     rows.append(["MTL reaches GBML-level accuracy at a fraction of the training cost (the paper's empirical claim)",
                  "compare", "; ".join(ev) or "not run", "measured (see section 5)" if ev else "unknown"])
+    return rows
+
+
+def claims(depth: Loaded, widths: list[Loaded], kernel: Loaded, compares: list[Loaded]) -> list[list[str]]:
+    """Rows (claim, source, measured, status) for the theory's claims and the paper's."""
+    rows = []
+    rows += _claim_width(depth, widths, kernel, compares)
+    rows += _claim_mtl_a(depth, widths, kernel, compares)
+    rows += _claim_distance(depth, widths, kernel, compares)
+    rows += _claim_collapse(depth, widths, kernel, compares)
+    rows += _claim_random_slots(depth, widths, kernel, compares)
+    rows += _claim_cost(depth, widths, kernel, compares)
     return rows
 
 
@@ -583,31 +615,24 @@ def _depth_tables(depth: Loaded) -> list[str]:
     return L
 
 
-def build(sources: Sources, figures_dir: Path) -> tuple[str, dict]:
-    """The markdown text and {figure file name: matplotlib figure}."""
-    depth = load_depth(sources.depth_sweep)
-    widths = load_width(sources.width_sweep)
-    kernel, variants = split_label_spaces(load_kernel(sources.kernel_fewshot))
-    for v in load_kernel_variants(sources.kernel_fewshot):
-        primary, others = split_label_spaces(v)
-        variants += [primary, *others]
-    compares = load_compare(list(sources.compare))
-    runs = load_runs(sources.runs)
-    trained = trained_table(compares, runs)
-    figs: dict = {}
-    L: list[str] = ["# ntk_bridge report: MTL vs GBML, kernels and trained networks", ""]
-    everything = [depth, *widths, kernel, *variants, *compares, runs]
-    L += ["## Inputs", ""]
-    L += _table(["result", "folder", "status"],
-                [[s.name, f"`{s.path}`", "read" if s.data else f"**not run** ({s.missing}); produce it with `{s.command}`"]
-                 for s in everything])
-    L.append("")
+@dataclass
+class _Inputs:
+    """Every source the report reads, and the trained-accuracy table (all; Omniglot only)."""
 
-    # 1. claims
-    L += ["## 1. Theory claims and their measured status", ""]
-    L += _table(["claim", "measured by", "measured", "status"], claims(depth, widths, kernel, compares))
-    L.append("")
+    depth: Loaded
+    widths: list
+    kernel: Loaded
+    variants: list
+    compares: list
+    runs: Loaded
+    trained: pd.DataFrame
+    om: pd.DataFrame
 
+
+def _section_depth(inp: _Inputs, figures_dir: Path, figs: dict) -> list[str]:
+    """Section 2: MTL-GBML distance vs depth, synthetic and real tasks. Adds its figures to ``figs``."""
+    depth, kernel = inp.depth, inp.kernel
+    L: list[str] = []
     # 2. distance vs depth
     L += ["## 2. MTL-GBML distance vs depth (infinite width)", ""]
     if depth.data:
@@ -645,6 +670,12 @@ def build(sources: Sources, figures_dir: Path) -> tuple[str, dict]:
         figs["report_distance_depth.png"] = figure_depth(depth, kernel)
         L += [f"![distance vs depth]({Path(figures_dir) / 'report_distance_depth.png'})", ""]
 
+    return L
+
+def _section_width(inp: _Inputs, figures_dir: Path, figs: dict) -> list[str]:
+    """Section 3: finite-width networks against the closed forms. Adds its figures to ``figs``."""
+    depth, widths = inp.depth, inp.widths
+    L: list[str] = []
     # 3. width
     L += ["## 3. Finite width vs the closed forms", ""]
     w_ok = [w for w in widths if w.data]
@@ -675,6 +706,12 @@ def build(sources: Sources, figures_dir: Path) -> tuple[str, dict]:
     else:
         L += [f"Width sweep: not run (`{COMMANDS['width']}`).", ""]
 
+    return L
+
+def _section_kernel_vs_trained(inp: _Inputs, figures_dir: Path, figs: dict) -> list[str]:
+    """Section 4: kernel-regime accuracy beside trained networks on the same Omniglot alphabets. Adds its figures to ``figs``."""
+    depth, kernel, variants, runs, trained, om = inp.depth, inp.kernel, inp.variants, inp.runs, inp.trained, inp.om
+    L: list[str] = []
     # 4. kernel vs trained accuracy on the same tasks
     L += ["## 4. Kernel-regime accuracy vs trained finite networks (Omniglot, same test alphabets)", ""]
     if kernel.data:
@@ -724,7 +761,6 @@ def build(sources: Sources, figures_dir: Path) -> tuple[str, dict]:
                 rows.append([f"{shots}-shot", f"d_rel {pair}", f"{gp.get(lo, float('nan')):.4f}", f"{gp.get(hi, float('nan')):.4f}"])
         L += _table(["setting", "method", f"L={lo}", f"L={hi}"], rows)
         L.append("")
-    om = trained[trained["dataset"].astype(str).str.lower() == "omniglot"]
     if len(om):
         L.append("Trained networks on the same Omniglot split (test alphabets):")
         L.append("")
@@ -739,6 +775,12 @@ def build(sources: Sources, figures_dir: Path) -> tuple[str, dict]:
         figs["report_accuracy.png"] = figure_accuracy(kernel, om)
         L += [f"![kernel vs trained accuracy]({Path(figures_dir) / 'report_accuracy.png'})", ""]
 
+    return L
+
+def _section_cost(inp: _Inputs, figures_dir: Path, figs: dict) -> list[str]:
+    """Section 5: MTL vs GBML accuracy and training cost. Adds its figures to ``figs``."""
+    compares, runs, trained = inp.compares, inp.runs, inp.trained
+    L: list[str] = []
     # 5. MTL vs GBML accuracy and cost
     L += ["## 5. MTL vs GBML: accuracy and training cost (trained networks)", ""]
     any_cmp = False
@@ -778,6 +820,12 @@ def build(sources: Sources, figures_dir: Path) -> tuple[str, dict]:
         L += [f"Not run (`{COMMANDS['compare']}`).", ""]
     L += [f"Paper's cost reference: {PAPER_COST}.", ""]
 
+    return L
+
+def _section_reference(inp: _Inputs, figures_dir: Path, figs: dict) -> list[str]:
+    """Section 6: the paper's reference numbers beside ours. Adds its figures to ``figs``."""
+    depth, kernel, trained, om = inp.depth, inp.kernel, inp.trained, inp.om
+    L: list[str] = []
     # 6. reference numbers
     L += ["## 6. The paper's reference numbers beside ours", "",
           f"Reference rows: shared/docs/benchmarks.md ({PAPER_PROTOCOL}). 'ours' = the best test accuracy "
@@ -816,6 +864,41 @@ def build(sources: Sources, figures_dir: Path) -> tuple[str, dict]:
             orow.append([f"{s}-shot", "; ".join(cells)])
         L += _table(["setting", "ours"], orow)
         L.append("")
+    return L
+
+
+def build(sources: Sources, figures_dir: Path) -> tuple[str, dict]:
+    """The markdown text and {figure file name: matplotlib figure}."""
+    depth = load_depth(sources.depth_sweep)
+    widths = load_width(sources.width_sweep)
+    kernel, variants = split_label_spaces(load_kernel(sources.kernel_fewshot))
+    for v in load_kernel_variants(sources.kernel_fewshot):
+        primary, others = split_label_spaces(v)
+        variants += [primary, *others]
+    compares = load_compare(list(sources.compare))
+    runs = load_runs(sources.runs)
+    trained = trained_table(compares, runs)
+    figs: dict = {}
+    L: list[str] = ["# ntk_bridge report: MTL vs GBML, kernels and trained networks", ""]
+    everything = [depth, *widths, kernel, *variants, *compares, runs]
+    L += ["## Inputs", ""]
+    L += _table(["result", "folder", "status"],
+                [[s.name, f"`{s.path}`", "read" if s.data else f"**not run** ({s.missing}); produce it with `{s.command}`"]
+                 for s in everything])
+    L.append("")
+
+    # 1. claims
+    L += ["## 1. Theory claims and their measured status", ""]
+    L += _table(["claim", "measured by", "measured", "status"], claims(depth, widths, kernel, compares))
+    L.append("")
+
+    inp = _Inputs(depth, widths, kernel, variants, compares, runs, trained,
+                  trained[trained["dataset"].astype(str).str.lower() == "omniglot"])
+    L += _section_depth(inp, figures_dir, figs)
+    L += _section_width(inp, figures_dir, figs)
+    L += _section_kernel_vs_trained(inp, figures_dir, figs)
+    L += _section_cost(inp, figures_dir, figs)
+    L += _section_reference(inp, figures_dir, figs)
     return "\n".join(L) + "\n", figs
 
 
