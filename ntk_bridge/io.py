@@ -10,8 +10,8 @@ Result sets (several files that belong to one run) -- the design, for every comm
     So the folder at ``path`` is always a finished run: either the previous one, untouched, or
     the new one, complete. A kill, Ctrl-C or error at any moment before the commit leaves the
     previous folder (or no folder) at ``path``; the staging folder is removed on an exception,
-    and a staging folder left by a killed process (its pid is gone) is removed by the next run
-    into the same place. :func:`is_staging` recognises such folders; ``ntk-bridge report``
+    and a staging folder left by a killed process (its pid is gone on this machine) is removed by
+    the next run into the same place. :func:`is_staging` recognises such folders; ``ntk-bridge report``
     refuses them and never reads them as runs.
 
     API::
@@ -34,7 +34,8 @@ Result sets (several files that belong to one run) -- the design, for every comm
     put back by the next run). Entries of the previous folder that the new run did not write
     (sub-folders holding other runs, notes) are carried over as hard links, except the names in
     ``replaces`` (every file the command may write, so that no stale result of an earlier run of
-    the same command survives beside the new ones).
+    the same command survives beside the new ones). Since the whole folder is replaced, a result
+    path that is the working folder (or holds it) or a git checkout is refused.
 
     ``staged_files(finals, option)`` does the same for single files that live elsewhere (a
     figure under figures/, a report): it yields one temp path per final path, in the final's
@@ -277,6 +278,10 @@ def result_folder(path: str | os.PathLike, option: str = "output folder",
     require(not target.exists() or target.is_dir(),
             f"{option} {shown} is a file, not a folder; give a folder path")
     require(not is_staging(target), f"{option} {shown} is a staging folder name; choose another name")
+    cwd = Path.cwd().resolve()
+    require(target.resolve() != cwd and target.resolve() not in cwd.parents and not (target / ".git").exists(),
+            f"{option} {shown} is the working folder, holds it, or is a git checkout: the whole folder is "
+            "replaced by the results, so give a folder of its own (e.g. experiments/results/NAME)")
     created = _make_parents(target.parent, option, shown)
     clean_stale(target)
     staging = target.parent / f".{target.name}.incomplete-{_token()}"

@@ -84,6 +84,9 @@ def test_bad_destinations_are_one_line_errors_before_anything_is_made(tmp_path):
         with pytest.raises(BridgeError, match=words):
             with io.result_folder(path, "--out"):
                 pytest.fail("entered")
+    with pytest.raises(BridgeError, match="working folder"):
+        with io.result_folder(".", "--out"):                  # would replace the folder the user stands in
+            pytest.fail("entered")
     with pytest.raises(BridgeError, match="is a folder; give a file path"):
         with io.staged_files([tmp_path], "--out"):
             pytest.fail("entered")
