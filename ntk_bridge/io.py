@@ -257,7 +257,11 @@ def _commit_folder(staging: Path, target: Path, replaces: Iterable[str]) -> None
     else:
         old = target.parent / f".{target.name}.replaced-{_token()}"
         os.rename(target, old)
-        os.rename(staging, target)
+        try:
+            os.rename(staging, target)
+        except BaseException:
+            os.rename(old, target)                         # put the previous run back
+            raise
     shutil.rmtree(old, ignore_errors=True)
 
 
