@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -95,3 +96,23 @@ def test_a_sweep_killed_after_its_first_file_is_not_read_as_a_finished_run(tmp_p
     assert len(err) == 1 and "unfinished result folder" in err[0] and not (tmp_path / "r2.md").exists()
     assert main(["depth-sweep", *small, "--draws", "1", "--out", str(out), "--figure", str(fig)]) == 0
     assert not staging.exists() and json.loads((out / "config.json").read_text())["draws"] == 1
+
+
+def test_ctrl_c_leaves_the_previous_run_and_no_staging_folder(tmp_path):
+    out, fig = tmp_path / "depth", tmp_path / "depth.png"
+    assert main(["depth-sweep", "--depths", "1,4", "--draws", "1", "--train-tasks", "2", "--test-tasks", "2",
+                 "--quiet", "--out", str(out), "--figure", str(fig)]) == 0
+    before, fig_before = _files(out), fig.read_bytes()
+    proc = subprocess.Popen([sys.executable, "-m", "ntk_bridge.cli", "depth-sweep", "--depths", "1,2,4,8,16,32,64",
+                             "--draws", "500", "--quiet", "--out", str(out), "--figure", str(fig)],
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not list(tmp_path.glob(".depth.incomplete-*/config.json")):
+        assert proc.poll() is None and time.time() < deadline, "the sweep ended before writing its first file"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err and err.strip().splitlines()[-1] == "interrupted"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["depth", "depth.png"]   # staging removed
+    assert _files(out) == before and fig.read_bytes() == fig_before
