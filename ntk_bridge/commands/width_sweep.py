@@ -24,11 +24,21 @@ OUT/summary.csv (log-log slopes), OUT/error_table.csv, OUT/config.json and the f
 fitted slopes). Prints the slopes and the error at the widest width (mean +- 95% CI over seeds).
 
 Cost: the defaults (depth 1, widths 64-8192, 4 seeds, 192 trained networks) took 5 min 14 s wall
-(3 min 4 s CPU) on the shared 2-core development machine; depth 2 costs about width/16 times more per
-network at large widths (a width x width hidden layer), so give it smaller widths.
+(3 min 4 s CPU) on the shared 2-core development machine. Deeper networks cost more per width
+(L - 1 width x width layers; the outer step count S grows with the objective kernel's largest
+eigenvalue, i.e. with depth); second-order MAML dominates. ``--dtype float32`` trains about twice
+as fast on CPU (the closed forms stay float64; see experiments/results/width_sweep/README.md for the
+measured float32-vs-float64 gap). A sweep whose widest network cannot fit in memory is refused in
+one line before anything is allocated or written. ``run.json`` is written last: while it says
+``"complete": false`` the folder holds the widths listed in it only.
 
-Example:
+``--combine`` trains nothing: it reads the sweep in --out and in each sub-folder with an
+errors.csv (one folder per depth), writes OUT/at_depth.csv (one row per depth x method x width, t
+intervals over seeds) and OUT/at_depth_slopes.csv, and the figure (default figures/width_at_depth.png).
+
+Examples:
     ntk-bridge width-sweep --widths 64,256,1024,4096 --seeds 3 --depth 1
+    ntk-bridge width-sweep --combine --out experiments/results/width_sweep
 """
 
 from __future__ import annotations
@@ -73,9 +83,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr-fraction", type=float, default=0.5,
                    help="outer lr * lam_max of the infinite-width objective kernel (default 0.5; "
                         "gradient descent diverges at 2)")
+    g.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                   help="precision of the finite networks' training (default float64; float32 is about "
+                        "twice as fast on CPU; the closed forms are always float64)")
     g = p.add_argument_group("output")
     g.add_argument("--out", default="experiments/results/width_sweep", help="folder for CSV/JSON")
-    g.add_argument("--figure", default="figures/width_sweep.png", help="figure path")
+    g.add_argument("--figure", default=None,
+                   help="figure path (default figures/width_sweep.png; with --combine figures/width_at_depth.png)")
+    g.add_argument("--combine", action="store_true",
+                   help="train nothing: combine the per-depth sweeps in --out and its sub-folders into "
+                        "OUT/at_depth.csv and the width-at-depth figure")
+    g.add_argument("--from-rows", action="store_true",
+                   help="train nothing: recompute OUT's summary.csv, error_table.csv, run.json and the figure "
+                        "from its config.json, errors.csv and pairs.csv (the rows of a finished sweep)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -93,64 +113,170 @@ def config_from_args(args):
         family=FamilyConfig(family=args.family, d=args.d, n_train_tasks=args.train_tasks,
                             n_test_tasks=args.test_tasks, n_query=args.n_query, n_support=args.n_support),
         inner_step=args.inner_step_size, inner_steps=args.inner_steps,
-        outer_time=args.outer_time, lr_fraction=args.lr_fraction)
+        outer_time=args.outer_time, lr_fraction=args.lr_fraction, dtype=args.dtype)
+
+
+FIGURE_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg", "eps", "ps", "tif", "tiff", "webp")
+
+
+def check_outputs(out, figure) -> None:
+    """Refuse, before anything is written, an output folder or figure path that cannot be made."""
+    import os
+    from pathlib import Path
+
+    from ntk_bridge.errors import require
+
+    out, figure = Path(out), Path(figure)
+    require(not out.exists() or out.is_dir(), f"--out {out} is a file; give a folder")
+    fmt = figure.suffix.lstrip(".").lower()
+    require(fmt in FIGURE_FORMATS, f"--figure {figure}: unsupported format {fmt!r}; use one of {', '.join(FIGURE_FORMATS)}")
+    require(not figure.is_dir(), f"--figure {figure} is a folder; give a file name such as {figure / 'f.png'}")
+    for what, path in (("--out", out), ("--figure", figure.parent)):
+        base = path
+        while not base.exists():
+            base = base.parent
+        require(base.is_dir(), f"{what} {path}: {base} is a file, so the folder cannot be made; choose another path")
+        require(os.access(base, os.W_OK), f"{what} {path}: {base} is not writable; choose another path")
 
 
 def run(args) -> int:
+    if args.combine:
+        return _combine(args)
+    if args.from_rows:
+        return _from_rows(args)
     from pathlib import Path
 
-    import pandas as pd
-
-    from ntk_bridge.finite import sweep
-    from ntk_bridge.io import save_figure, write_csv, write_json
+    from ntk_bridge.finite.sweep import check_cost
 
     config = config_from_args(args)
-    out = Path(args.out)
-    write_json(out / "config.json", {"command": "width-sweep", **config.as_dict()})
+    check_cost(config)                       # before any allocation or TensorFlow import
+    figure = args.figure or "figures/width_sweep.png"
+    check_outputs(args.out, figure)
+    return _sweep(config, Path(args.out), figure, quiet=args.quiet)
+
+
+def _combine(args) -> int:
+    from ntk_bridge.finite import at_depth
+
+    figure = args.figure or "figures/width_at_depth.png"
+    check_outputs(args.out, figure)
+    at_depth.main(args.out, figure)
+    return 0
+
+
+def _title(config) -> str:
+    fam = config.family
+    return (f"width sweep: depth {config.net.depth} {config.net.describe()}; {fam.family} tasks d={fam.d}, "
+            f"{fam.n_train_tasks} train / {fam.n_test_tasks} test tasks, n_q={fam.n_query}, n_s={fam.n_support}; "
+            f"inner {config.inner.describe()}; outer eta*t={config.outer_time:g} (lr*lam_max={config.lr_fraction:g}); "
+            f"{config.dtype}; {config.seeds} seeds")
+
+
+def _sweep(config, out, figure: str, quiet: bool) -> int:
+    """Train, write errors/pairs after every width (run.json says which), then the summaries."""
+    from ntk_bridge.finite import sweep
+    from ntk_bridge.io import write_csv, write_json
+
     start = time.time()
+    write_json(out / "run.json", {"complete": False, "widths_done": []})   # marks the folder unfinished first
+    write_json(out / "config.json", {"command": "width-sweep", **config.as_dict()})
 
     def save_partial(errors, pairs):  # a stopped sweep keeps every finished width
         write_csv(out / "errors.csv", errors)
         write_csv(out / "pairs.csv", pairs)
+        write_json(out / "run.json", {"complete": False, "widths_done": sorted(int(w) for w in errors["width"].unique()),
+                                      "seconds": round(time.time() - start, 1)})
 
-    errors, pairs = sweep.run(config, progress=not args.quiet, on_width=save_partial)
-    elapsed = time.time() - start
+    errors, pairs = sweep.run(config, progress=not quiet, on_width=save_partial)
+    _summarize(config, errors, pairs, out, figure, time.time() - start)
+    return 0
+
+
+def _summarize(config, errors, pairs, out, figure: str, elapsed: float) -> None:
+    """Write summary.csv, error_table.csv, the figure and the final run.json; print the tables."""
+    from ntk_bridge.finite import sweep
+    from ntk_bridge.io import save_figure, write_csv, write_json
+
     slopes = sweep.slope_table(errors, pairs)
     table = sweep.error_table(errors)
     dist = sweep.distance_table(pairs) if len(pairs) else pairs
-    write_csv(out / "errors.csv", errors)
-    write_csv(out / "pairs.csv", pairs)
-    write_csv(out / "summary.csv", slopes)
-    write_csv(out / "error_table.csv", table)
     fam = config.family
     measured = (f"{fam.n_test_tasks} test tasks x {fam.n_query} queries per draw, "
-                f"{config.seeds} seeds (draw + init), mean +- 95% CI = t(0.975, seeds-1) std/sqrt(seeds)")
-    title = (f"width sweep: depth {config.net.depth} {config.net.describe()}; {fam.family} tasks d={fam.d}, "
-             f"{fam.n_train_tasks} train / {fam.n_test_tasks} test tasks, n_q={fam.n_query}, n_s={fam.n_support}; "
-             f"inner {config.inner.describe()}; outer eta*t={config.outer_time:g} (lr*lam_max={config.lr_fraction:g}); "
-             f"{config.seeds} seeds")
-    save_figure(args.figure, sweep.plot(errors, pairs, slopes, title))
-    write_json(out / "run.json", {"seconds": round(elapsed, 1), "rows": len(errors),
+                f"{config.seeds} seeds (draw + init), mean +- 95% t-interval (t quantile, n - 1 dof, n = seeds)")
+    title = _title(config)
+    fig = sweep.plot(errors, pairs, slopes, title)
+    write_csv(out / "summary.csv", slopes)
+    write_csv(out / "error_table.csv", table)
+    save_figure(figure, fig)
+    failed = int((errors["failed"].fillna("") != "").sum()) if "failed" in errors else 0
+    write_json(out / "run.json", {"complete": True, "widths_done": sorted(int(w) for w in errors["width"].unique()),
+                                  "seconds": round(elapsed, 1), "rows": len(errors), "failed": failed,
                                   "measured": measured, "slopes": slopes.to_dict(orient="records")})
+    _print(title, errors, table, slopes, dist, measured, elapsed, out, figure)
+
+
+def _from_rows(args) -> int:
+    """--from-rows: the tables, figure and run.json again from OUT's config.json and rows."""
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from ntk_bridge.errors import require
+
+    out = Path(args.out)
+    figure = args.figure or "figures/width_sweep.png"
+    check_outputs(out, figure)
+    for name in ("config.json", "errors.csv", "pairs.csv", "run.json"):
+        require((out / name).is_file(), f"--from-rows: {out / name} is missing; run the sweep first")
+    run = json.loads((out / "run.json").read_text())
+    require(run.get("complete", "rows" in run), f"--from-rows: {out} is an unfinished sweep (run.json); rerun it")
+    config = _config_from_saved(json.loads((out / "config.json").read_text()))
+    errors, pairs = pd.read_csv(out / "errors.csv"), pd.read_csv(out / "pairs.csv")
+    if "failed" not in errors:
+        errors["failed"] = ""
+    _summarize(config, errors, pairs, out, figure, float(run.get("seconds", float("nan"))))
+    return 0
+
+
+def _config_from_saved(saved: dict):
+    """The WidthSweepConfig of a saved config.json (fields missing there take their defaults)."""
+    from ntk_bridge.finite.sweep import WidthSweepConfig
+    from ntk_bridge.kernels import NetSpec
+    from ntk_bridge.tasks import FamilyConfig
+
+    fields = {k: v for k, v in saved.items() if k in WidthSweepConfig.__dataclass_fields__}
+    fields["net"] = NetSpec(**saved["net"])
+    fields["family"] = FamilyConfig(**saved["family"])
+    for key in ("widths", "methods"):
+        fields[key] = tuple(fields[key])
+    fields["pairs"] = tuple(tuple(p) for p in fields["pairs"])
+    return WidthSweepConfig(**fields)
+
+
+def _print(title, errors, table, slopes, dist, measured, elapsed, out, figure) -> None:
+    import pandas as pd
 
     pd.set_option("display.width", 200)
     pd.set_option("display.max_columns", 20)
     print(f"\n{title}")
-    print(f"{len(errors)} trained networks in {elapsed:.1f} s -> {out}/errors.csv, figure {args.figure}")
+    print(f"{len(errors)} trained networks in {elapsed:.1f} s -> {out}/errors.csv, figure {figure}")
+    bad = errors[errors["failed"].fillna("") != ""]
+    for r in bad.itertuples():
+        print(f"  FAILED: {r.failed}")
     print(f"\nrel_error = ||F_net - F_closed|| / ||F_closed|| over {measured}:")
     wide = table.pivot(index="width", columns="method", values="rel_error")
     print(wide.to_string(float_format=lambda v: f"{v:.4f}"))
-    print("\nlog-log slope of error vs width (fit of the seed mean; per-seed fits mean +- 95% CI) and "
-          "error at the widest width (mean +- 95% CI):")
+    print("\nlog-log slope of error vs width (fit of the seed mean; per-seed fits mean +- 95% t-interval) and "
+          "error at the widest width (mean +- 95% t-interval):")
     for r in slopes.itertuples():
-        print(f"  {r.quantity:16s} slope {r.slope:+.3f}  (per seed {r.slope_seed_mean:+.3f} +- {r.slope_seed_ci95:.3f})"
+        print(f"  {r.quantity:16s} slope {r.slope:+.3f}  (per seed {r.slope_seed_mean:+.3f} +- {r.slope_seed_ci95:.3f}, n={r.seeds})"
               f"   at width {r.widest}: {r.at_widest:.4f} +- {r.at_widest_ci95:.4f}")
     if len(dist):
-        print("\nMTL vs GBML distance, finite width (seed mean) next to infinite width:")
+        print("\nMTL vs GBML distance, finite width next to the closed form (mean over the same seeds):")
         widest = dist[dist["width"] == dist["width"].max()]
         for r in widest.itertuples():
             if r.pair == "mtl-a vs head-only":
                 continue
             print(f"  {r.pair:18s} width {r.width}: d_rel net {r.d_rel_net:.4f} vs closed {r.d_rel_closed:.4f}; "
-                  f"d_tr net {r.d_tr_net:.4f} vs closed {r.d_tr_closed:.4f}")
-    return 0
+                  f"d_tr net {r.d_tr_net:.4f} vs closed {r.d_tr_closed:.4f} (n={r.seeds})")

@@ -9,7 +9,7 @@ function-space time ``a`` of theory.md's flows:
 - inner loop / test-time fine-tuning: ``k`` steps of size ``a`` on the support,
   ``theta <- theta - a grad (1/2)||f(X') - Y'||^2`` (head only for ANIL and the MTL test head, all
   parameters for MAML); in the kernel regime this is exactly ``InnerLoop('steps', a, k)``;
-- outer loop: ``S`` steps of size ``lr`` (optax SGD) on the summed task losses. In the kernel
+- outer loop: ``S`` steps of size ``lr`` (plain SGD) on the summed task losses. In the kernel
   regime this is exactly the closed form with ``O(M) = M^{-1} (I - (I - lr M)^S)``
   (:mod:`ntk_bridge.finite.closed`), which tends to gradient flow for time ``eta t = lr S``.
 
@@ -59,7 +59,9 @@ class TrainConfig:
     """Inner loop (``inner_steps`` steps of size ``inner_step``) and outer gradient descent.
 
     The outer loop runs ``outer_steps`` steps of size ``outer_lr`` (function-space time
-    ``outer_lr * outer_steps``), checked for divergence every ``chunk`` steps.
+    ``outer_lr * outer_steps``), checked for divergence every ``chunk`` steps. ``dtype`` is the
+    precision of training and test-time adaptation ("float64", the default and what the exactness
+    tests use, or "float32", about twice as fast on CPU; the closed forms stay float64).
     """
 
     inner_step: float = 0.2
@@ -68,8 +70,10 @@ class TrainConfig:
     outer_steps: int = 500
     chunk: int = 100
     explode: float = 1e3
+    dtype: str = "float64"
 
     def __post_init__(self):
+        require(self.dtype in ("float64", "float32"), f"dtype must be float64 or float32 (got {self.dtype!r})")
         require(np.isfinite(self.inner_step) and self.inner_step >= 0,
                 f"inner step size must be finite and >= 0 (got {self.inner_step!r})")
         require(isinstance(self.inner_steps, (int, np.integer)) and self.inner_steps >= 0,
@@ -205,30 +209,43 @@ def _ntk_loss(apply_fn):
     return loss
 
 
-@lru_cache(maxsize=128)
-def _trainer(apply_fn, method: str, step: float, steps: int, lr: float, length: int):
-    """Jitted ``length`` SGD steps; returns (params, losses before each step)."""
-    import jax
-    import optax
+def _loss_of(apply_fn, kind: str, step: float, steps: int):
+    """The outer loss of a method kind: "mtl" (both variants), "anil", "maml" or "ntk"."""
+    if kind == "mtl":
+        return _mtl_loss(apply_fn)
+    if kind in ("anil", "maml"):
+        return _gbml_loss(apply_fn, step, steps, head_only=kind == "anil")
+    return _ntk_loss(apply_fn)
 
-    if method in ("mtl-a", "mtl-b"):
-        loss = _mtl_loss(apply_fn)
-    elif method in ("anil", "maml"):
-        loss = _gbml_loss(apply_fn, step, steps, head_only=method == "anil")
-    else:
-        loss = _ntk_loss(apply_fn)
-    opt = optax.sgd(lr)
+
+def _kind(method: str) -> str:
+    return "mtl" if method in ("mtl-a", "mtl-b") else method
+
+
+@lru_cache(maxsize=128)
+def _trainer(apply_fn, kind: str, step: float, steps: int, chunk: int):
+    """Jitted ``run(params, data, lr, n)``: n <= chunk SGD steps ``p <- p - lr grad``.
+
+    ``lr`` and ``n`` are traced, so one compilation per (network, kind, inner loop) serves every
+    seed, learning rate and the last, shorter chunk. Returns (params, losses (chunk,)): the loss
+    before each step, NaN after the n-th.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    loss = _loss_of(apply_fn, kind, step, steps)
+    grad = jax.value_and_grad(loss)
 
     @jax.jit
-    def run(params, data):
-        def body(carry, _):
-            p, s = carry
-            value, grads = jax.value_and_grad(loss)(p, data)
-            updates, s = opt.update(grads, s, p)
-            return (optax.apply_updates(p, updates), s), value
+    def run(params, data, lr, n):
+        def body(i, carry):
+            p, buf = carry
+            value, g = grad(p, data)
+            p = jax.tree_util.tree_map(lambda w, d: w - lr * d, p, g)
+            return p, buf.at[i].set(value.astype(buf.dtype))
 
-        (params, _), losses = jax.lax.scan(body, (params, opt.init(params)), None, length=length)
-        return params, losses
+        buf = jnp.full((chunk,), jnp.nan, dtype=jnp.float64)
+        return jax.lax.fori_loop(0, n, body, (params, buf))
 
     return run
 
@@ -251,17 +268,22 @@ def _stable_lr(losses: np.ndarray, lr: float) -> float:
 def gradient_descent(apply_fn, method: str, params, data, config: TrainConfig, what: str):
     """Run the outer loop of ``method`` from ``params``; returns (params, losses (S,)).
 
-    Raises BridgeError on a non-finite or exploding loss (see the module docstring).
+    Plain SGD ``p <- p - lr grad`` (what optax.sgd does without momentum), in chunks of
+    ``config.chunk`` steps inside one jitted ``fori_loop``; the losses are checked after each
+    chunk. Raises BridgeError on a non-finite or exploding loss (see the module docstring).
     """
+    import jax.numpy as jnp
+
     losses: list[np.ndarray] = []
     done, total = 0, int(config.outer_steps)
     loss0 = None
+    chunk = min(int(config.chunk), max(total, 1))
+    run = _trainer(apply_fn, _kind(method), float(config.inner_step), int(config.inner_steps), chunk)
+    lr = jnp.asarray(config.outer_lr, _dtype(config))
     while done < total:
-        n = min(int(config.chunk), total - done)
-        run = _trainer(apply_fn, method, float(config.inner_step), int(config.inner_steps),
-                       float(config.outer_lr), n)
-        params, chunk_losses = run(params, data)
-        chunk_losses = np.asarray(chunk_losses, np.float64)
+        n = min(chunk, total - done)
+        params, chunk_losses = run(params, data, lr, n)
+        chunk_losses = np.asarray(chunk_losses, np.float64)[:n]
         if loss0 is None:
             loss0 = float(chunk_losses[0])
             if not np.isfinite(loss0):
@@ -279,6 +301,12 @@ def gradient_descent(apply_fn, method: str, params, data, config: TrainConfig, w
         losses.append(chunk_losses)
         done += n
     return params, (np.concatenate(losses) if losses else np.zeros(0))
+
+
+def _dtype(config: TrainConfig):
+    import jax.numpy as jnp
+
+    return jnp.float32 if config.dtype == "float32" else jnp.float64
 
 
 # ----------------------------------------------------------------------------- task arrays
@@ -330,6 +358,14 @@ class FiniteResult:
         return float(self.losses[-1]) if self.losses.size else float("nan")
 
 
+def _cast(tree, config: TrainConfig):
+    """Every array leaf of ``tree`` in the training dtype (a no-op for float64)."""
+    import jax
+
+    dtype = _dtype(config)
+    return jax.tree_util.tree_map(lambda a: a.astype(dtype), tree)
+
+
 def train_and_predict(method: str, net: FiniteNet, tasks: TaskSet, config: TrainConfig) -> FiniteResult:
     """Train ``net`` with ``method`` on the training tasks and predict the test queries."""
     import jax
@@ -337,9 +373,9 @@ def train_and_predict(method: str, net: FiniteNet, tasks: TaskSet, config: Train
 
     require(method in FINITE_METHODS, f"unknown method {method!r}; choose one of {', '.join(FINITE_METHODS)}")
     require(net.heads_a is not None or method != "mtl-a", "mtl-a needs the independent heads of init_net")
-    train, test = _task_arrays(tasks)
+    train, test = _cast(_task_arrays(tasks), config)
     what = f"{method} at width {net.width} (seed {net.seed})"
-    apply_fn, p0 = net.apply_fn, net.params0
+    apply_fn, p0 = net.apply_fn, _cast(net.params0, config)
     if method == "head-only":
         preds = _adapt_predict(apply_fn, p0, test, config, head_only=True)
         losses = np.zeros(0)
@@ -351,7 +387,7 @@ def train_and_predict(method: str, net: FiniteNet, tasks: TaskSet, config: Train
         if method == "mtl-b":
             heads = jax.tree_util.tree_map(lambda w: jnp.broadcast_to(w, (n,) + w.shape), p0[-1])
         else:
-            heads = jax.tree_util.tree_map(lambda w: w[:n], net.heads_a)
+            heads = jax.tree_util.tree_map(lambda w: w[:n], _cast(net.heads_a, config))
         (body, heads), losses = gradient_descent(
             apply_fn, method, (list(p0[:-1]), heads), (train["z"], train["u"]), config, what)
         # the test head starts from the network's initial head w_0 (variant B: the common head;
