@@ -232,17 +232,31 @@ def _run_folders(root: Path) -> list[Path]:
     return sorted(found)
 
 
+def _read_run(run: Path) -> tuple[dict, dict]:
+    """(summary, config) of a train run folder; a JSON file that does not parse is refused by name."""
+    out = []
+    for name in ("summary.json", "config.json"):
+        f = run / name
+        try:
+            out.append(_read_json(f) if f.exists() else {})
+        except (ValueError, OSError) as err:
+            raise BridgeError(f"{f} is unreadable ({type(err).__name__}: {err}); re-run or evaluate that run, "
+                              f"or move {run} out of the way") from None
+    require(isinstance(out[0], dict), f"{run / 'summary.json'} is not a JSON object; move {run} out of the way")
+    return out[0], out[1] if isinstance(out[1], dict) else {}
+
+
 def load_runs(path: Path) -> Loaded:
-    """Every train run folder under ``path`` with a summary.json holding a test result."""
+    """Every train run folder under ``path`` with a summary.json holding a test result.
+
+    Runs without a test result yet (unfinished) are skipped; a summary.json or config.json that
+    does not parse is a BridgeError naming it.
+    """
     path = Path(path)
     rows = []
     candidates = _run_folders(path)
     for run in candidates:
-        try:
-            s = _read_json(run / "summary.json")
-            c = _read_json(run / "config.json") if (run / "config.json").exists() else {}
-        except Exception:
-            continue
+        s, c = _read_run(run)
         t = s.get("test")
         if not isinstance(t, dict) or "mean" not in t:
             continue

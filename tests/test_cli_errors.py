@@ -57,6 +57,11 @@ def _staging_copy(tmp):
     shutil.copytree(tmp / "out", tmp / ".out.incomplete-999999-abcd")
 
 
+def _broken_run(tmp):
+    (tmp / "runs" / "r1").mkdir(parents=True)
+    (tmp / "runs" / "r1" / "summary.json").write_text('{"test": {"mean": 50.0, "ci')
+
+
 # (id, argv from the case's folder, words the error line must hold, set-up, argparse-level error)
 CASES = [
     ("depth-sweep --out under a file", lambda t: _depth(t, "--out", str(t / "file" / "sub")),
@@ -77,6 +82,8 @@ CASES = [
      ["--figures", "is a file, not a folder"], None, False),
     ("report --depth-sweep truncated summary.csv", lambda t: _report(t),
      ["summary.csv is truncated", "ntk-bridge depth-sweep"], _truncate_summary, False),
+    ("report --runs with a cut-short summary.json", lambda t: _report(t, "--runs", str(t / "runs")),
+     ["summary.json is unreadable", "r1"], _broken_run, False),
     ("report --depth-sweep unfinished folder", lambda t: _report(t, "--depth-sweep", str(t / ".out.incomplete-999999-abcd")),
      ["unfinished result folder", str(os.sep + "out")], _staging_copy, False),
 ]
