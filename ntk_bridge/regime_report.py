@@ -12,7 +12,7 @@ import textwrap
 import numpy as np
 import pandas as pd
 
-from ntk_bridge.regime_map import CLAIM_PAIRS, Verdict
+from ntk_bridge.regime_map import CLAIM_PAIRS, SHRINK_RATE, Verdict
 
 # (column of the summary, pair it is read for, panel title)
 PANELS = (
@@ -29,7 +29,8 @@ PANELS = (
 
 def verdict_frame(verdicts: list[Verdict]) -> pd.DataFrame:
     """One row per cell x claim pair: holds, d_tr_shrinks, both_beat_head_only, reason."""
-    return pd.DataFrame([{"cell": v.cell, "pair": v.pair, "holds": v.holds, "d_tr_shrinks": v.d_tr_shrinks,
+    return pd.DataFrame([{"cell": v.cell, "pair": v.pair, "holds": v.holds, "weak_holds": v.weak_holds,
+                          "d_tr_shrinks": v.d_tr_shrinks, "d_rel_shrinks": v.d_rel_shrinks,
                           "both_beat_head_only": v.both_beat_head_only, "reason": v.reason()} for v in verdicts])
 
 
@@ -46,10 +47,11 @@ def _interval(mean: float, lo: float, hi: float, digits: int = 2) -> str:
 def verdict_lines(summary: pd.DataFrame, verdicts: pd.DataFrame) -> list[str]:
     """The printed table: per cell and claim pair, the d_tr rate, both gains at L_max, the verdict."""
     table = summary[summary["pair"].isin(CLAIM_PAIRS)].merge(verdicts, on=["cell", "pair"])
-    head = f"{'cell':34s} {'pair':14s} {'d_tr rate [95% t]':26s} {'gain MTL-B @Lmax':24s} {'gain GBML @Lmax':24s} verdict"
+    head = (f"{'cell':30s} {'pair':14s} {'d_rel rate':10s} {'d_tr rate [95% t]':22s} {'gain MTL-B @Lmax':24s} "
+            f"{'gain GBML @Lmax':24s} verdict")
     lines = [head, "-" * len(head)]
     for r in table.itertuples():
-        lines.append(f"{r.cell:34s} {r.pair:14s} {_interval(r.rate_d_tr, r.rate_d_tr_lo, r.rate_d_tr_hi):26s} "
+        lines.append(f"{r.cell:30s} {r.pair:14s} {_fmt(r.rate_d_rel):10s} {_interval(r.rate_d_tr, r.rate_d_tr_lo, r.rate_d_tr_hi):22s} "
                      f"{_interval(r.gain_a_Lmax, r.gain_a_Lmax_lo, r.gain_a_Lmax_hi, 3):24s} "
                      f"{_interval(r.gain_b_Lmax, r.gain_b_Lmax_lo, r.gain_b_Lmax_hi, 3):24s} {r.reason}")
     return lines
@@ -57,18 +59,28 @@ def verdict_lines(summary: pd.DataFrame, verdicts: pd.DataFrame) -> list[str]:
 
 def conclusion(verdicts: pd.DataFrame) -> str:
     """The one-sentence answer: which cells, if any, satisfy the strong form of the claim."""
-    held = verdicts[verdicts["holds"]]
+    held, weak = verdicts[verdicts["holds"]], verdicts[verdicts["weak_holds"]]
     n = len(verdicts)
+    weak_text = (f" The weak form (d_rel shrinks at least like L^{SHRINK_RATE:g} while both beat head-only) holds in "
+                 f"{len(weak)} of {n}" + (" (" + ", ".join(f"{p}: {k}" for p, k in weak["pair"].value_counts().sort_index().items())
+                                          + ") -- with gains over head-only that have mostly vanished at L_max (cells.csv, gain_a_retained)."
+                                          if len(weak) else "."))
+    return _strong_text(held, n) + weak_text
+
+
+def _strong_text(held: pd.DataFrame, n: int) -> str:
     if held.empty:
-        return (f"The strong form of the claim (d_tr shrinks with depth while MTL-B and the GBML method both "
-                f"beat head-only at the deepest depth) holds in none of the {n} cell x pair combinations of this grid.")
+        return (f"The strong form of the claim (d_tr shrinks with depth, at least like L^{SHRINK_RATE:g}, while MTL-B "
+                f"and the GBML method both beat head-only at the deepest depth) holds in none of the {n} cell x pair "
+                "combinations of this grid.")
     which = ", ".join(f"{r.cell} ({r.pair})" for r in held.itertuples())
     return f"The strong form of the claim holds in {len(held)} of {n} cell x pair combinations: {which}."
 
 
 def print_verdicts(summary: pd.DataFrame, verdicts: pd.DataFrame, title: str) -> None:
     print(f"\nRegime map: {title}")
-    print("gain = err(head-only) - err(method), ||F - Y||^2 / ||Y||^2, mean [95% t-interval over draws]\n")
+    print("rates: mean over draws of the per-draw slope of log distance vs log L at depth, [95% t-interval]; "
+          "gain = err(head-only) - err(method), err = ||F - Y||^2 / ||Y||^2, mean [95% t-interval over draws]\n")
     print("\n".join(verdict_lines(summary, verdicts)))
     failed = summary[summary["failed_depths"] > 0]
     if not failed.empty:
@@ -87,8 +99,7 @@ def _grid(summary: pd.DataFrame, column: str, pair: str) -> tuple[np.ndarray, li
     return m, rows, [f"t={t:g}" for t in cols]
 
 
-def _heatmap(ax, m, rows, cols, title, show_rows: bool):
-    lim = float(np.nanmax(np.abs(m))) if np.isfinite(m).any() else 1.0
+def _heatmap(ax, m, rows, cols, title, show_rows: bool, lim: float):
     ax.imshow(m, cmap="RdBu_r" if title.startswith("deep rate") else "RdBu", vmin=-lim, vmax=lim, aspect="auto")
     for (i, j), v in np.ndenumerate(m):
         ax.text(j, i, "fail" if not np.isfinite(v) else f"{v:+.2f}", ha="center", va="center", fontsize=7)
@@ -105,9 +116,14 @@ def plot(summary: pd.DataFrame, title: str):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, 4, figsize=(17, 11))
-    for k, (ax, (column, pair, name)) in enumerate(zip(axes.flat, PANELS)):
-        m, rows, cols = _grid(summary, column, pair)
-        _heatmap(ax, m, rows, cols, name, show_rows=k % 4 == 0)
+    grids = [_grid(summary, column, pair) for column, pair, _ in PANELS]
+    lims = {}                                   # one colour scale for the rate panels, one for the gains
+    for (column, _, _), (m, _, _) in zip(PANELS, grids):
+        kind = column.split("_")[0]
+        finite = np.abs(m[np.isfinite(m)])
+        lims[kind] = max(lims.get(kind, 1e-12), float(finite.max()) if finite.size else 1.0)
+    for k, (ax, (column, _, name), (m, rows, cols)) in enumerate(zip(axes.flat, PANELS, grids)):
+        _heatmap(ax, m, rows, cols, name, show_rows=k % 4 == 0, lim=lims[column.split("_")[0]])
     fig.suptitle("\n".join(textwrap.wrap(
         f"Regime map of MTL vs GBML kernel predictors: {title}. Rates: slope of log mean distance vs log L "
         "(blue: shrinks). Gains: err(head-only) - err(method) (blue: better than head-only).", 150)), fontsize=10)
