@@ -113,12 +113,13 @@ def test_bad_grids_are_refused_in_one_line(tmp_path, capsys, argv, words):
 
 
 def test_verdict_needs_both_a_shrinking_d_tr_and_gains_over_head_only():
-    row = dict(cell="c", pair="mtl-b vs anil", rate_d_tr_hi=-0.2, gain_a_Lmax_lo=0.01, gain_b_Lmax_lo=0.02)
-    cases = [({}, True), ({"rate_d_tr_hi": 0.05}, False), ({"gain_b_Lmax_lo": -0.01}, False),
-             ({"gain_a_Lmax_lo": math.nan}, False)]
-    for change, holds in cases:
+    row = dict(cell="c", pair="mtl-b vs anil", rate_d_tr_hi=-0.2, rate_d_rel_hi=-0.5, gain_a_Lmax_lo=0.01, gain_b_Lmax_lo=0.02)
+    cases = [({}, True, True), ({"rate_d_tr_hi": 0.05}, False, True), ({"rate_d_tr_hi": -0.05}, False, True),
+             ({"gain_b_Lmax_lo": -0.01}, False, False), ({"gain_a_Lmax_lo": math.nan}, False, False),
+             ({"rate_d_tr_hi": 0.3, "rate_d_rel_hi": -0.02}, False, False)]
+    for change, holds, weak in cases:
         (v,) = regime_map.verdicts(pd.DataFrame([{**row, **change}]))
-        assert v.holds is holds
+        assert (v.holds, v.weak_holds) == (holds, weak), change
 
 
 # ----------------------------------------------------------------------------- the depth law
