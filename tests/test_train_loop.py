@@ -128,3 +128,7 @@ def test_time_budget_stops_at_a_validation(tmp_path):
     summary = train(config, tmp_path / "t", data=synthetic_data(), evaluate_test=False)
     assert summary["steps"] == 2 and summary["stop_reason"].startswith("time budget")
     assert summary["compile_s"] > 0 and summary["train_s"] > 0
+    # the same folder with no budget trains on to max_steps (time_budget_s may change on resume)
+    more = train(config.replace(time_budget_s=0.0, max_steps=4), tmp_path / "t", data=synthetic_data(),
+                 evaluate_test=False)
+    assert more["steps"] == 4 and more["resumed_from"] == 2 and more["stop_reason"] == "reached max_steps=4"

@@ -33,7 +33,8 @@ their per-data-set defaults, and any run-config field (lr, normalize_features, .
 --inner-steps (MAML and ANIL), or --config FILE-or-JSON {algorithm: {key: value}}; an unknown key
 is refused in one line listing the valid ones.
 
-Outputs under --out, written once every run is done: summary.csv and summary.md (one row per
+Outputs under --out, staged and moved into place together once every run is done (an
+interrupted comparison leaves the previous result files; rerun it to resume): summary.csv and summary.md (one row per
 algorithm and shot setting), curves.csv (every evaluation), ratios.json (time-to-target and
 per-step time of each method relative to MTL, e.g. MAML/MTL), config.json (all settings, the
 run config of every algorithm); the figure --figure (validation accuracy against training wall
@@ -350,22 +351,42 @@ def summary_rows(results: dict, curves: dict, target_arg: float | None) -> list[
     return rows
 
 
+RESULT_FILES = ("summary.csv", "summary.md", "curves.csv", "ratios.json", "config.json", "compare.png")
+
+
 def run(args: argparse.Namespace) -> int:
+    from ntk_bridge.io import result_folder, staged_files
+
+    configs, target_arg, out, figure, data = plan(args)
+    try:
+        inside = figure.resolve().relative_to(out.resolve())
+    except ValueError:
+        inside = None
+    # the result files are staged and moved into place together at the end (ntk_bridge.io); the
+    # run folders live in OUT/runs/ from the start (each is resumable) and are carried over
+    with staged_files([] if inside else [figure], "--figure") as temps, \
+            result_folder(out, "--out", replaces=RESULT_FILES) as tmp:
+        rows, curve_rows = [], []
+        for shots in dict.fromkeys(k for _, k in configs):
+            results, curves = {}, {}
+            for (name, k), config in configs.items():
+                if k == shots:
+                    results[name], curves[name] = run_one(config, out / "runs" / f"{name}_{shots}shot", data)
+                    curve_rows.extend(curves[name])
+            rows.extend(summary_rows(results, curves, target_arg))
+        md = _write_results(tmp, tmp / inside if inside else temps[0], rows, curve_rows, configs, data, args)
+    print(md)
+    print(f"wrote {out}/summary.csv, summary.md, curves.csv, ratios.json, config.json, runs/ and {figure}")
+    return 0
+
+
+def _write_results(tmp: Path, figure: Path, rows, curve_rows, configs, data, args) -> str:
+    """Every result file of the comparison into the staging folder ``tmp``; returns summary.md."""
     import jax
     import pandas as pd
 
     from ntk_bridge import io
     from ntk_bridge.train.evaluation import CI_METHOD
-
-    configs, target_arg, out, figure, data = plan(args)
-    rows, curve_rows = [], []
-    for shots in dict.fromkeys(k for _, k in configs):
-        results, curves = {}, {}
-        for (name, k), config in configs.items():
-            if k == shots:
-                results[name], curves[name] = run_one(config, out / "runs" / f"{name}_{shots}shot", data)
-                curve_rows.extend(curves[name])
-        rows.extend(summary_rows(results, curves, target_arg))
     summary = pd.DataFrame(rows)
     ratios = _ratios(summary)
     md = _markdown(summary, args, ratios)
@@ -377,14 +398,12 @@ def run(args: argparse.Namespace) -> int:
               "measurement": ("training wall time excludes evaluation and compilation; "
                               "accuracies are mean +- " + CI_METHOD)}
     _figure(pd.DataFrame(curve_rows), summary, figure, args)
-    io.write_csv(out / "curves.csv", pd.DataFrame(curve_rows))
-    io.write_csv(out / "summary.csv", summary)
-    io.write_json(out / "ratios.json", ratios)
-    io.write_text(out / "summary.md", md)
-    io.write_json(out / "config.json", record)
-    print(md)
-    print(f"wrote {out}/summary.csv, summary.md, curves.csv, ratios.json, config.json, runs/ and {figure}")
-    return 0
+    io.write_csv(tmp / "curves.csv", pd.DataFrame(curve_rows))
+    io.write_csv(tmp / "summary.csv", summary)
+    io.write_json(tmp / "ratios.json", ratios)
+    io.write_text(tmp / "summary.md", md)
+    io.write_json(tmp / "config.json", record)
+    return md
 
 
 def _ratios(summary) -> dict:
@@ -418,6 +437,7 @@ def _fmt_time(x) -> str:
 
 
 def _markdown(summary, args, ratios) -> str:
+    from ntk_bridge.train.evaluation import CI_METHOD
     lines = [f"Few-shot comparison on {args.dataset}, {args.backbone}"
              f"{'' if args.channels is None else f' ({args.channels} channels)'}, {args.n_way}-way; "
              f"test: {args.test_episodes} episodes x {args.test_query} queries/class, "

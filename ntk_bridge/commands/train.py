@@ -3,14 +3,22 @@
 The settings start from a packaged config per paper setting (``<dataset>_<shots>shot``, e.g.
 ``cifarfs_5shot``; or --config FILE) and flags override single fields. The run folder gets
 config.json, checkpoints (orbax, atomic; rerunning the same command resumes a killed run
-exactly where its last checkpoint left it), metrics.csv/json (one row per validation),
-curve.png and summary.json (test accuracy with its protocol, wall time, images per second,
-accelerator-hours).
+exactly where its last checkpoint left it, and says from which step), metrics.csv/json (one row
+per validation), timing.csv, curve.png and summary.json (test accuracy with its protocol, wall
+time, compile time, images per second, accelerator-hours). Everything is checked before the
+folder is made (sizes, a memory estimate, split sizes for n_way), so a failed start leaves none.
+
+Algorithm options are typed (unknown keys are refused, listing the valid ones), saved in
+config.json and checked on resume: --set inner_lr=0.4 or --set 'algorithm_options={...}'.
+MAML/ANIL defaults: Omniglot inner lr 0.4 with 1 inner step in training (Finn et al. 2017's
+5-way Omniglot setting) and 3 at test time; the 32x32 and 84x84 sets inner lr 0.01 with 5 steps
+(10 at test time), Finn et al.'s mini-ImageNet setting.
 
 Examples:
   ntk-bridge train --dataset omniglot --shots 5 --steps 600 --run-dir runs/omni5
   ntk-bridge train --dataset cifarfs --shots 5 --algorithm mtl --root ~/data/cifarfs
   ntk-bridge train --config my.json --set meta_batch=2 --set lr=0.0005
+  ntk-bridge train --dataset omniglot --shots 1 --algorithm maml --set inner_lr=0.4 --set inner_steps=1
 """
 
 from __future__ import annotations

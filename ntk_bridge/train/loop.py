@@ -380,6 +380,9 @@ def _train(config: TrainConfig, run_dir: str | Path, *, callback: Callable[[int,
     if latest.latest_step() is not None:
         tree, saved = _restore(latest, latest.latest_step(), _state_tree(state), with_loop=True)
         state, loop = _apply_tree(state, tree), {**loop, **saved}
+        if loop["stop_reason"].startswith("time budget") and not (
+                config.time_budget_s and loop["train_s"] >= config.time_budget_s):
+            loop["stop_reason"] = ""  # resumed with a larger (or no) budget: train on
     start = int(state.step)
     if start and config.progress:
         print(f"resuming {run_dir} from step {start} (its latest checkpoint)", flush=True)

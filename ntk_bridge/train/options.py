@@ -126,13 +126,15 @@ def resolve_options(algorithm: str, dataset: str, given: Any) -> Any:
     return cls(**values)
 
 
-def describe_defaults(algorithm: str, datasets: tuple[str, ...] = ("omniglot", "miniimagenet")) -> str:
-    """One line such as ``maml: inner_lr 0.4, inner_steps 1 (omniglot); ...`` for --help."""
+def describe_defaults(algorithm: str) -> str:
+    """One line such as ``maml: inner_lr 0.4, inner_steps 1, ... (omniglot); ... (other sets)``
+    for --help (the data sets with their own defaults first, then the class defaults)."""
+    special = [d for d, per in DATASET_DEFAULTS.items() if algorithm in per]
     parts = []
-    for d in datasets:
+    for d, label in [(d, d) for d in special] + [("", "other sets" if special else "every set")]:
         opts = dataclasses.asdict(default_options(algorithm, d))
         if opts:
-            parts.append(", ".join(f"{k} {v}" for k, v in opts.items()) + f" ({d})")
+            parts.append(", ".join(f"{k} {v}" for k, v in opts.items()) + f" ({label})")
     return f"{algorithm}: " + ("; ".join(parts) if parts else "no options")
 
 
