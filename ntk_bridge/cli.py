@@ -33,15 +33,22 @@ def _load(name: str):
     return importlib.import_module(f"ntk_bridge.commands.{module}")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (``error: ...``, exit 2) with the way to help."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="ntk-bridge",
         description=(
             "Multi-task learning vs gradient-based meta-learning, in theory (infinite-width "
             "kernels) and in practice (few-shot benchmarks). Run `ntk-bridge COMMAND --help` "
             "for a command's options."),
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for name, (module, help_text) in COMMANDS.items():
         try:
             mod = _load(name)

@@ -105,8 +105,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(finished, tmp_path, cap
     assert "Traceback" not in captured.err + captured.out
     error_lines = [line for line in lines if "error:" in line]
     assert len(error_lines) == 1, captured.err
-    if not argparse_level:                                 # argparse prints its usage above its one error line
-        assert lines == error_lines and lines[0].startswith("error: ")
+    assert lines == error_lines and lines[0].startswith("error: ")   # argparse errors too (cli.OneLineParser)
     for w in words:
         assert w in error_lines[0], (w, error_lines[0])
     assert _tree(tmp_path) == before                       # nothing written, nothing removed
