@@ -34,6 +34,7 @@ from ntk_bridge.io import STAGING_RE, is_staging
 
 COMMANDS = {
     "depth": "ntk-bridge depth-sweep --out experiments/results/depth_sweep --figure figures/depth_sweep.png",
+    "regime": "ntk-bridge regime-map --out experiments/results/regime_map --figure figures/regime_map.png",
     "width": "ntk-bridge width-sweep --out experiments/results/width_sweep",
     "kernel": "ntk-bridge kernel-fewshot --out experiments/results/kernel_fewshot",
     "compare": "ntk-bridge compare --dataset omniglot --out experiments/results/compare_omniglot",
@@ -66,7 +67,8 @@ class Sources:
     width_sweep: Path = Path("experiments/results/width_sweep")
     kernel_fewshot: Path = Path("experiments/results/kernel_fewshot")
     compare: list = field(default_factory=list)        # folders; empty = experiments/results/compare*
-    runs: Path = Path("runs")
+    runs: Path = Path("experiments/results/omniglot_mtl")
+    regime_map: Path = Path("experiments/results/regime_map")
 
 
 @dataclass
@@ -881,6 +883,38 @@ def _section_reference(inp: _Inputs, figures_dir: Path, figs: dict) -> list[str]
     return L
 
 
+def load_regime(path: Path) -> Loaded:
+    """The regime map (``ntk-bridge regime-map``): cells.csv, verdicts.csv, config.json."""
+    return _load("regime map", path, {"cells": "cells.csv", "verdicts": "verdicts.csv", "config": "config.json"},
+                 COMMANDS["regime"])
+
+
+def _section_regime(regime: Loaded) -> list[str]:
+    """Section 2b: the regime map's verdict and, per network and inner loop at t = inf, rates and gains."""
+    from ntk_bridge.regime_report import conclusion
+
+    L = ["## 2b. Regime map: where do MTL and GBML meet?", ""]
+    if not regime.data:
+        return L + [f"Regime map: not run (`{regime.command}`).", ""]
+    cells, verdicts, cfg = regime.data["cells"], regime.data["verdicts"], regime.data["config"]
+    L += [f"`{regime.path}`: {len(cells['cell'].unique())} cells, depths {min(cfg['depths'])}..{max(cfg['depths'])}, "
+          f"{cfg['draws']} draws; deep rates over L >= {cfg['deep_from']} (mean of per-draw log-log slopes, 95% t-interval); "
+          "gain = err(head-only) - err(method). Figure: `figures/regime_map.png`; derivation: docs/theory.md 8.", "",
+          conclusion(verdicts), ""]
+    deep = cells[cells["outer_time"] == cells["outer_time"].max()]
+    rows = []
+    for (net, inner), g in deep.groupby(["net", "inner"], sort=False):
+        anil, maml = (g[g["pair"] == p].iloc[0] for p in ("mtl-b vs anil", "mtl-b vs maml"))
+        rows.append([net, inner, f"{anil.rate_d_rel:+.2f}", f"{anil.rate_d_tr:+.2f} [{anil.rate_d_tr_lo:+.2f}, {anil.rate_d_tr_hi:+.2f}]",
+                     f"{maml.rate_d_rel:+.2f}", f"{anil.gain_a_L1:.3f} -> {anil.gain_a_Lmax:.3f}",
+                     f"{anil.gain_b_L1:.3f} -> {anil.gain_b_Lmax:.3f}", f"{maml.gain_b_L1:.3f} -> {maml.gain_b_Lmax:.3f}"])
+    t = deep["outer_time"].iloc[0]
+    L += [f"Outer time t = {t:g}; gains at L = 1 -> L = {int(cells['depth_max'].max())}:", ""]
+    L += _table(["network", "inner loop", "d_rel rate MTL-B/ANIL", "d_tr rate MTL-B/ANIL [95% t]", "d_rel rate MTL-B/MAML",
+                 "gain MTL-B", "gain ANIL", "gain MAML"], rows)
+    return L + [""]
+
+
 def build(sources: Sources, figures_dir: Path) -> tuple[str, dict]:
     """The markdown text and {figure file name: matplotlib figure}."""
     depth = load_depth(sources.depth_sweep)
@@ -891,10 +925,11 @@ def build(sources: Sources, figures_dir: Path) -> tuple[str, dict]:
         variants += [primary, *others]
     compares = load_compare(list(sources.compare))
     runs = load_runs(sources.runs)
+    regime = load_regime(sources.regime_map)
     trained = trained_table(compares, runs)
     figs: dict = {}
     L: list[str] = ["# ntk_bridge report: MTL vs GBML, kernels and trained networks", ""]
-    everything = [depth, *widths, kernel, *variants, *compares, runs]
+    everything = [depth, regime, *widths, kernel, *variants, *compares, runs]
     L += ["## Inputs", ""]
     L += _table(["result", "folder", "status"],
                 [[s.name, f"`{s.path}`", "read" if s.data else f"**not run** ({s.missing}); produce it with `{s.command}`"]
@@ -909,6 +944,7 @@ def build(sources: Sources, figures_dir: Path) -> tuple[str, dict]:
     inp = _Inputs(depth, widths, kernel, variants, compares, runs, trained,
                   trained[trained["dataset"].astype(str).str.lower() == "omniglot"])
     L += _section_depth(inp, figures_dir, figs)
+    L += _section_regime(regime)
     L += _section_width(inp, figures_dir, figs)
     L += _section_kernel_vs_trained(inp, figures_dir, figs)
     L += _section_cost(inp, figures_dir, figs)

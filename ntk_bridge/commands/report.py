@@ -30,7 +30,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="kernel-fewshot output folder (default experiments/results/kernel_fewshot)")
     p.add_argument("--compare", action="append", default=[], metavar="DIR",
                    help="compare output folder (repeatable; default every experiments/results/compare*)")
-    p.add_argument("--runs", default="runs", help="folder holding train run folders (default runs)")
+    p.add_argument("--regime-map", default="experiments/results/regime_map",
+                   help="regime-map output folder (default experiments/results/regime_map)")
+    p.add_argument("--runs", default="experiments/results/omniglot_mtl",
+                   help="folder holding train run folders (default experiments/results/omniglot_mtl, the committed runs)")
     p.add_argument("--out", default="experiments/results/report.md", help="report path")
     p.add_argument("--figures", default="figures", help="folder for report_*.png (default figures)")
 
@@ -42,7 +45,7 @@ def run(args) -> int:
 
     sources = report.Sources(depth_sweep=Path(args.depth_sweep), width_sweep=Path(args.width_sweep),
                              kernel_fewshot=Path(args.kernel_fewshot), compare=[Path(c) for c in args.compare],
-                             runs=Path(args.runs))
+                             runs=Path(args.runs), regime_map=Path(args.regime_map))
     path, figures = report.write(sources, Path(args.out), Path(args.figures))
     text = path.read_text()
     not_run = [line for line in text.splitlines() if "**not run**" in line]
