@@ -45,7 +45,7 @@ from ntk_bridge.metrics import d_rel, d_tr, mean_ci
 from ntk_bridge.predictors import METHODS, PredictorConfig, adaptation_only, predict
 from ntk_bridge.tasks import Task, TaskSet
 
-DEFAULT_DEPTHS = (1, 2, 4, 8, 16, 32, 64)
+DEFAULT_DEPTHS = (1, 4, 16, 64)
 DEFAULT_PAIRS = (("mtl-b", "anil"), ("mtl-b", "maml"), ("mtl-a", "anil"))
 CENTRES = ("pixel", "image", "none")
 
@@ -83,6 +83,7 @@ class FewShotConfig:
     labels: tuple[str, ...] = ("random-slots", "global")
     encoder: str | None = None
     encoding: str = "mean-feature"
+    trained: tuple[str, ...] = ()
     seed: int = 0
 
     def __post_init__(self):
@@ -556,7 +557,8 @@ def trained_rows(encoder, et: EpisodeTasks, meta: dict) -> pd.DataFrame:
 
 def run(config: FewShotConfig, progress: bool = True, log=print) -> dict:
     """Run every shot setting with the FC kernel (and the conv kernel if ``conv_depths``) under every label
-    space of ``config.labels`` (and the trained encoder itself when there is one).
+    space of ``config.labels``, and score the trained networks (the encoder and ``config.trained``) on the
+    same test episodes.
 
     Returns {"accuracy": per-episode rows, "distances": rows, "timing": rows}.
     """
@@ -564,6 +566,8 @@ def run(config: FewShotConfig, progress: bool = True, log=print) -> dict:
 
     splits = load_splits(config)
     encoder = load_encoder(config.encoder, splits.train, splits.test) if config.encoder else None
+    nets = ([encoder] if encoder is not None else []) + [load_encoder(r, splits.train, splits.test)
+                                                         for r in config.trained if r != config.encoder]
     acc_frames, dist_frames, timing = [], [], []
     fc = fc_kernel_eval(config.net, config.depths)
     conv = (conv_kernel_eval(config.conv_depths, config.conv_image_size, config.conv_tile, cache_dir=config.conv_cache)
@@ -584,8 +588,9 @@ def run(config: FewShotConfig, progress: bool = True, log=print) -> dict:
             acc_frames.append(acc)
             dist_frames.append(dist)
             timing.append(t)
-            if encoder is not None and kernel_name == "fc":
-                acc_frames.append(trained_rows(encoder, et, {**meta, "image_size": 28}))
+            if kernel_name == "fc":
+                for net in nets:
+                    acc_frames.append(trained_rows(net, et, {**meta, "image_size": int(splits.test.images.shape[1])}))
     return {"accuracy": pd.concat(acc_frames, ignore_index=True),
             "distances": pd.concat(dist_frames, ignore_index=True),
             "timing": pd.DataFrame(timing)}

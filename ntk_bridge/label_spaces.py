@@ -216,7 +216,8 @@ def load_encoder(run_dir, train_split, test_split) -> Encoder:
             raise BridgeError(f"encoding run folder {folder}: {err}") from None
         train = extract_features(state, data.train.images, data.mean, data.std)
         test = extract_features(state, data.test.images, data.mean, data.std)
-        head = np.asarray(state.params["head"], np.float64) if "head" in state.params else None
+        bank = state.params.get("head") if config.algorithm == "mtl" else None     # MTL: (C, D) head bank
+        head = np.asarray(bank, np.float64) if hasattr(bank, "shape") else None
     return Encoder(train.astype(np.float64), test.astype(np.float64), head, str(folder), config.algorithm, config)
 
 

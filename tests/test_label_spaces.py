@@ -248,3 +248,32 @@ def test_encoding_without_encoder_and_encoder_without_encoding_are_refused(tmp_p
     j = args.index("--labels")
     assert main(args[:j] + ["--labels", "global"] + args[j + 2:]) == 2
     assert "--encoder" in _one_line_error(capsys)
+
+
+def test_encoding_end_to_end_with_a_tiny_trained_run(tmp_path, capsys):
+    # a 2-step MTL Conv-4 on the tiny zips: the numbers mean nothing, the plumbing is what is tested
+    import pandas as pd
+
+    from ntk_bridge.train.loop import load_data, load_run_config
+
+    root, run = _tiny_root(tmp_path), tmp_path / "run"
+    assert main(["train", "--dataset", "omniglot", "--shots", "1", "--root", str(root), "--steps", "2",
+                 "--run-dir", str(run), "--no-progress", "--set", "channels=4", "--set", "val_episodes=2",
+                 "--set", "test_episodes=2", "--set", "eval_every=2", "--set", "checkpoint_every=2",
+                 "--set", "train_query=4", "--set", "val_query=4", "--set", "test_query=4"]) == 0
+    capsys.readouterr()
+    cfg = load_run_config(run)
+    data = load_data(cfg, splits=("train", "test"))
+    enc = ls.load_encoder(run, data.train, data.test)
+    assert enc.train.shape == (len(data.train.labels), 4) and enc.head.shape == (data.train.num_classes, 4)
+    np.testing.assert_allclose(ls.encoder_table(enc, "mean-feature", data.train.labels, data.train.num_classes)[3],
+                               enc.train[data.train.labels == 3].mean(axis=0), rtol=1e-12)
+    out = tmp_path / "out"
+    args = _kf_args(root, tmp_path, run)
+    args[args.index("--labels") + 1] = "random-slots,global,encoding"
+    assert main(args + ["--encoding", "head-row", "--trained", str(run)]) == 0
+    table = pd.read_csv(out / "accuracy.csv")
+    assert set(table["labels"]) == {"random-slots", "global", "encoding", "-"}
+    trained = table[table["kernel"] == "trained"]
+    assert set(trained["method"]) == {"conv4-mtl proto", "conv4-mtl logreg"} and (trained["episodes"] == 2).all()
+    assert json.loads((out / "config.json").read_text())["encoding"] == "head-row"

@@ -63,6 +63,7 @@ from pathlib import Path
 
 from ntk_bridge.commands._options import add_predictor_arguments, int_list, int_list_or_none, predictor_config
 
+DEPTHS = (1, 4, 16, 64)
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SYNTHETIC = REPO / "experiments" / "results" / "depth_sweep" / "depth_sweep.csv"
 DEFAULT_CACHE = Path.home() / ".cache" / "ntk_bridge" / "conv_kernels"
@@ -105,9 +106,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--encoding", choices=("mean-feature", "head-row"), default="mean-feature",
                    help="base-class encoding: mean feature of the class's training images (default) or its "
                         "head-bank row (MTL runs)")
+    g.add_argument("--trained", action="append", default=[], metavar="RUN_DIR",
+                   help="a run folder of `ntk-bridge train` (any algorithm, same training classes) whose network is "
+                        "scored on the identical test episodes (frozen features, proto and logreg heads); "
+                        "repeatable; the --encoder run is always scored")
     g = p.add_argument_group("fully connected kernel (infinite width)")
-    g.add_argument("--depths", type=int_list, default=(1, 2, 4, 8, 16, 32, 64),
-                   help="comma-separated depths (default 1,2,4,...,64), one recursion pass")
+    g.add_argument("--depths", type=int_list, default=DEPTHS,
+                   help=f"comma-separated depths (default {','.join(map(str, DEPTHS))}), one recursion pass")
     g.add_argument("--activation", choices=("relu", "erf"), default="relu")
     g.add_argument("--W-std", type=float, default=math.sqrt(2.0), help="hidden weight std (default sqrt 2)")
     g.add_argument("--b-std", type=float, default=0.0, help="hidden bias std (default 0)")
@@ -156,7 +161,8 @@ def config_from_args(args):
         conv_image_size=args.conv_image_size, conv_train_episodes=args.conv_train_episodes,
         conv_test_episodes=args.conv_test_episodes, conv_tile=args.conv_tile,
         conv_cache=None if args.conv_cache.strip().lower() == "none" else args.conv_cache,
-        labels=tuple(args.labels), encoder=args.encoder, encoding=args.encoding, seed=args.seed)
+        labels=tuple(args.labels), encoder=args.encoder, encoding=args.encoding, trained=tuple(args.trained),
+        seed=args.seed)
 
 
 def vs_synthetic(dist, synthetic):
@@ -180,7 +186,7 @@ def rate_rows(merged):
     from ntk_bridge.metrics import fit_loglog
 
     def slope(depth, values):
-        ok = np.isfinite(values) & (values > 0)
+        ok = np.isfinite(values) & (values > 1e-12)       # identically-zero distances (rounding) have no rate
         return fit_loglog(depth[ok], values[ok])[0] if ok.sum() >= 2 else float("nan")
 
     rows = []
@@ -288,8 +294,10 @@ def summarise(config, title, elapsed, out, figure, table, merged, rates, timing,
     print("\nfitted rate (slope of log d_rel vs log depth):")
     for r in rates.itertuples():
         syn = f"; synthetic {r.rate_synthetic:+.3f}" if r.rate_synthetic == r.rate_synthetic else ""
-        print(f"  {r.labels:12s} {r.pair:14s} {r.shots}-shot: real {r.rate_real:+.3f} (d_rel {r.d_rel_lo:.3f} at "
-              f"L={r.depth_lo} -> {r.d_rel_hi:.3f} at L={r.depth_hi}){syn}")
+        real = (f"{r.rate_real:+.3f}" if r.rate_real == r.rate_real
+                else "none (fewer than two depths with d_rel > 1e-12: the two predictors decide alike)")
+        print(f"  {r.labels:12s} {r.pair:14s} {r.shots}-shot: real {real} (d_rel {r.d_rel_lo:.3g} at "
+              f"L={r.depth_lo} -> {r.d_rel_hi:.3g} at L={r.depth_hi}){syn}")
     for r in timing.itertuples():
         print(f"timing: {r.kernel} {r.shots}-shot: {r.points} points, {r.depths} depths, {r.label_spaces} label spaces, "
               f"{r.groups} group(s) of {r.group_rows} test rows, {r.seconds:.1f} s; kernel {r.kernel_seconds:.1f} s for "
