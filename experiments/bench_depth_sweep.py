@@ -18,7 +18,8 @@ Every timed method is first called once (reported as ``first call``: jit compila
 JAX methods, warm-up otherwise), then run ``repeats`` times in A-B-A order (the order of the
 methods is reversed on every other repeat, so load drifts hit all methods alike); the table gives
 the median, min and max wall time, the median CPU time of the process (CPU/wall > 1 means more
-than one thread) and the ratio peer / ntk_bridge of medians. Every peer's kernels are compared
+than one thread, < 1 that other jobs took the cores) and the ratio peer / ntk_bridge of the wall
+medians and of the CPU medians. Every peer's kernels are compared
 with ntk_bridge's at every depth (max abs difference, all entries and off the diagonal:
 neural-tangents' own diagonal carries arccos rounding of ~1e-8 per layer). The load average is
 printed at the start, per size and at the end.
@@ -261,25 +262,32 @@ def bench_per_depth(x: np.ndarray, depth: int, spec: NetSpec, ref: list) -> Row:
 
 # ----------------------------------------------------------------------------- report
 
+_PEAK_LOAD = [0.0]
+
+
 def load() -> str:
+    """The load average as text; remembers the highest 1-minute value seen."""
     one, five, fifteen = os.getloadavg()
+    _PEAK_LOAD[0] = max(_PEAK_LOAD[0], one)
     return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1 / 5 / 15 min, {os.cpu_count()} CPUs)"
 
 
 def format_rows(rows: list[Row]) -> list[str]:
     """Table lines for one (n, L): every method and ntk_bridge's speed ratio against it."""
-    ours = next(r for r in rows if r.method == "ntk_bridge").median_s
+    ours_row = next(r for r in rows if r.method == "ntk_bridge")
+    ours, ours_cpu = ours_row.median_s, ours_row.cpu_median_s
     lines = []
     for r in rows:
-        ratio = "" if r.method == "ntk_bridge" else f"{r.median_s / ours:8.2f}x"
+        ratio = "" if r.method == "ntk_bridge" else f"{r.median_s / ours:7.2f}x"
+        cpu_ratio = "" if r.method == "ntk_bridge" else f"{r.cpu_median_s / ours_cpu:6.2f}x"
         first = "      -" if math.isnan(r.first_call_s) else f"{r.first_call_s:7.3f}"
         lines.append(f"  {r.method:<15} {r.median_s:9.4f} [{r.min_s:8.4f}, {r.max_s:8.4f}] "
-                     f"{r.cpu_median_s / r.median_s:5.2f} {first} {r.repeats:3d} {ratio:>9}"
+                     f"{r.cpu_median_s / r.median_s:5.2f} {first} {r.repeats:3d} {ratio:>8} {cpu_ratio:>7}"
                      f"   {r.max_abs_diff:8.1e} {r.max_abs_diff_offdiag:8.1e}")
     return lines
 
 
-HEADER = ("  method          median s [     min,      max] cpu/w  first  rep  peer/ours"
+HEADER = ("  method          median s [     min,      max] cpu/w  first  rep peer/ours (cpu)"
           "   |diff|  |diff| off-diag (vs ntk_bridge)")
 
 
@@ -347,6 +355,10 @@ def main(argv=None) -> int:
                 say(line)
             rows += size_rows
     say(f"\nend {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}; {load()}")
+    if _PEAK_LOAD[0] > 2.0:
+        say(f"note: the machine was loaded by other jobs (1-minute load average up to {_PEAK_LOAD[0]:.1f} "
+            f"on {os.cpu_count()} CPUs): wall times are inflated and noisy; the A-B-A medians and the "
+            "CPU-time columns are the better guide to the ratios")
     if out is not None:
         out.with_suffix(".json").write_text(json.dumps(
             {"config": asdict(config), "argv": sys.argv[1:], "rows": [asdict(r) for r in rows]}, indent=1))

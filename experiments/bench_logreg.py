@@ -18,7 +18,8 @@ every step). Rows:
 
 Each method runs ``repeats`` times in A-B-A order (reversed on every other repeat); ntk_bridge's
 first call, which compiles, is reported separately. Printed: median [min, max] wall seconds, the
-CPU/wall ratio, the ratio of each peer to ntk_bridge (compiled; and counting one compilation),
+CPU/wall ratio, the ratio of each peer to ntk_bridge (compiled; and in brackets against
+ntk_bridge's first call, compilation included: the cost of a one-off evaluation),
 accuracies (mean +- 95% CI = 1.96 std / sqrt(episodes)), the share of queries where the
 predictions agree, the gradient measure at exit and the iterations. Load averages at the start,
 per size and at the end.
@@ -211,8 +212,13 @@ def bench_size(xs, ys, xq, yq, config: BenchConfig) -> list[Row]:
 
 # ----------------------------------------------------------------------------- report
 
+_PEAK_LOAD = [0.0]
+
+
 def load() -> str:
+    """The load average as text; remembers the highest 1-minute value seen."""
     one, five, fifteen = os.getloadavg()
+    _PEAK_LOAD[0] = max(_PEAK_LOAD[0], one)
     return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1 / 5 / 15 min, {os.cpu_count()} CPUs)"
 
 
@@ -227,7 +233,7 @@ def format_rows(rows: list[Row]) -> list[str]:
         if r.method == "ntk_bridge":
             ratio, first = " " * 19, f"{r.first_call_s:6.2f}"
         else:
-            ratio = f"{r.median_s / ours.median_s:7.2f}x ({r.median_s / (ours.median_s + ours.first_call_s):6.2f}x)"
+            ratio = f"{r.median_s / ours.median_s:7.2f}x ({r.median_s / ours.first_call_s:6.2f}x)"
             first = "     -"
         grad = f"{r.grad_measure_max:9.1e}" if r.method == "ntk_bridge" else ""
         lines.append(f"  {r.method:<13} {r.median_s:8.3f} [{r.min_s:7.3f}, {r.max_s:7.3f}] "
@@ -321,6 +327,10 @@ def main(argv=None) -> int:
                 say(line)
             rows += size_rows
     say(f"\nend {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}; {load()}")
+    if _PEAK_LOAD[0] > 2.0:
+        say(f"note: the machine was loaded by other jobs (1-minute load average up to {_PEAK_LOAD[0]:.1f} "
+            f"on {os.cpu_count()} CPUs): wall times are inflated and noisy; the A-B-A medians and the "
+            "CPU-time columns are the better guide to the ratios")
     if out is not None:
         out.with_suffix(".json").write_text(json.dumps(
             {"config": asdict(config), "argv": sys.argv[1:], "rows": [asdict(r) for r in rows]}, indent=1))

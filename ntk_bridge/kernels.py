@@ -200,8 +200,8 @@ def empirical_kernels(spec: NetSpec, width: int, seed: int, x1: np.ndarray,
 # therefore run on blocks of rows small enough to stay in cache (BLOCK_ELEMENTS entries per
 # array), each block going through every layer before the next one starts; the per-point
 # variances q (vectors) are computed once for all layers beforehand. All steps are in place.
-# (A jax.jit float64 step was measured slower on CPU: XLA's float64 arccos is ~13x numpy's,
-# see experiments/results/bench/.)
+# (A jax.jit float64 layer step, XLA fusing the elementwise work, was measured slower on CPU:
+# the jax-jit-step rows of experiments/results/bench/bench_depth_sweep.txt.)
 
 BLOCK_ELEMENTS = 1 << 15
 _OVERFLOW_Q = 1e150
@@ -350,8 +350,9 @@ def _check_depths(depths: Iterable[int]) -> list[int]:
 @dataclass(frozen=True)
 class _SweepPlan:
     """What every row block of the sweep shares: the spec, the per-layer factors of
-    :func:`_row_factors` of both input sets (arrays (n_layers, n1) / (n_layers, n2)), row ids for identical pairs, and the outputs
-    ``{depth: (theta, k)}`` of shape (n1, n2) that the blocks fill."""
+    :func:`_row_factors` of both input sets (arrays (n_layers, n1) / (n_layers, n2)), row ids
+    for identical pairs, and the outputs ``{depth: (theta, k)}`` of shape (n1, n2) that the
+    blocks fill."""
 
     spec: NetSpec
     f1: tuple

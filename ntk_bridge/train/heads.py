@@ -13,7 +13,8 @@ Every head maps ``support (E, S, D)``, ``support_y (E, S)`` int in ``0..n_way-1`
   gradient entry of scikit-learn's scaled objective at most ``tol``, its L-BFGS stopping
   measure), each direction from Jacobi-preconditioned conjugate gradients on exact
   Hessian-vector products and each step size picked from {1, 1/2, ..., 1/128, 0} by the
-  objective (so the objective never increases).
+  objective (the largest step with the lowest objective to within rounding, so the objective
+  never increases by more than rounding).
   The span basis comes from the eigendecomposition of the support Gram matrix ``X X^T``.
 - ``prototype_logits``: ``-||q - c_k||^2`` with ``c_k`` the class mean of the support.
 - ``ridge_logits``: ridge regression onto one-hot targets (MetaOptNet-RR),
@@ -32,6 +33,7 @@ import jax.numpy as jnp
 from ntk_bridge.errors import BridgeError
 
 _STEPS = jnp.array([1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.0078125, 0.0])
+_TIE_ULPS = 32  # objective values within 32 eps * |objective| of each other count as equal
 
 
 def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
@@ -101,7 +103,8 @@ def _logreg_one(x, y, xq, n_way: int, c: float, iters: int, cg_iters: int, tol: 
     measure at exit, Newton steps taken).
 
     Newton steps (direction from :func:`_newton_direction`, step size from {1, 1/2, ..., 1/128,
-    0} by the objective, so the objective never increases) until the gradient measure
+    0}: the largest whose objective is the lowest to within 32 eps of its size, so the
+    objective never increases by more than rounding) until the gradient measure
     ``max |grad| / (c S)`` -- the largest entry of the gradient of scikit-learn's scaled
     objective ``mean CE + ||W||^2 / (2 c S)``, the quantity its L-BFGS ``tol`` bounds -- is at
     most ``tol``, or a step leaves ``theta`` unchanged (stalled at rounding), or after ``iters``
@@ -130,7 +133,11 @@ def _logreg_one(x, y, xq, n_way: int, c: float, iters: int, cg_iters: int, tol: 
         cands = theta[None] - _STEPS.astype(theta.dtype)[:, None, None] * delta[None].astype(theta.dtype)
         vals = jax.vmap(_logreg_objective, (0, None, None, None, None))(cands, za, y1h, reg, c)
         vals = jnp.where(jnp.isfinite(vals), vals, jnp.inf)
-        new = cands[jnp.argmin(vals)]
+        # the largest step whose objective ties the lowest within rounding: near the optimum
+        # the objective's decrease drops below float32 resolution while the gradient test still
+        # asks for a step, and a strict argmin would then stall on the zero step
+        slack = _TIE_ULPS * jnp.finfo(vals.dtype).eps * jnp.abs(vals[-1])
+        new = cands[jnp.argmax(vals <= jnp.min(vals) + slack)]
         return new, measure(new), it + 1, jnp.all(new == theta)
 
     def going(carry):
