@@ -24,32 +24,38 @@ Example:
 from __future__ import annotations
 
 import argparse
-import math
 import time
 
 from ntk_bridge.commands._options import add_predictor_arguments, int_list, predictor_config
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags; every default is the field default of DepthStudyConfig / NetSpec / FamilyConfig."""
+    from ntk_bridge.depth_study import DepthStudyConfig
+    from ntk_bridge.kernels import ACTIVATIONS, NetSpec
+    from ntk_bridge.tasks import FAMILIES, FamilyConfig
+
+    study, net, fam = DepthStudyConfig(), NetSpec(), FamilyConfig()
     g = p.add_argument_group("sweep")
-    g.add_argument("--depths", type=int_list, default=(1, 2, 4, 8, 16, 32, 64, 128, 256),
-                   help="comma-separated depths (hidden layers); default 1,2,4,...,256")
-    g.add_argument("--draws", type=int, default=20, help="random task draws (default 20)")
-    g.add_argument("--seed", type=int, default=0, help="seed of the first draw; draw i uses seed+i")
+    g.add_argument("--depths", type=int_list, default=study.depths,
+                   help=f"comma-separated depths (hidden layers); default {','.join(map(str, study.depths))}")
+    g.add_argument("--draws", type=int, default=study.draws, help=f"random task draws (default {study.draws})")
+    g.add_argument("--seed", type=int, default=study.seed, help=f"seed of the first draw; draw i uses seed+i (default {study.seed})")
     g = p.add_argument_group("network (infinite width)")
-    g.add_argument("--activation", choices=("relu", "erf"), default="relu")
-    g.add_argument("--W-std", type=float, default=math.sqrt(2.0), help="hidden weight std (default sqrt 2, He)")
-    g.add_argument("--b-std", type=float, default=0.0, help="hidden bias std (default 0)")
+    g.add_argument("--activation", choices=ACTIVATIONS, default=net.activation, help=f"default {net.activation}")
+    g.add_argument("--W-std", type=float, default=net.W_std, help=f"hidden weight std (default {net.W_std:.4g} = sqrt 2, He)")
+    g.add_argument("--b-std", type=float, default=net.b_std, help=f"hidden bias std (default {net.b_std:g})")
     g = p.add_argument_group("tasks")
-    g.add_argument("--family", choices=("teacher", "subspace"), default="teacher",
-                   help="synthetic task family (ntk_bridge.tasks); default teacher")
-    g.add_argument("--d", type=int, default=16, help="input dimension")
-    g.add_argument("--train-tasks", type=int, default=10)
-    g.add_argument("--test-tasks", type=int, default=10)
-    g.add_argument("--n-query", type=int, default=5)
-    g.add_argument("--n-support", type=int, default=5)
-    g.add_argument("--spread", type=float, default=0.5, help="how far task heads scatter around the shared one")
-    g.add_argument("--noise", type=float, default=0.0, help="label noise std")
+    g.add_argument("--family", choices=FAMILIES, default=fam.family,
+                   help=f"synthetic task family (ntk_bridge.tasks); default {fam.family}")
+    g.add_argument("--d", type=int, default=fam.d, help=f"input dimension (default {fam.d})")
+    g.add_argument("--train-tasks", type=int, default=fam.n_train_tasks, help=f"default {fam.n_train_tasks}")
+    g.add_argument("--test-tasks", type=int, default=fam.n_test_tasks, help=f"default {fam.n_test_tasks}")
+    g.add_argument("--n-query", type=int, default=fam.n_query, help=f"queries per task (default {fam.n_query})")
+    g.add_argument("--n-support", type=int, default=fam.n_support, help=f"support points per task (default {fam.n_support})")
+    g.add_argument("--spread", type=float, default=fam.spread,
+                   help=f"how far task heads scatter around the shared one (default {fam.spread:g})")
+    g.add_argument("--noise", type=float, default=fam.noise, help=f"label noise std (default {fam.noise:g})")
     add_predictor_arguments(p, outer_ridge_help="ridge on Phi / Theta_MTL when t = inf")
     g = p.add_argument_group("output")
     g.add_argument("--out", default="experiments/results/depth_sweep",
