@@ -1,11 +1,14 @@
-"""Closed-form kernel predictors on real few-shot classification tasks (issue 7, part 1).
+"""Closed-form kernel predictors on real few-shot classification tasks (issues 7 and 11).
 
 Episodes (n-way k-shot, q queries per class) are drawn from a real data set: training tasks
 from the training split (training alphabets for Omniglot), test tasks from the test split
 (held-out alphabets). Images are downsampled by block averaging, centred by the training
 split's per-pixel mean and put on the sphere of radius sqrt(d) (theory.md 1). Labels become
 one-hot regression targets ``1 - 1/C`` on the true class and ``-1/C`` elsewhere; a prediction
-is the argmax over the C outputs; accuracy is measured per test episode.
+is the argmax over the C outputs; accuracy is measured per test episode. Other label spaces
+(global base-class targets, learned class encodings, :mod:`ntk_bridge.label_spaces`) relabel the
+same points (:func:`relabel`); one kernel evaluation serves every label space
+(:func:`predict_labelled`), and a prediction is then the nearest code among the episode's classes.
 
 Kernels: the fully connected ReLU NTK / head kernel for every depth from one pass of
 :func:`ntk_bridge.kernels.depth_sweep`, or a convolutional kernel
@@ -23,8 +26,9 @@ so the training-side solves are done once per group and depth. Entries between t
 test tasks are set to 0: no prediction depends on them (the predictors multiply them only by zero
 weights; the tiled-vs-full test checks that the predictions equal those on the full kernel), and every
 prediction is checked to be finite.
-Convolutional kernels are evaluated in square sub-tiles of ``conv_tile`` points so that the
-(n1, n2, H, W, H, W) spatial covariance of neural-tangents stays small.
+Convolutional kernels (:mod:`ntk_bridge.conv_kernels`) are evaluated for all depths in one pass,
+in square sub-tiles of ``conv_tile`` points so that the (n1, n2, H, W, H, W) spatial covariance of
+neural-tangents stays small, and cached on disk by content hash.
 """
 
 from __future__ import annotations

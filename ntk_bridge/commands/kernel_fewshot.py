@@ -50,7 +50,9 @@ synthetic depth sweep (--synthetic; by default the repository's committed one, f
 working folder).
 
 Example (the committed table, experiments/results/kernel_fewshot/README.md):
-    ntk-bridge kernel-fewshot --labels random-slots,global,encoding --encoder runs/kf_encoder_mtl
+    ntk-bridge kernel-fewshot --labels random-slots,global,encoding --encoder runs/kf_encoder_mtl \\
+        --trained runs/kf_encoder_protonet
+(about 14 minutes on 2 shared cores; the two run folders come from `ntk-bridge train`, commands there).
 """
 
 from __future__ import annotations
