@@ -6,7 +6,8 @@
 - :mod:`ntk_bridge.finite.closed`: the matching closed forms of :mod:`ntk_bridge.predictors`,
   with the f_0 terms and with the outer loop as discrete gradient steps;
 - :mod:`ntk_bridge.finite.sweep`: the width sweep (relative error vs width, fitted slopes,
-  MTL-vs-GBML distances, MTL-A influence) behind ``ntk-bridge width-sweep``.
+  MTL-vs-GBML distances, MTL-A influence) behind ``ntk-bridge width-sweep``;
+- :mod:`ntk_bridge.finite.at_depth`: the per-depth sweeps combined (``width-sweep --combine``).
 
 Importing this package imports nothing heavy; JAX and neural-tangents load in the submodules.
 """
