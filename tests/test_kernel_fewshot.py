@@ -290,3 +290,14 @@ def test_command_bad_input_is_one_line(tmp_path, capsys):
     assert rc == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "\n" not in err and "must divide" in err
+
+
+def test_figure_inside_the_result_folder_is_kept(tmp_path):
+    # the figure is then part of the result set, written into the staging folder with the CSVs
+    out = tmp_path / "kf"
+    args = _tiny_command(tmp_path, "--conv-depths", "none", "--depths", "1", "--out", str(out), "--figure",
+                         str(out / "fig" / "kf.png"), "--synthetic", "none")
+    assert main(args) == 0
+    assert (out / "fig" / "kf.png").stat().st_size > 10_000 and (out / "accuracy.csv").is_file()
+    assert main(args) == 0                                # a rerun replaces both
+    assert (out / "fig" / "kf.png").is_file()
