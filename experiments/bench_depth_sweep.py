@@ -71,9 +71,8 @@ class BenchConfig:
         require(self.d >= 1, "--d must be >= 1")
 
     def repeats(self, n: int, depth: int) -> int:
-        """Timed repeats per method: fewer at large sizes (7 up to 200 points at L = 32)."""
-        work = n * n * depth
-        return 7 if work <= 200 ** 2 * 32 else 5 if work <= 400 ** 2 * 32 else 3
+        """Timed repeats per method: 9 up to n^2 L = 400^2 * 32, else 5 (the largest sizes)."""
+        return 9 if n * n * depth <= 400 ** 2 * 32 else 5
 
     def max_points(self, depth: int) -> int:
         return dict(self.max_points_by_depth).get(depth, max(self.points))
