@@ -250,7 +250,7 @@ def _row_factors(activation: str, q1: np.ndarray, q2: np.ndarray) -> tuple[tuple
     return (a1, 2.0 / np.sqrt(a1)), (a2, 1.0 / np.sqrt(a2))
 
 
-def _relu_step(c, ntk, f1, f2, same_idx, tmp, first):
+def _relu_step(c, ntk, f1, f2, same_idx, tmp, first, out=None):
     """ReLU arc-cosine step in place on a block: c, ntk (b, n2); ``f1``, ``f2`` the factors of
     :func:`_row_factors` at this layer for the block's rows (b,) and the columns (n2,).
 
@@ -261,7 +261,8 @@ def _relu_step(c, ntk, f1, f2, same_idx, tmp, first):
     rho becomes 1e-8 in the angle and compounds over depth), so the flat indices ``same_idx`` of
     identical input pairs get rho = 1 exactly (then ``(pi - t) / (2 pi) = 1/2`` exactly). After
     the first layer c >= 0 (ReLU features are non-negative), so only rho <= 1 is clipped.
-    Returns ``(act_cov, ntk * tdot)``: ``tmp[0]`` and ``ntk``; ``c`` and ``tmp[1]`` are scratch.
+    Returns ``(act_cov, ntk * tdot)``: ``act_cov`` in ``out`` (default ``tmp[0]``), the other in
+    ``ntk``; ``c`` and ``tmp`` are scratch.
     """
     s, t = tmp
     nrho = c                                          # -rho
@@ -280,13 +281,14 @@ def _relu_step(c, ntk, f1, f2, same_idx, tmp, first):
     nrho *= t
     s -= nrho                                         # sin theta + (pi - theta) rho
     s *= f1[1][:, None]
-    s *= f2[1][None, :]
+    out = s if out is None else out
+    np.multiply(s, f2[1][None, :], out=out)
     t *= 1.0 / (2 * np.pi)                            # tdot = (pi - theta) / (2 pi)
     ntk *= t
-    return s, ntk
+    return out, ntk
 
 
-def _erf_step(c, ntk, f1, f2, same_idx, tmp, first):
+def _erf_step(c, ntk, f1, f2, same_idx, tmp, first, out=None):
     """Erf step in place on a block: ``act_cov = (2/pi) arcsin(2c / sqrt(a1 a2))`` and
     ``tdot = (4/pi) / sqrt(a1 a2 - 4c^2)`` with ``a = 1 + 2q``; arguments as :func:`_relu_step`."""
     s, t = tmp
@@ -301,8 +303,9 @@ def _erf_step(c, ntk, f1, f2, same_idx, tmp, first):
     c *= f2[1][None, :]
     np.clip(c, -1.0, 1.0, out=c)
     np.arcsin(c, out=s)
-    s *= 2 / np.pi
-    return s, ntk
+    out = s if out is None else out
+    np.multiply(s, 2 / np.pi, out=out)
+    return out, ntk
 
 
 def _affine(a: np.ndarray, scale: float, shift: float, out: np.ndarray) -> None:
@@ -375,22 +378,30 @@ def _sweep_rows(plan: _SweepPlan, c: np.ndarray, rows: slice) -> int | None:
     ntk = c.copy()                                    # input NTK is zero: first Dense gives Sigma
     tmp = (np.empty_like(c), np.empty_like(c))
     bad = None
+    unit = rw2 == 1.0 and rb2 == 0.0                  # then K = act_cov, Theta = act_cov + ntk_act
     for layer in range(1, len(plan.f1[0]) + 1):
         f1 = tuple(f[layer - 1, rows] for f in plan.f1)
         f2 = tuple(f[layer - 1] for f in plan.f2)
-        ac, antk = step(c, ntk, f1, f2, same, tmp, layer == 1)
-        antk += ac                                    # act_cov + ntk_act
-        if layer in plan.out:
-            theta, k = plan.out[layer][0][rows], plan.out[layer][1][rows]
-            _affine(antk, rw2, rb2, out=theta)
-            _affine(ac, rw2, rb2, out=k)
+        wanted = layer in plan.out
+        theta, k = (plan.out[layer][0][rows], plan.out[layer][1][rows]) if wanted else (None, None)
+        direct = wanted and unit                      # write straight into the outputs
+        ac, antk = step(c, ntk, f1, f2, same, tmp, layer == 1, k if direct else None)
+        if direct:
+            total = np.add(antk, ac, out=theta)       # act_cov + ntk_act
+        else:
+            total = antk
+            total += ac
+        if wanted:
+            if not direct:
+                _affine(total, rw2, rb2, out=theta)
+                _affine(ac, rw2, rb2, out=k)
             if bad is None and not (_finite(theta) and _finite(k)):
                 bad = layer
         # next layer's Dense: Sigma = W^2 act_cov + b^2, ntk = Sigma + W^2 ntk_act
         c, spare = tmp[1], c
         _affine(ac, w2, b2, out=c)
-        _affine(antk, w2, b2, out=antk)
-        tmp = (ac, spare)
+        _affine(total, w2, b2, out=ntk)
+        tmp = (tmp[0], spare)
     return bad
 
 
