@@ -570,7 +570,7 @@ def run(config: FewShotConfig, progress: bool = True, log=print) -> dict:
 
     splits = load_splits(config)
     encoder = load_encoder(config.encoder, splits.train, splits.test) if config.encoder else None
-    nets = ([encoder] if encoder is not None else []) + [load_encoder(r, splits.train, splits.test)
+    nets = ([encoder] if encoder is not None else []) + [load_encoder(r, splits.train, splits.test, "--trained")
                                                          for r in config.trained if r != config.encoder]
     acc_frames, dist_frames, timing = [], [], []
     fc = fc_kernel_eval(config.net, config.depths)

@@ -184,12 +184,13 @@ def _same_classes(a, b) -> bool:
     return list(a.class_names) == list(b.class_names) and np.array_equal(np.asarray(a.labels), np.asarray(b.labels))
 
 
-def load_encoder(run_dir, train_split, test_split) -> Encoder:
+def load_encoder(run_dir, train_split, test_split, option: str = "--encoder") -> Encoder:
     """Features of the Conv-4 trained in ``run_dir`` (by ``ntk-bridge train``) on the images of
     ``train_split`` and ``test_split`` (loaded splits of the kernel run).
 
     Refused in one line naming the folder when it does not exist, is not a run folder, has no
-    checkpoint, or was trained on other classes than ``train_split``'s (or its test split differs).
+    checkpoint, or was trained on other classes than ``train_split``'s (or its test split differs);
+    ``option`` (--encoder or --trained) names where the folder came from.
     """
     from pathlib import Path
 
@@ -198,22 +199,22 @@ def load_encoder(run_dir, train_split, test_split) -> Encoder:
     from ntk_bridge.train.loop import float32_jax, init_state, load_data, load_run_config, restore_for_eval
 
     folder = Path(run_dir)
-    require(folder.is_dir(), f"encoding run folder {folder} does not exist; train one with `ntk-bridge train "
-                             f"--dataset omniglot --run-dir {folder}` or give --encoder the folder it wrote")
+    require(folder.is_dir(), f"{option} run folder {folder} does not exist; train one with `ntk-bridge train "
+                             f"--dataset omniglot --run-dir {folder}` or give {option} the folder it wrote")
     config = load_run_config(folder)
     data = load_data(config, splits=("train", "test"))
     require(_same_classes(data.train, train_split),
-            f"encoding run folder {folder} was trained on other classes ({config.dataset}, "
+            f"{option} run folder {folder} was trained on other classes ({config.dataset}, "
             f"{data.train.num_classes} classes) than the kernel run's training split "
             f"({train_split.num_classes} classes); train it on the same data set and split")
     require(_same_classes(data.test, test_split),
-            f"encoding run folder {folder} has a different test split than the kernel run; use the same data set")
+            f"{option} run folder {folder} has a different test split than the kernel run; use the same data set")
     with float32_jax():
         _, _, state, _ = init_state(config, data)
         try:
             state = restore_for_eval(folder, state, "best")
         except BridgeError as err:
-            raise BridgeError(f"encoding run folder {folder}: {err}") from None
+            raise BridgeError(f"{option} run folder {folder}: {err}") from None
         train = extract_features(state, data.train.images, data.mean, data.std)
         test = extract_features(state, data.test.images, data.mean, data.std)
         bank = state.params.get("head") if config.algorithm == "mtl" else None     # MTL: (C, D) head bank

@@ -277,3 +277,15 @@ def test_encoding_end_to_end_with_a_tiny_trained_run(tmp_path, capsys):
     trained = table[table["kernel"] == "trained"]
     assert set(trained["method"]) == {"conv4-mtl proto", "conv4-mtl logreg"} and (trained["episodes"] == 2).all()
     assert json.loads((out / "config.json").read_text())["encoding"] == "head-row"
+
+
+def test_missing_trained_folder_is_refused_in_one_line(tmp_path, capsys):
+    missing = tmp_path / "no_such_run"
+    args = _kf_args(_tiny_root(tmp_path), tmp_path, missing)
+    i = args.index("--encoder")
+    args = args[:i] + args[i + 2:]
+    args[args.index("--labels") + 1] = "random-slots"
+    assert main(args + ["--trained", str(missing)]) == 2
+    err = _one_line_error(capsys)
+    assert f"--trained run folder {missing} does not exist" in err
+    assert not (tmp_path / "out").exists()
