@@ -338,3 +338,24 @@ def staged_files(finals: Sequence[str | os.PathLike], option: str = "output file
                 temp.unlink()
         _remove_empty(created)
         raise
+
+
+@contextlib.contextmanager
+def result_set(out: str | os.PathLike, figure: str | os.PathLike, replaces: Iterable[str] = (),
+               out_option: str = "--out", figure_option: str = "--figure") -> Iterator[tuple[Path, Path]]:
+    """A result folder and its figure, committed together: yields (staging folder, figure temp path).
+
+    The figure may live elsewhere (then :func:`staged_files` puts it in place after the folder)
+    or inside ``out`` (then it is written into the staging folder and moves with it; staging it
+    next to its final path would put it in the folder that the commit swaps away).
+    """
+    check_figure_path(figure, figure_option)
+    try:
+        inside = Path(figure).resolve().relative_to(Path(out).resolve())
+    except ValueError:
+        inside = None
+    with staged_files([] if inside is not None else [figure], figure_option) as temps, \
+            result_folder(out, out_option, replaces=replaces) as tmp:
+        fig = temps[0] if inside is None else tmp / inside
+        fig.parent.mkdir(parents=True, exist_ok=True)
+        yield tmp, fig

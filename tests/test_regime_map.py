@@ -165,3 +165,10 @@ def test_plateau_of_the_mtl_anil_distance_is_the_derived_constant():
         if inner.form == "flow":
             assert math.log(dt[16384] / dt[4096]) / math.log(4) == pytest.approx(
                 depth_law.EXPONENTS["plateau"][("d_tr", "mtl-b vs anil")], abs=0.1)
+
+
+def test_a_figure_inside_the_result_folder_is_kept(tmp_path):
+    out = tmp_path / "rm"
+    argv = ["regime-map", "--quick", "--out", str(out), "--figure", str(out / "figs" / "map.png"), "--quiet"]
+    assert main(argv) == 0 and main(argv) == 0          # the second run replaces the folder, figure included
+    assert (out / "figs" / "map.png").stat().st_size > 10_000 and (out / "cells.csv").exists()

@@ -109,13 +109,12 @@ def run(args) -> int:
     from pathlib import Path
 
     from ntk_bridge import depth_study
-    from ntk_bridge.io import check_figure_path, result_folder, save_figure, staged_files, write_csv, write_json
+    from ntk_bridge.io import check_figure_path, result_set, save_figure, write_csv, write_json
 
     config = config_from_args(args)                       # every check before anything is written
     check_figure_path(args.figure, "--figure")
     out = Path(args.out)
-    with staged_files([args.figure], "--figure") as (figure,), \
-            result_folder(out, "--out", replaces=RESULT_FILES) as tmp:
+    with result_set(out, args.figure, replaces=RESULT_FILES) as (tmp, figure):
         write_json(tmp / "config.json", {"command": "depth-sweep", **config.as_dict()})
         start = time.time()
         frame = depth_study.run(config, progress=not args.quiet)

@@ -238,28 +238,16 @@ def title_of(config) -> str:
             + f"; inner {p.inner.describe()}, outer t={p.outer_time:g} ridge {p.outer_ridge:g}; seed {config.seed}")
 
 
-def figure_inside(figure: Path, out: Path) -> Path | None:
-    """The figure's path relative to the result folder when it lies inside it, else None."""
-    try:
-        return figure.resolve().relative_to(out.resolve())
-    except ValueError:
-        return None
-
-
 def run(args) -> int:
     from ntk_bridge import kernel_fewshot as kf
-    from ntk_bridge.io import check_figure_path, result_folder, save_figure, staged_files, write_csv, write_json
+    from ntk_bridge.io import check_figure_path, result_set, save_figure, write_csv, write_json
 
     config = config_from_args(args)
     check_figure_path(args.figure, "--figure")
     synthetic_path, synthetic_note = resolve_synthetic(args.synthetic)
     synthetic = kf.synthetic_distances(synthetic_path) if synthetic_path is not None else None
     out = Path(args.out)
-    inside = figure_inside(Path(args.figure), out)
-    with staged_files([] if inside is not None else [args.figure], "--figure") as temps, \
-            result_folder(out, "--out", replaces=RESULT_FILES) as tmp:
-        figure = temps[0] if inside is None else tmp / inside     # a figure inside --out is part of the result set
-        figure.parent.mkdir(parents=True, exist_ok=True)
+    with result_set(out, args.figure, replaces=RESULT_FILES) as (tmp, figure):
         start = time.time()
         res = kf.run(config, progress=not args.quiet)
         elapsed = time.time() - start
