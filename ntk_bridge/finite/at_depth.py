@@ -184,7 +184,7 @@ def plot(table: pd.DataFrame, slope_rows: pd.DataFrame, heading: str):
             ax.plot(closed["width"], closed["mean"], ls="--", marker="x", ms=5, color=colors[d],
                     label=f"depth {d}: closed form, same seeds")
         ax.set(xscale="log", yscale="log", xlabel="width m",
-               title=f"{q}({pair.replace(' vs ', ', ')}): seed mean, finite (o) vs closed form (x)")
+               title=f"{q}({pair.replace(' vs ', ', ')}): finite (o), closed (x)")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=6)
     fig.suptitle(heading, fontsize=9)
