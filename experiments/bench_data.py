@@ -101,7 +101,8 @@ def bench_open(workdir: Path, n: int = 38400) -> list[dict]:
             pickle.dump({"image_data": x, "class_dict": class_dict}, fh, protocol=4)
         write_s = time.perf_counter() - t
         np.savez(tmp / "train_images.npz", images=x)
-        from ntk_bridge.data.fixtures import dump_py2_pickle
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test-only file writers
+        from helpers.data_files import dump_py2_pickle
         dump_py2_pickle({"labels": np.repeat(np.arange(n // 600), 600)}, tmp / "train_labels.pkl")
         del x
         size_mb = (tmp / "mini-imagenet-cache-train.pkl").stat().st_size / 1e6

@@ -71,6 +71,7 @@ def test_jitter_on_grey_image_is_brightness_only_within_range():
     assert f.min() < 0.7 and f.max() > 1.3  # spread over U[0.6, 1.4]
 
 
+@pytest.mark.slow
 def test_jitter_output_bounds_deterministic_and_jittable():
     x = _imgs(b=32, h=32, w=32, seed=4)
     key = jax.random.key(5)

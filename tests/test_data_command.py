@@ -8,7 +8,7 @@ import pytest
 
 from ntk_bridge.cli import main
 from ntk_bridge.data import default_omniglot_root
-from ntk_bridge.data.fixtures import write_mini_cache
+from helpers.data_files import write_mini_cache
 
 REAL = default_omniglot_root()
 
@@ -40,6 +40,7 @@ def test_info_errors_exit_2_with_one_line(tmp_path, capsys):
 
 @pytest.mark.skipif(not (REAL / "images_background_small1.zip").is_file(),
                     reason=f"real Omniglot zips not found in {REAL}")
+@pytest.mark.slow
 def test_info_on_real_omniglot(tmp_path, capsys):
     out = tmp_path / "omni.png"
     assert main(["data", "info", "--dataset", "omniglot", "--root", str(REAL),

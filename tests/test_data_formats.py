@@ -11,7 +11,7 @@ import pytest
 
 from ntk_bridge.data import load_split
 from ntk_bridge.data.cifar import CIFAR100_FINE, CIFARFS_SPLIT, FC100_SPLIT, CIFAR100_SUPERCLASS
-from ntk_bridge.data.fixtures import (dump_py2_pickle, write_cifar_archive, write_cifar_metaoptnet,
+from helpers.data_files import (dump_py2_pickle, write_cifar_archive, write_cifar_metaoptnet,
                                       write_mini_cache, write_mini_csv, write_mini_metaoptnet,
                                       write_tiered_metaoptnet, write_tiered_ren)
 from ntk_bridge.data.formats import read_pickle

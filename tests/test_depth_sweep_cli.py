@@ -62,6 +62,7 @@ def _files(folder):
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
+@pytest.mark.slow
 def test_a_sweep_killed_after_its_first_file_is_not_read_as_a_finished_run(tmp_path, capsys):
     """SIGKILL once the new run's config.json exists: the previous run stays in place, byte for byte,
     `report` reads that one, refuses the staging folder, and the next run cleans it up."""
@@ -98,6 +99,7 @@ def test_a_sweep_killed_after_its_first_file_is_not_read_as_a_finished_run(tmp_p
     assert not staging.exists() and json.loads((out / "config.json").read_text())["draws"] == 1
 
 
+@pytest.mark.slow
 def test_ctrl_c_leaves_the_previous_run_and_no_staging_folder(tmp_path):
     out, fig = tmp_path / "depth", tmp_path / "depth.png"
     assert main(["depth-sweep", "--depths", "1,4", "--draws", "1", "--train-tasks", "2", "--test-tasks", "2",

@@ -48,6 +48,7 @@ def test_gd_ratio_is_the_matrix_power_formula():
         outer_gd_operator(m, 2.0 / lam_max, 3, "M")
 
 
+@pytest.mark.slow
 def test_linearised_network_trains_exactly_to_the_closed_forms(tiny):
     """On the linearised network the kernel regime is exact: training (real JAX gradient descent,
     second-order meta-gradients, 1/2-squared losses, f_0 != 0) must reproduce the closed forms
@@ -104,6 +105,7 @@ def test_bad_width_is_one_clear_line():
             init_net(SPEC, width, 0, 8, 2)
 
 
+@pytest.mark.slow
 def test_width_sweep_errors_shrink_with_width(tmp_path, capsys):
     """Small sweep through the CLI: for each method the seed-mean error at width 4w is below the
     one at w, and below a stated bound at the widest width; MTL-A's training-task influence shrinks.

@@ -16,45 +16,7 @@ from ntk_bridge.inner_loop import InnerLoop
 from ntk_bridge.kernels import Kernels, NetSpec, depth_sweep
 from ntk_bridge.metrics import accuracy
 from ntk_bridge.predictors import METHODS, PredictorConfig, adaptation_only, predict
-
-
-# Alphabets of the default split of the two small background zips (ntk_bridge.data.omniglot.SMALL_SPLIT).
-_TINY_ALPHABETS = {"images_background_small1": ("Balinese", "Early_Aramaic", "Greek", "Korean", "Latin"),
-                   "images_background_small2": ("Japanese_(katakana)", "Sanskrit", "Tagalog")}
-
-
-def write_tiny_omniglot(root: Path, chars: int = 5, drawers: int = 10) -> Path:
-    """Two small-background zips in the official layout (28x28 1-bit PNGs): ``chars`` characters per
-    alphabet, ``drawers`` drawings each (a fixed random stroke mask per character, ~5% of pixels flipped
-    per drawer), so train / val / test splits have 25 / 5 / 10 classes (5 / 1 / 2 alphabets)."""
-    import io
-    import zipfile
-
-    from PIL import Image
-
-    root.mkdir(parents=True, exist_ok=True)
-    for z, (stem, alphabets) in enumerate(_TINY_ALPHABETS.items()):
-        with zipfile.ZipFile(root / f"{stem}.zip", "w") as zf:
-            for a, alphabet in enumerate(alphabets):
-                for c in range(1, chars + 1):
-                    rng = np.random.default_rng([z, a, c])
-                    base = rng.random((28, 28)) > 0.8
-                    for d in range(1, drawers + 1):
-                        img = base ^ (rng.random((28, 28)) > 0.95)
-                        buf = io.BytesIO()
-                        Image.fromarray((~img).astype(np.uint8) * 255).convert("1").save(buf, format="PNG")
-                        zf.writestr(f"{stem}/{alphabet}/character{c:02d}/{1000 + d:04d}_{c:02d}.png", buf.getvalue())
-    return root
-
-
-def omniglot_root(tmp: Path) -> Path:
-    """The real Omniglot small zips if present, else tiny ones written under ``tmp``."""
-    from ntk_bridge.data import default_omniglot_root
-
-    real = default_omniglot_root()
-    if all((real / f"images_background_small{k}.zip").is_file() for k in (1, 2)):
-        return real
-    return write_tiny_omniglot(tmp / "omniglot")
+from helpers.omniglot_zips import omniglot_root, write_tiny_omniglot  # noqa: E402  (tests/ on sys.path, conftest.py)
 
 
 def test_tiny_omniglot_zips_load_with_the_default_split(tmp_path):
@@ -178,6 +140,7 @@ def test_episode_accuracy_and_scoring():
     assert half == pytest.approx(t.ppf(0.975, len(acc) - 1) * np.std(100 * acc, ddof=1) / math.sqrt(len(acc)))
 
 
+@pytest.mark.slow
 def test_conv_kernel_tiles_equal_one_neural_tangents_call():
     from ntk_bridge.nt_backend import stax as _stax
 
@@ -215,6 +178,7 @@ def _tiny_command(tmp_path, *extra):
             "--tile-rows", "25", "--conv-cache", str(tmp_path / "cache"), "--quiet", *extra]
 
 
+@pytest.mark.slow
 def test_command_on_omniglot_tiny(tmp_path, capsys):
     out, fig = tmp_path / "kf", tmp_path / "kf.png"
     args = _tiny_command(tmp_path, "--labels", "random-slots,global", "--out", str(out), "--figure", str(fig),
@@ -262,6 +226,7 @@ def test_command_on_omniglot_tiny(tmp_path, capsys):
     pd.testing.assert_frame_equal(pd.read_csv(out2 / "accuracy.csv"), table)
 
 
+@pytest.mark.slow
 def test_default_synthetic_sweep_does_not_depend_on_the_working_folder(tmp_path, capsys, monkeypatch):
     # issue 13: run from another folder, the default --synthetic used to be missed and printed "synthetic +nan"
     from ntk_bridge.commands.kernel_fewshot import DEFAULT_SYNTHETIC

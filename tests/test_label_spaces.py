@@ -169,6 +169,7 @@ def test_conv_kernel_all_depths_match_unbatched_neural_tangents():
     assert kern.stats.computed_entries == 7 * 5 + 7 * 8 // 2
 
 
+@pytest.mark.slow
 def test_conv_cache_returns_identical_arrays_and_is_invalidated_by_images_or_spec(tmp_path):
     from ntk_bridge.conv_kernels import ConvKernel, ConvSpec
 
@@ -202,7 +203,7 @@ def test_conv_cache_returns_identical_arrays_and_is_invalidated_by_images_or_spe
 # ----------------------------------------------------------------------------- encoder run folders
 
 def _tiny_root(tmp_path, chars=5):
-    from test_kernel_fewshot import write_tiny_omniglot
+    from helpers.omniglot_zips import write_tiny_omniglot
 
     return write_tiny_omniglot(tmp_path / f"omni{chars}", chars=chars)
 
@@ -250,6 +251,7 @@ def test_encoding_without_encoder_and_encoder_without_encoding_are_refused(tmp_p
     assert "--encoder" in _one_line_error(capsys)
 
 
+@pytest.mark.slow
 def test_encoding_end_to_end_with_a_tiny_trained_run(tmp_path, capsys):
     # a 2-step MTL Conv-4 on the tiny zips: the numbers mean nothing, the plumbing is what is tested
     import pandas as pd

@@ -143,6 +143,7 @@ def test_derived_exponents_match_measured_slopes_when_the_inner_loop_removes_the
         assert measured[key] == pytest.approx(exponent, abs=0.1), key
 
 
+@pytest.mark.slow
 def test_plateau_of_the_mtl_anil_distance_is_the_derived_constant():
     """r_1 > 0: d_rel(MTL-B, ANIL) stops shrinking at b r_1 (computed, not fitted); d_tr grows like L
     while ANIL's own transfer term c / L still dominates its O(r_1^2) constant (flow: r_1^2 = e^-10)."""

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from ntk_bridge.cli import main
-from test_kernel_fewshot import write_tiny_omniglot  # noqa: E402  (tests/ is on sys.path)
+from helpers.omniglot_zips import write_tiny_omniglot  # noqa: E402  (tests/ is on sys.path)
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +60,7 @@ def _report(root, out, figs, *extra):
                  "--runs", str(root / "runs"), "--out", str(out), "--figures", str(figs), *extra])
 
 
+@pytest.mark.slow
 def test_report_end_to_end(outputs, tmp_path, capsys):
     out, figs = tmp_path / "report.md", tmp_path / "figures"
     assert _report(outputs, out, figs) == 0

@@ -1,0 +1,1 @@
+"""Test-only helpers (data writers, tiny fixtures); not part of the package."""
