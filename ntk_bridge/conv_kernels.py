@@ -1,8 +1,8 @@
-"""Convolutional NTK / NNGP kernels for every depth in one pass, in tiles, cached on disk (issue 11).
+"""Convolutional NTK / NNGP kernels for every depth in one pass, in tiles, cached on disk.
 
 Network (neural-tangents ``stax``, infinite channels): ``[Conv(3x3, SAME, W_std) + Relu] * L``,
 then ``GlobalAvgPool`` and ``Dense(1, W_std=readout_W_std)``; Theta = 'ntk', K = 'nngp' of the same
-network (theory.md 2). The layer recursion is run once up to the largest depth and the readout is
+network (docs/theory.md 2). The layer recursion is run once up to the largest depth and the readout is
 applied after each requested depth, so depths 1..8 cost one depth-8 pass rather than 36 layers.
 
 Cost: neural-tangents keeps the full (n1, n2, H, W, H, W) spatial covariance, so one kernel entry

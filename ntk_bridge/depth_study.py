@@ -3,7 +3,7 @@
 For each random task draw, the kernels on every point are computed once for all depths
 (:func:`ntk_bridge.kernels.depth_sweep`); at each depth every method of
 :mod:`ntk_bridge.predictors` predicts the test queries, and each pair of methods is compared
-with d_rel and d_tr (theory.md section 6). Each method's own test error is recorded next to the
+with d_rel and d_tr (docs/theory.md section 6). Each method's own test error is recorded next to the
 distance, with the head-only baseline K T' Y', because a distance between two predictors that
 have both stopped learning from the training tasks says nothing.
 """

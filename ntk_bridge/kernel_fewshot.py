@@ -1,9 +1,9 @@
-"""Closed-form kernel predictors on real few-shot classification tasks (issues 7 and 11).
+"""Closed-form kernel predictors on real few-shot classification tasks.
 
 Episodes (n-way k-shot, q queries per class) are drawn from a real data set: training tasks
 from the training split (training alphabets for Omniglot), test tasks from the test split
 (held-out alphabets). Images are downsampled by block averaging, centred by the training
-split's per-pixel mean and put on the sphere of radius sqrt(d) (theory.md 1). Labels become
+split's per-pixel mean and put on the sphere of radius sqrt(d) (docs/theory.md 1). Labels become
 one-hot regression targets ``1 - 1/C`` on the true class and ``-1/C`` elsewhere; a prediction
 is the argmax over the C outputs; accuracy is measured per test episode. Other label spaces
 (global base-class targets, learned class encodings, :mod:`ntk_bridge.label_spaces`) relabel the
@@ -13,7 +13,7 @@ same points (:func:`relabel`); one kernel evaluation serves every label space
 Kernels: the fully connected ReLU NTK / head kernel for every depth from one pass of
 :func:`ntk_bridge.kernels.depth_sweep`, or a convolutional kernel
 (neural-tangents ``[Conv 3x3 + Relu] * depth + GlobalAvgPool + Dense``; Theta = 'ntk',
-K = 'nngp' of the same network, theory.md 2).
+K = 'nngp' of the same network, docs/theory.md 2).
 
 Tiling. Every predictor of :mod:`ntk_bridge.predictors` reads only three kinds of kernel
 blocks: training x training, test task x training, and each test task with itself. So the
@@ -154,7 +154,7 @@ def normalise(x: np.ndarray, centre: str, pixel_mean: np.ndarray | None) -> np.n
 
 
 def one_hot_targets(labels: np.ndarray, n_classes: int) -> np.ndarray:
-    """(..., n) int labels -> (..., n, C) targets 1 - 1/C on the true class, -1/C elsewhere (theory.md 1)."""
+    """(..., n) int labels -> (..., n, C) targets 1 - 1/C on the true class, -1/C elsewhere (docs/theory.md 1)."""
     labels = np.asarray(labels)
     require(labels.size == 0 or (labels.min() >= 0 and labels.max() < n_classes),
             f"labels must lie in 0..{n_classes - 1}")
@@ -392,7 +392,7 @@ def score(preds: dict, base: dict, labels: np.ndarray, pairs, meta: dict,
           offsets: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per-episode accuracies, distances) for every depth; ``meta`` columns are added to every row.
 
-    Distances per pair (a, b): over all test queries at once (d_rel, d_tr as in theory.md 6) and
+    Distances per pair (a, b): over all test queries at once (d_rel, d_tr as in docs/theory.md 6) and
     per episode (mean +- 95% CI over episodes); ``agree``: fraction of queries with the same decision;
     root-mean-square outputs of F_a, F_b, F_b's adaptation-only part F_b(t=0) and transfer part F_b - F_b(t=0).
     """

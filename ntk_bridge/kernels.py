@@ -1,6 +1,6 @@
 """Infinite-width kernels of a fully connected network: Theta (NTK), K (head share), Theta_b.
 
-theory.md section 2. For ``f(x) = w . phi(x) / sqrt(m)`` with body ``phi`` of ``depth`` hidden
+docs/theory.md section 2. For ``f(x) = w . phi(x) / sqrt(m)`` with body ``phi`` of ``depth`` hidden
 layers (Dense + activation, NTK parameterisation) and a linear readout:
 
 - ``Theta(x, x')``: the full NTK, ``kernel_fn(x, x', 'ntk')`` of the neural-tangents network;
@@ -105,7 +105,7 @@ def to_sphere(x: np.ndarray) -> np.ndarray:
 
 
 def on_sphere(x: np.ndarray, normalize: bool = False, name: str = "inputs") -> np.ndarray:
-    """Check that rows of ``x`` have ``x . x / d = 1`` (theory.md section 1).
+    """Check that rows of ``x`` have ``x . x / d = 1`` (docs/theory.md section 1).
 
     Off the sphere: with ``normalize=True`` project them and warn; otherwise refuse with a
     one-line error that names the worst row.

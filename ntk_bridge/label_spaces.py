@@ -1,4 +1,4 @@
-"""Label spaces for the closed-form kernel predictors on real classification episodes (issue 11).
+"""Label spaces for the closed-form kernel predictors on real classification episodes.
 
 A label space gives every class slot of every episode a code vector in R^D. A task regresses
 its support and query points onto the codes of their classes; a test query with output f is
@@ -15,7 +15,7 @@ exact.
     e_j - 1/n_way whatever its class, so slot j of two tasks are unrelated classes. The projection
     f . c_j equals the output f_j (outputs sum to 0 over slots because the targets do).
 ``global`` (the head-bank analogue): one output per base class, C = all classes of the training
-    split. A base class c has code e_c - mu with mu = 1/C on every base coordinate (theory.md 1's
+    split. A base class c has code e_c - mu with mu = 1/C on every base coordinate (docs/theory.md 1's
     centring over C classes). A test class that is a base class keeps its own row; a new class has
     no row in the bank, so, as a fresh head at test time, slot j of a test episode gets a fresh
     coordinate: code e_{C+j} - mu. Consequence (exact): on held-out classes the training tasks'

@@ -1,4 +1,4 @@
-"""Distances between predictors, test errors and fitted rates (theory.md section 6).
+"""Distances between predictors, test errors and fitted rates (docs/theory.md section 6).
 
 All predictions are arrays of the same shape, e.g. (n_test_tasks, n_q, c); norms are Frobenius
 norms over every entry.

@@ -3,7 +3,7 @@
 neural-tangents imports TensorFlow on load (several seconds), so nothing else in the package
 imports it: code that needs a ``stax`` network or an empirical kernel goes through here, and
 only when it is called. Float64 is switched on for JAX the first time this module loads,
-because the closed forms at depth are ill-conditioned (theory.md section 2).
+because the closed forms at depth are ill-conditioned (docs/theory.md section 2).
 """
 
 from __future__ import annotations

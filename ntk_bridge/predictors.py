@@ -9,9 +9,9 @@ One call signature for every method::
 
 Methods
 -------
-``maml``      GBML with K_in = Theta (Meta-NTK, theory.md 4)
+``maml``      GBML with K_in = Theta (Meta-NTK, docs/theory.md 4)
 ``anil``      GBML with K_in = K, outer kernel Theta
-``mtl-b``     MTL, shared head initialisation (theory.md 5, variant B)
+``mtl-b``     MTL, shared head initialisation (docs/theory.md 5, variant B)
 ``mtl-a``     MTL, independent heads: K T' Y' whatever the training tasks (variant A)
 ``head-only`` the baseline K(X, X') T' Y' (fit the head on the test support only)
 ``ntk``       plain NTK regression on the training queries (one network, no inner loop);
@@ -21,8 +21,8 @@ Outer training is gradient flow at rate ``eta`` for time ``t`` on (1/2) sum ||f 
 ``O(M) = M^{-1} (I - exp(-eta t M))``; for ``t = inf``, ``O(M) = (M + ridge I)^{-1}``; with
 ``outer_steps = S``, S gradient steps of size ``eta t / S``: ``M^{-1} (I - (I - eta t M / S)^S)``.
 With ``outer_scale = "diag"`` the rate is divided by the mean NTK diagonal over the training
-points, kappa_out = mean_x Theta(x, x) (theory.md 7: a learning rate scaled like 1 / depth).
-``f0`` (n_total, c), optional, are the network outputs at initialisation (theory.md 4-5, the
+points, kappa_out = mean_x Theta(x, x) (docs/theory.md 7: a learning rate scaled like 1 / depth).
+``f0`` (n_total, c), optional, are the network outputs at initialisation (docs/theory.md 4-5, the
 f_0 terms); omitted, f_0 = 0 (as for a centred network).
 
 Computation: every task's inner-loop operator comes from one batched eigendecomposition of the
@@ -161,7 +161,7 @@ def _kappa_out(tasks: TaskSet, gram: Kernels) -> float:
 # ----------------------------------------------------------------------------- public pieces
 
 def meta_ntk(method: str, tasks: TaskSet, gram: Kernels, inner: InnerLoop) -> tuple[np.ndarray, np.ndarray]:
-    """Meta-NTK ``Phi = A Theta(Z, Z) A^T`` (N n_q, N n_q) and the block-diagonal ``A`` (theory.md 4).
+    """Meta-NTK ``Phi = A Theta(Z, Z) A^T`` (N n_q, N n_q) and the block-diagonal ``A`` (docs/theory.md 4).
 
     ``A_i = [I, -K_in(X_i, X'_i) T_i]`` with K_in = Theta for ``maml`` and K for ``anil``; ``A`` is
     returned dense, for tests and inspection (:func:`predict` never builds it).
@@ -206,7 +206,7 @@ def _ntk(tasks, gram, config, f0):
 
 
 def _gbml(method, tasks, gram, config, f0):
-    """K_in T' Y' + A_test f0 + A_test Theta(Z_test, Z) A^T O(Phi) (Y_q - A f0(Z) - G) (theory.md 4)."""
+    """K_in T' Y' + A_test f0 + A_test Theta(Z_test, Z) A^T O(Phi) (Y_q - A f0(Z) - G) (docs/theory.md 4)."""
     kin, theta, n = _kin(method, gram), gram.theta, gram.theta.shape[0]
     q, s = tasks.train_q, tasks.train_s
     p = inner_blocks(kin, q, s, config.inner)
@@ -222,7 +222,7 @@ def _gbml(method, tasks, gram, config, f0):
 
 
 def _mtl_b(tasks, gram, config, f0):
-    """K T' (Y' - f0(X')) + f0(X) + [Theta_b(X, Z) - K T' Theta_b(X', Z)] O(Theta_MTL) (U - f0(Z)) (theory.md 5)."""
+    """K T' (Y' - f0(X')) + f0(X) + [Theta_b(X, Z) - K T' Theta_b(X', Z)] O(Theta_MTL) (U - f0(Z)) (docs/theory.md 5)."""
     theta_b = gram.theta - gram.k
     z = tasks.train_z.reshape(-1)
     task_id = np.repeat(np.arange(len(tasks.train)), tasks.train_z.shape[1])

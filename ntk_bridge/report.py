@@ -1,4 +1,4 @@
-"""One markdown report from every result the project's commands wrote (issue 7, part 2).
+"""One markdown report from every result the project's commands wrote.
 
 Reads, each from its own folder (any may be missing; a missing one is listed as "not run" with
 the command that produces it):
@@ -316,7 +316,7 @@ def _claim_width(depth: Loaded, widths: list[Loaded], kernel: Loaded, compares: 
                           + ("consistent, every slope within -0.5 +- 0.15" if not off
                              else f"slope outside -0.5 +- 0.15 for {', '.join(off)}"))
         rows.append(["Finite networks trained by gradient descent approach the closed forms, "
-                     "relative error ~ width^(-1/2) (theory.md 6)", "width sweep", "; ".join(parts), "; ".join(status)])
+                     "relative error ~ width^(-1/2) (docs/theory.md 6)", "width sweep", "; ".join(parts), "; ".join(status)])
     else:
         rows.append(["Finite networks approach the closed forms, error ~ width^(-1/2)", "width sweep", "not run", "unknown"])
     return rows
@@ -348,7 +348,7 @@ def _claim_mtl_a(depth: Loaded, widths: list[Loaded], kernel: Loaded, compares: 
             ev.append(f"finite width ({Path(w.path).name}): MTL-A's training-task influence "
                       f"{r.at_widest:.3f} +- {r.at_widest_ci95:.3f} at width {int(r.widest)}, slope {r.slope:+.2f}")
     rows.append(["MTL with independent heads (variant A) transfers nothing in the kernel regime: "
-                 "F = K T'Y' (theory.md 5)", "depth sweep, kernel few-shot, width sweep",
+                 "F = K T'Y' (docs/theory.md 5)", "depth sweep, kernel few-shot, width sweep",
                  "; ".join(ev) or "not run", ("holds" if ok else "VIOLATED") if ev else "unknown"])
     return rows
 
@@ -403,7 +403,7 @@ def _claim_collapse(depth: Loaded, widths: list[Loaded], kernel: Loaded, compare
                 f"{m} {t.loc[(m, lo), 'acc_mean']:.1f} / {t.loc[(m, hi), 'acc_mean']:.1f}"
                 for m in ("mtl-b", "anil", "maml", "head-only") if (m, lo) in t.index and (m, hi) in t.index))
     rows.append(["A shrinking distance can hide that both predictors stopped learning from the training tasks: "
-                 "each predictor's own error is reported beside it (theory.md 6)", "depth sweep, kernel few-shot",
+                 "each predictor's own error is reported beside it (docs/theory.md 6)", "depth sweep, kernel few-shot",
                  "; ".join(ev) or "not run", "see section 2" if ev else "unknown"])
     return rows
 

@@ -1,6 +1,6 @@
 """Few-shot regression tasks: the task container and seeded synthetic task families.
 
-theory.md section 1: task i has query (X_i, Y_i) and support (X'_i, Y'_i); inputs lie on the
+docs/theory.md section 1: task i has query (X_i, Y_i) and support (X'_i, Y'_i); inputs lie on the
 sphere of radius sqrt(d). A :class:`TaskSet` holds training and test tasks and lays all their
 points out in one array, so that one kernel matrix over every point serves every predictor.
 

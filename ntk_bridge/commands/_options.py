@@ -32,7 +32,7 @@ def int_list_or_none(text: str) -> tuple[int, ...]:
 
 
 def add_predictor_arguments(p: argparse.ArgumentParser, outer_ridge_help: str) -> None:
-    """The inner-loop (theory.md 3) and outer-training option groups of the closed forms.
+    """The inner-loop (docs/theory.md 3) and outer-training option groups of the closed forms.
 
     Defaults are those of :class:`~ntk_bridge.inner_loop.InnerLoop` and
     :class:`~ntk_bridge.predictors.PredictorConfig` (stated once, there).

@@ -2,7 +2,7 @@
 
 For each random draw of synthetic tasks (training tasks plus unseen test tasks, inputs on the
 sphere of radius sqrt(d)), the NTK Theta and its head share K are computed on every point for
-all depths in one pass; the closed-form predictors of theory.md (MTL-B, MTL-A, ANIL, MAML and
+all depths in one pass; the closed-form predictors of docs/theory.md (MTL-B, MTL-A, ANIL, MAML and
 the head-only baseline K T' Y') predict the test queries, and each pair is compared with
 
     d_rel = ||F_a - F_b|| / ||F_b||     and     d_tr = ||F_a - F_b|| / ||F_b - F_b(t=0)||.

@@ -1,4 +1,4 @@
-"""Finite networks trained by gradient descent vs the closed forms of theory.md, as width grows.
+"""Finite networks trained by gradient descent vs the closed forms of docs/theory.md, as width grows.
 
 For each seed (one task draw and one network initialisation) and each width, fully connected
 ReLU networks (NTK parameterisation, float64 or --dtype float32) are trained full batch on the squared loss with
@@ -12,7 +12,7 @@ ReLU networks (NTK parameterisation, float64 or --dtype float32) are trained ful
 
 and the test predictions (after k inner steps / test-time fine-tuning on each test support) are
 compared with the closed form of the same method (infinite-width kernels, the network's own
-initial outputs f_0 through theory.md's f_0 terms, the same k inner steps and the same S outer
+initial outputs f_0 through docs/theory.md's f_0 terms, the same k inner steps and the same S outer
 steps of size lr = outer_time / S, so discretisation is not part of the error):
 
   rel_error = ||F_net - F_closed|| / ||F_closed||   over all test queries of a draw.

@@ -1,4 +1,4 @@
-"""Finite-width networks trained by gradient descent, next to the closed forms (issue 3).
+"""Finite-width networks trained by gradient descent, next to the closed forms.
 
 - :mod:`ntk_bridge.finite.training`: the finite networks (built once by
   :func:`ntk_bridge.kernels.network`) trained with MTL (variants A and B), ANIL, MAML and plain

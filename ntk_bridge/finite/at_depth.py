@@ -1,4 +1,4 @@
-"""The width axis at depth: per-depth width sweeps combined (issue 10, item 2).
+"""The width axis at depth: per-depth width sweeps combined.
 
 Each folder written by ``ntk-bridge width-sweep`` holds one depth (config.json, errors.csv,
 pairs.csv, run.json). :func:`main` reads a root folder and its sub-folders and writes

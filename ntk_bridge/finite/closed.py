@@ -1,10 +1,10 @@
 """The closed forms that a finite network trained by :mod:`ntk_bridge.finite.training` must match.
 
-These are :func:`ntk_bridge.predictors.predict` (theory.md sections 3-5), called with
+These are :func:`ntk_bridge.predictors.predict` (docs/theory.md sections 3-5), called with
 
 - the inner loop ``InnerLoop('steps', a, k)`` (exact for k discrete steps in the kernel regime);
 - the f_0 terms: ``f0 = apply(params0, points)``, the finite network's own initial outputs
-  (theory.md 4-5: GBML adds ``A_test f_0(Z_test)`` and replaces G by ``A f_0(Z) + G``; MTL-B adds
+  (docs/theory.md 4-5: GBML adds ``A_test f_0(Z_test)`` and replaces G by ``A f_0(Z) + G``; MTL-B adds
   ``f_0(X) - K T' f_0(X')`` and replaces U by ``U - f_0(Z)``; MTL-A is
   ``f_0(X) + K T' (Y' - f_0(X'))``). The finite networks are not centred; this is exact;
 - the outer loop as the S discrete gradient steps of size lr that the networks take, instead of

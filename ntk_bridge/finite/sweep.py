@@ -1,4 +1,4 @@
-"""The width sweep: finite networks vs the closed forms of theory.md, as the width grows.
+"""The width sweep: finite networks vs the closed forms of docs/theory.md, as the width grows.
 
 For each seed s (task draw ``make_tasks(family, seed + s)`` and network ``PRNGKey(seed + s)``)
 and each width m, every method is trained at width m (:mod:`ntk_bridge.finite.training`) and
@@ -152,7 +152,7 @@ def check_cost(config: WidthSweepConfig, memory: int | None = None) -> None:
 # ----------------------------------------------------------------------------- schedule
 
 def objective_kernel(method: str, tasks: TaskSet, gram: Kernels, inner: InnerLoop) -> np.ndarray:
-    """The kernel of the outer objective's linear dynamics (theory.md 4-5), for the step size.
+    """The kernel of the outer objective's linear dynamics (docs/theory.md 4-5), for the step size.
 
     MTL: Theta_MTL on Z (Theta_b + 1[same task] K); ANIL/MAML: the Meta-NTK
     Phi = A Theta(Z, Z) A^T with A_i = [I, -K_in(X_i, X'_i) T_i]; ntk: Theta on the training queries.

@@ -4,7 +4,7 @@ The network is the kernel core's :func:`ntk_bridge.kernels.network` at a finite 
 parameterisation, float64 because :mod:`ntk_bridge.nt_backend` switches it on): ``params[-1]``
 is the head (readout), ``params[:-1]`` the body. Every loss is the squared loss with a 1/2,
 ``(1/2) sum ||f - Y||^2`` (summed, not averaged), so that a gradient step of size ``a`` is
-function-space time ``a`` of theory.md's flows:
+function-space time ``a`` of docs/theory.md's flows:
 
 - inner loop / test-time fine-tuning: ``k`` steps of size ``a`` on the support,
   ``theta <- theta - a grad (1/2)||f(X') - Y'||^2`` (head only for ANIL and the MTL test head, all
@@ -13,7 +13,7 @@ function-space time ``a`` of theory.md's flows:
   regime this is exactly the closed form with ``O(M) = M^{-1} (I - (I - lr M)^S)``
   (:mod:`ntk_bridge.finite.closed`), which tends to gradient flow for time ``eta t = lr S``.
 
-Methods (theory.md sections 4-5):
+Methods (docs/theory.md sections 4-5):
 
 - ``mtl-b``: shared body, one head per training task, every head (and the test head) starting
   from the network's own initial head ``w_0``; trained on each task's merged data
@@ -26,7 +26,7 @@ Methods (theory.md sections 4-5):
 - ``head-only``: the initial network's head fine-tuned on the test support (no training tasks).
 
 Non-zero initial output: the networks are NOT centred. The initial function
-``f_0 = apply(params0, .)`` is kept and the closed forms carry it exactly through theory.md's
+``f_0 = apply(params0, .)`` is kept and the closed forms carry it exactly through docs/theory.md's
 f_0 terms (see :mod:`ntk_bridge.finite.closed`). Exactness of both sides is tested on the
 linearised network (``neural_tangents.linearize``), where training and closed forms with the
 empirical kernels agree to rounding.
