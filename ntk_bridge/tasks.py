@@ -167,6 +167,11 @@ class FamilyConfig:
         require(self.family != "subspace" or self.rank <= self.d,
                 f"the subspace family's rank ({self.rank}) cannot exceed the input dimension d ({self.d})")
 
+    def describe(self) -> str:
+        """One line for figure titles and printouts: family, d, task counts, n_q, n_s."""
+        return (f"{self.family} tasks (d={self.d}, {self.n_train_tasks} train / {self.n_test_tasks} test tasks, "
+                f"n_q={self.n_query}, n_s={self.n_support})")
+
 
 def _sphere(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
     return to_sphere(rng.standard_normal((n, d)))

@@ -98,9 +98,7 @@ def config_from_args(args):
 
 def describe(config) -> str:
     """One-line description of the sweep for the figure title and the printout."""
-    fam = config.family
-    return (f"{fam.family} tasks (d={fam.d}, {fam.n_train_tasks} train / {fam.n_test_tasks} test tasks, "
-            f"n_q={fam.n_query}, n_s={fam.n_support}), {config.net.describe()}, "
+    return (f"{config.family.describe()}, {config.net.describe()}, "
             f"inner: {config.predictor.inner.describe()}, outer t={config.predictor.outer_time:g}, "
             f"{config.draws} draws")
 

@@ -100,10 +100,8 @@ def cache_folder(args) -> Path:
 
 def describe(config) -> str:
     """One line naming the data and protocol, for the figure title and the printout."""
-    fam = config.family
     outer = "finite outer times with rate / kappa_out" if config.outer_scale == "diag" else "finite outer times as given"
-    return (f"{fam.family} tasks (d={fam.d}, {fam.n_train_tasks} train / {fam.n_test_tasks} test tasks, "
-            f"n_q={fam.n_query}, n_s={fam.n_support}), {config.draws} draws, depths "
+    return (f"{config.family.describe()}, {config.draws} draws, depths "
             f"{min(config.depths)}..{max(config.depths)}, deep rates over L >= {config.deep_from}, {outer}")
 
 
