@@ -41,6 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench_common import Report, load, peak_load  # noqa: E402  (experiments/ is on sys.path)
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ntk_bridge.errors import BridgeError, require  # noqa: E402
@@ -212,16 +214,6 @@ def bench_size(xs, ys, xq, yq, config: BenchConfig) -> list[Row]:
 
 # ----------------------------------------------------------------------------- report
 
-_PEAK_LOAD = [0.0]
-
-
-def load() -> str:
-    """The load average as text; remembers the highest 1-minute value seen."""
-    one, five, fifteen = os.getloadavg()
-    _PEAK_LOAD[0] = max(_PEAK_LOAD[0], one)
-    return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1 / 5 / 15 min, {os.cpu_count()} CPUs)"
-
-
 HEADER = ("  method        median s [    min,     max] cpu/w  first  rep  peer/ours (+compile)"
           "  acc % +- 95% CI   agree   iters med/max  grad at exit")
 
@@ -241,19 +233,6 @@ def format_rows(rows: list[Row]) -> list[str]:
                      f"  {r.acc:6.2f} +- {r.acc_ci:4.2f}   {100 * r.agree_with_ntk_bridge:6.2f}%"
                      f"  {r.iters_median:6.1f} / {r.iters_max:4d}  {grad}")
     return lines
-
-
-class Report:
-    """Prints lines and appends them to ``path`` (if given) as they come, flushed."""
-
-    def __init__(self, path: Path | None):
-        self.fh = open(path, "w") if path else None
-
-    def __call__(self, line: str = "") -> None:
-        print(line, flush=True)
-        if self.fh:
-            self.fh.write(line + "\n")
-            self.fh.flush()
 
 
 def parse_args(argv) -> tuple[BenchConfig, Path | None]:
@@ -327,8 +306,8 @@ def main(argv=None) -> int:
                 say(line)
             rows += size_rows
     say(f"\nend {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}; {load()}")
-    if _PEAK_LOAD[0] > 2.0:
-        say(f"note: the machine was loaded by other jobs (1-minute load average up to {_PEAK_LOAD[0]:.1f} "
+    if peak_load() > 2.0:
+        say(f"note: the machine was loaded by other jobs (1-minute load average up to {peak_load():.1f} "
             f"on {os.cpu_count()} CPUs): wall times are inflated and noisy; the A-B-A medians and the "
             "CPU-time columns are the better guide to the ratios")
     if out is not None:

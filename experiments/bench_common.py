@@ -1,0 +1,37 @@
+"""What the peer benchmarks share: the machine's load as text, and a report that prints and saves.
+
+Imported by ``bench_depth_sweep.py`` and ``bench_logreg.py`` (run as scripts from the repository
+root, which puts this folder on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_PEAK = [0.0]
+
+
+def load() -> str:
+    """The load average as text; remembers the highest 1-minute value seen (:func:`peak_load`)."""
+    one, five, fifteen = os.getloadavg()
+    _PEAK[0] = max(_PEAK[0], one)
+    return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1 / 5 / 15 min, {os.cpu_count()} CPUs)"
+
+
+def peak_load() -> float:
+    """The highest 1-minute load average that :func:`load` has seen."""
+    return _PEAK[0]
+
+
+class Report:
+    """Prints lines and appends them to ``path`` (if given) as they come, flushed."""
+
+    def __init__(self, path: Path | None):
+        self.fh = open(path, "w") if path else None
+
+    def __call__(self, line: str = "") -> None:
+        print(line, flush=True)
+        if self.fh:
+            self.fh.write(line + "\n")
+            self.fh.flush()
