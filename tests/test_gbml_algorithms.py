@@ -32,6 +32,7 @@ CFG = GBMLConfig(n_way=N_WAY, meta_batch=E, inner_steps=1, eval_inner_steps=2, i
 
 
 @pytest.mark.parametrize("name", GBML_ALGORITHMS)
+@pytest.mark.slow
 def test_one_step_decreases_loss_on_fixed_batch(name):
     """A small SGD step along the exact gradient lowers the loss (first-order Taylor)."""
     algo = make_gbml(name, CFG)
@@ -53,6 +54,7 @@ def test_one_step_decreases_loss_on_fixed_batch(name):
 
 
 @pytest.mark.parametrize("name", GBML_ALGORITHMS)
+@pytest.mark.slow
 def test_predict_and_features_shapes(name):
     algo = make_gbml(name, CFG)
     batch = _batch(1)
@@ -67,6 +69,7 @@ def test_predict_and_features_shapes(name):
         algo.predict_episodes(state, batch["support_x"], batch["support_y"], batch["query_x"], 5)
 
 
+@pytest.mark.slow
 def test_maml_remat_and_first_order_options_reach_the_inner_loop():
     """first_order changes the meta-gradient; remat puts a checkpoint in the computation.
     (Exact equality of remat and plain gradients is checked on a float64 MLP in test_gbml_core.)"""

@@ -79,6 +79,7 @@ def test_compare_settings_reach_the_run_configs():
 
 @pytest.mark.skipif(not __import__("ntk_bridge.data", fromlist=["x"]).default_omniglot_root().is_dir(),
                     reason="Omniglot zips not found")
+@pytest.mark.slow
 def test_compare_and_train_share_one_loop(tmp_path, capsys):
     """compare's run of an algorithm and `train` with that run's config give identical metrics."""
     import json

@@ -43,6 +43,7 @@ def _meta(params, support, query, **kw):
     return core.maml_meta_loss(_loss, params, support, query, steps=3, lr=0.5, **kw)[0]
 
 
+@pytest.mark.slow
 def test_maml_second_order_gradient_matches_central_differences():
     """grad of the meta-loss (3 inner steps) . v == (L(p + h v) - L(p - h v)) / 2h.
 

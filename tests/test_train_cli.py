@@ -19,6 +19,7 @@ def run_cli(capsys, *argv):
 
 
 @pytest.mark.skipif(not HAVE_OMNIGLOT, reason="Omniglot zips not found")
+@pytest.mark.slow
 def test_train_then_evaluate_on_omniglot(tmp_path, capsys):
     run = tmp_path / "run"
     argv = ["train", "--dataset", "omniglot", "--shots", "1", "--steps", "2", "--meta-batch", "1",

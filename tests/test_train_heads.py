@@ -31,6 +31,7 @@ def realish_features(episodes, n_way, shots, query, dim, seed):
 
 
 @pytest.mark.parametrize("shots,dim,episodes", [(1, 64, 200), (5, 64, 200), (5, 8, 60)])
+@pytest.mark.slow
 def test_logreg_matches_sklearn(shots, dim, episodes):
     """200 episodes for the two paper shot counts (D > S: solved in the span of the support);
     D < S exercises the direct path."""
@@ -106,6 +107,7 @@ def test_heads_keep_float32_when_float64_is_enabled():
 
 
 @pytest.mark.parametrize("shots", [1, 5])
+@pytest.mark.slow
 def test_logreg_stops_converged_and_agrees_with_converged_sklearn(shots):
     """On episodes where scikit-learn's L-BFGS converges (tol 1e-6, fewer iterations than its
     cap), the Newton head stops on its own test -- the largest gradient entry of scikit-learn's

@@ -10,7 +10,7 @@ import pytest
 jax = pytest.importorskip("jax")
 import jax.numpy as jnp  # noqa: E402
 
-from test_train_fixtures import synthetic_data, tiny_config  # noqa: E402
+from helpers.train_data import synthetic_data, tiny_config  # noqa: E402  (tests/ on sys.path, conftest.py)
 
 from ntk_bridge.errors import BridgeError  # noqa: E402
 from ntk_bridge.train.loop import RunData, learning_rate, prepare_run_dir, train, update_on_validation, new_loop_state  # noqa: E402
@@ -56,6 +56,7 @@ def test_plateau_schedule_and_early_stop():
     assert learning_rate(cos, 100, 1.0) == pytest.approx(0.0)
 
 
+@pytest.mark.slow
 def test_resnet12_shape_params_and_batchnorm_modes():
     model = ResNet12()
     x = jnp.zeros((2, 32, 32, 3))
@@ -92,6 +93,7 @@ def test_drop_block_rate_and_blocks():
     assert isolated.sum() == 0
 
 
+@pytest.mark.slow
 def test_episodic_algorithm_runs_through_the_same_loop(tmp_path):
     """The loop serves episodic (GBML) algorithms too: episode batches, own test-time head."""
     from ntk_bridge.train.algorithms import known_algorithms
@@ -123,6 +125,7 @@ def test_failed_start_leaves_no_folder_or_a_reusable_one(tmp_path):
     assert json.loads((tmp_path / "b" / "config.json").read_text())["lr"] == 5e-4
 
 
+@pytest.mark.slow
 def test_time_budget_stops_at_a_validation(tmp_path):
     config = tiny_config(max_steps=50, eval_every=2, time_budget_s=1e-9)
     summary = train(config, tmp_path / "t", data=synthetic_data(), evaluate_test=False)

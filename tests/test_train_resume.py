@@ -9,7 +9,7 @@ import pytest
 
 jax = pytest.importorskip("jax")
 
-from test_train_fixtures import synthetic_data, tiny_config  # noqa: E402
+from helpers.train_data import synthetic_data, tiny_config  # noqa: E402  (tests/ on sys.path, conftest.py)
 
 from ntk_bridge.train.loop import _managers, _restore, _state_tree, init_state, train  # noqa: E402
 
@@ -31,6 +31,7 @@ def strip_timing(history):
     return [{k: v for k, v in row.items() if k not in TIMING} for row in history]
 
 
+@pytest.mark.slow
 def test_kill_between_checkpoints_then_resume_is_exact(tmp_path):
     data = synthetic_data()
     # 7 steps, checkpoints every 3 and at the end, validation every 2: the kill at step 5 is
