@@ -35,3 +35,21 @@ class Report:
         if self.fh:
             self.fh.write(line + "\n")
             self.fh.flush()
+
+
+def finish(say: Report, out: Path | None, config, rows: list) -> None:
+    """The closing lines of a bench: end time and load, a note if the machine was loaded, and
+    the rows as JSON next to ``out`` (``config`` and ``rows`` are dataclasses)."""
+    import json
+    import sys
+    import time
+    from dataclasses import asdict
+
+    say(f"\nend {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}; {load()}")
+    if peak_load() > 2.0:
+        say(f"note: the machine was loaded by other jobs (1-minute load average up to {peak_load():.1f} "
+            f"on {os.cpu_count()} CPUs): wall times are inflated and noisy; the A-B-A medians and the "
+            "CPU-time columns are the better guide to the ratios")
+    if out is not None:
+        out.with_suffix(".json").write_text(json.dumps(
+            {"config": asdict(config), "argv": sys.argv[1:], "rows": [asdict(r) for r in rows]}, indent=1))

@@ -31,17 +31,16 @@ per size and at the end.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from bench_common import Report, load, peak_load  # noqa: E402  (experiments/ is on sys.path)
+from bench_common import Report, finish, load  # noqa: E402  (experiments/ is on sys.path)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -305,14 +304,7 @@ def main(argv=None) -> int:
             for line in format_rows(size_rows):
                 say(line)
             rows += size_rows
-    say(f"\nend {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}; {load()}")
-    if peak_load() > 2.0:
-        say(f"note: the machine was loaded by other jobs (1-minute load average up to {peak_load():.1f} "
-            f"on {os.cpu_count()} CPUs): wall times are inflated and noisy; the A-B-A medians and the "
-            "CPU-time columns are the better guide to the ratios")
-    if out is not None:
-        out.with_suffix(".json").write_text(json.dumps(
-            {"config": asdict(config), "argv": sys.argv[1:], "rows": [asdict(r) for r in rows]}, indent=1))
+    finish(say, out, config, rows)
     return 0
 
 
