@@ -116,7 +116,7 @@ def make_nt_one_pass(spec: NetSpec) -> Callable:
     """
     import jax
 
-    from ntk_bridge.nt_backend import stax as _stax
+    from ntk_bridge.nt_backend import float64, stax as _stax
 
     stax = _stax()
     b = spec.b_std if spec.b_std > 0 else None
@@ -127,6 +127,10 @@ def make_nt_one_pass(spec: NetSpec) -> Callable:
     readout = jax.jit(lambda kern: readout_fn(kern, get=("ntk", "nngp")))
 
     def run(x, depth):
+        with float64():
+            return _run(x, depth)
+
+    def _run(x, depth):
         kern = layer_fn(x, None, get=None)
         out = []
         for l in range(depth):

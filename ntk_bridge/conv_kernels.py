@@ -9,7 +9,7 @@ Cost: neural-tangents keeps the full (n1, n2, H, W, H, W) spatial covariance, so
 costs O((H W)^2 L) and a tile of t x t points needs t^2 (H W)^2 x 8 bytes per stored layer
 (t = 32 at 7x7: 20 MB; at 14x14: 315 MB). On the 2 shared CPU cores of this project that is a
 few thousand entries per second at 7x7 and a few hundred at 14x14 for one depth: use small images
-and few episodes. Everything is float64 (``nt_backend`` switches JAX to it).
+and few episodes. Everything is float64 (computed inside ``nt_backend.float64()``).
 
 Cache: each evaluation ``kernel(x1, x2)`` is stored as one ``.npz`` under ``cache_dir``, named by
 the SHA-256 of (x1 bytes and shape, x2 bytes and shape or "same", the network spec), so a rerun
@@ -30,6 +30,7 @@ import numpy as np
 
 from ntk_bridge.errors import require
 from ntk_bridge.kernels import Kernels
+from ntk_bridge.nt_backend import in_float64
 
 CACHE_VERSION = 1
 
@@ -95,6 +96,7 @@ def all_depths_fn(spec: ConvSpec):
     return jax.jit(f)
 
 
+@in_float64
 def reference_kernel(spec: ConvSpec, depth: int, x1: np.ndarray, x2: np.ndarray | None):
     """(Theta, K) of one unbatched neural-tangents call of the depth-``depth`` network (for tests)."""
     from ntk_bridge.nt_backend import stax as _stax
@@ -115,6 +117,7 @@ def _pad(a: np.ndarray, n: int) -> np.ndarray:
     return a if len(a) == n else np.concatenate([a, np.repeat(a[:1], n - len(a), axis=0)])
 
 
+@in_float64
 def tiled_kernels(spec: ConvSpec, fn, x1: np.ndarray, x2: np.ndarray | None) -> dict:
     """{depth: Kernels (n1, n2)} of flattened images x1 (n1, s*s) and x2 (n2, s*s) (None: x1 with itself),
     evaluated in ``spec.tile`` x ``spec.tile`` blocks (the last padded to the full tile so that ``fn``

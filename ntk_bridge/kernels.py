@@ -29,6 +29,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ntk_bridge.errors import BridgeError, require
+from ntk_bridge.nt_backend import in_float64
 
 ACTIVATIONS = ("relu", "erf")
 SPHERE_RTOL = 1e-6
@@ -155,6 +156,7 @@ def network(spec: NetSpec, width: int = 512, out_dim: int = 1):
     return _stax().serial(*hidden, readout)
 
 
+@in_float64
 def nt_kernels(spec: NetSpec, x1: np.ndarray, x2: np.ndarray | None = None,
                normalize: bool = False) -> Kernels:
     """(Theta, K) at ``spec.depth`` from neural-tangents' ``kernel_fn(x1, x2, ('ntk', 'nngp'))``."""
@@ -166,6 +168,7 @@ def nt_kernels(spec: NetSpec, x1: np.ndarray, x2: np.ndarray | None = None,
     return Kernels(theta=np.asarray(out[0], np.float64), k=np.asarray(out[1], np.float64))
 
 
+@in_float64
 def empirical_kernels(spec: NetSpec, width: int, seed: int, x1: np.ndarray,
                       x2: np.ndarray | None = None) -> Kernels:
     """Empirical NTK of a finite network at initialisation (a Monte-Carlo check of the limits).

@@ -142,7 +142,7 @@ def test_episode_accuracy_and_scoring():
 
 @pytest.mark.slow
 def test_conv_kernel_tiles_equal_one_neural_tangents_call():
-    from ntk_bridge.nt_backend import stax as _stax
+    from ntk_bridge.nt_backend import float64, stax as _stax
 
     stax = _stax()
     rng = np.random.default_rng(3)
@@ -155,11 +155,13 @@ def test_conv_kernel_tiles_equal_one_neural_tangents_call():
             layers += [stax.Conv(1, (3, 3), padding="SAME", W_std=math.sqrt(2.0)), stax.Relu()]
         _, _, kfn = stax.serial(*layers, stax.GlobalAvgPool(), stax.Dense(1, W_std=1.0))
         a, b = x1.reshape(-1, 4, 4, 1), x2.reshape(-1, 4, 4, 1)
-        ref_t, ref_k = kfn(a, b, ("ntk", "nngp"))
+        with float64():
+            ref_t, ref_k = kfn(a, b, ("ntk", "nngp"))
         got = conv(x1, x2)[depth]
         np.testing.assert_allclose(got.theta, ref_t, rtol=1e-10)
         np.testing.assert_allclose(got.k, ref_k, rtol=1e-10)
-        ref_t, ref_k = kfn(a, None, ("ntk", "nngp"))
+        with float64():
+            ref_t, ref_k = kfn(a, None, ("ntk", "nngp"))
         got = conv(x1, None)[depth]
         # a point with itself: the correlation is 1 up to ~1e-16 whose rounding depends on the
         # batch; arccos turns that into ~1e-8 radians, so the ReLU derivative kernel (Theta's

@@ -26,17 +26,7 @@ def outputs(tmp_path_factory):
                  "--depths", "1,4", "--conv-depths", "none", "--out", str(root / "kernel"),
                  "--figure", str(figs / "kernel.png"), "--synthetic", str(root / "depth" / "depth_sweep.csv"),
                  "--quiet"]) == 0
-    # The trainer runs in float32; neural-tangents (kernel-fewshot, width-sweep, or an earlier test file)
-    # switches JAX to float64 for the whole process. Each CLI command is its own process; here they
-    # share one, so the trainer commands run with x64 off and the setting is restored afterwards.
-    import jax
-
-    x64 = bool(jax.config.jax_enable_x64)
-    jax.config.update("jax_enable_x64", False)
-    try:
-        _train_commands(root, figs, data)
-    finally:
-        jax.config.update("jax_enable_x64", x64)
+    _train_commands(root, figs, data)   # float32: the kernel commands above asked for float64 only inside them
     return root
 
 

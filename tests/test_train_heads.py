@@ -86,7 +86,7 @@ def test_l2_normalize_and_ci():
 
 
 def test_heads_keep_float32_when_float64_is_enabled():
-    """neural-tangents switches JAX to float64 for the process; the heads must still run on
+    """A caller may run JAX in float64 (the kernel side does, inside its calls); the heads must still run on
     float32 features (a float64 step constant once broke the Newton loop's carry)."""
     import importlib
 

@@ -30,6 +30,7 @@ from ntk_bridge.finite.training import FiniteNet, TrainConfig
 from ntk_bridge.kernels import Kernels, NetSpec, nt_kernels
 from ntk_bridge.predictors import PredictorConfig
 from ntk_bridge.tasks import TaskSet
+from ntk_bridge.nt_backend import in_float64
 
 
 def predictor_config(config: TrainConfig) -> PredictorConfig:
@@ -54,6 +55,7 @@ def infinite_gram(spec: NetSpec, tasks: TaskSet) -> Kernels:
     return nt_kernels(spec, tasks.points)
 
 
+@in_float64
 def empirical_gram(net: FiniteNet, x: np.ndarray) -> Kernels:
     """Empirical (Theta, K) of ``net`` at its initial parameters on ``x`` (n, d).
 

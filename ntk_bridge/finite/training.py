@@ -1,7 +1,7 @@
 """Finite-width networks trained by full-batch gradient descent (MTL, ANIL, MAML, NTK regression).
 
 The network is the kernel core's :func:`ntk_bridge.kernels.network` at a finite width (NTK
-parameterisation, float64 because :mod:`ntk_bridge.nt_backend` switches it on): ``params[-1]``
+parameterisation, float64: the public functions run inside :func:`ntk_bridge.nt_backend.float64`): ``params[-1]``
 is the head (readout), ``params[:-1]`` the body. Every loss is the squared loss with a 1/2,
 ``(1/2) sum ||f - Y||^2`` (summed, not averaged), so that a gradient step of size ``a`` is
 function-space time ``a`` of docs/theory.md's flows:
@@ -49,6 +49,7 @@ from ntk_bridge.errors import BridgeError, require
 from ntk_bridge.inner_loop import InnerLoop
 from ntk_bridge.kernels import NetSpec, network
 from ntk_bridge.tasks import TaskSet
+from ntk_bridge.nt_backend import in_float64
 
 FINITE_METHODS = ("mtl-a", "mtl-b", "anil", "maml", "ntk", "head-only")
 Params = Any  # the stax parameter list: [(W, b), (), ..., (W_head, b_head)]
@@ -122,6 +123,7 @@ def _network(spec: NetSpec, width: int):
     return init_fn, apply_fn
 
 
+@in_float64
 def init_net(spec: NetSpec, width: int, seed: int, d: int, n_heads: int) -> FiniteNet:
     """Initialise a network of ``width`` from ``PRNGKey(seed)``; heads of variant A from folds 1.."""
     import jax
@@ -366,6 +368,7 @@ def _cast(tree, config: TrainConfig):
     return jax.tree_util.tree_map(lambda a: a.astype(dtype), tree)
 
 
+@in_float64
 def train_and_predict(method: str, net: FiniteNet, tasks: TaskSet, config: TrainConfig) -> FiniteResult:
     """Train ``net`` with ``method`` on the training tasks and predict the test queries."""
     import jax
@@ -409,6 +412,7 @@ def train_and_predict(method: str, net: FiniteNet, tasks: TaskSet, config: Train
     return FiniteResult(preds, losses, params)
 
 
+@in_float64
 def initial_outputs(net: FiniteNet, x: np.ndarray) -> np.ndarray:
     """f_0(x) = apply(params0, x), (n, c): the initial function the closed forms need."""
     import jax.numpy as jnp

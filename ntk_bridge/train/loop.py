@@ -302,10 +302,10 @@ def evaluate_state(config, algorithm, state, data, split: str, episodes: int | N
 
 @contextmanager
 def float32_jax():
-    """Run JAX in its default 32-bit mode inside the block. The kernel side imports
-    neural-tangents, which switches the whole process to float64; a run resumed in one mode and
-    compared with a run in the other would differ in the last bit, so training always runs in
-    float32, whatever ran before it in the process."""
+    """Run JAX in its default 32-bit mode inside the block. Nothing in ntk_bridge switches the
+    process to float64 (the kernel side asks for it only inside its own calls,
+    ntk_bridge.nt_backend.float64); this guards against a caller who did, since a run resumed in
+    one mode and compared with a run in the other would differ in the last bit."""
     import jax
     import jax.numpy as jnp
 
