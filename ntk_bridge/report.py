@@ -163,7 +163,17 @@ def load_width(path: Path) -> list[Loaded]:
     if not folders:
         return [Loaded("width sweep", str(path), None,
                        f"no summary.csv in {path} or its sub-folders", COMMANDS["width"])]
-    return [_load(f"width sweep ({p.name})", p, files, COMMANDS["width"], optional=("run", "pairs")) for p in folders]
+    return [_unless_incomplete(_load(f"width sweep ({p.name})", p, files, COMMANDS["width"], optional=("run", "pairs")))
+            for p in folders]
+
+
+def _unless_incomplete(src: Loaded) -> Loaded:
+    """A width sweep whose run.json says ``"complete": false`` (still running, or killed between
+    widths: its rows are partial) is listed as not finished instead of being read."""
+    if src.data and src.data.get("run", {}).get("complete") is False:
+        return Loaded(src.name, src.path, None, f"{src.path}/run.json says the sweep is not complete "
+                      "(running or interrupted; finished widths only)", src.command)
+    return src
 
 
 def load_kernel(path: Path) -> Loaded:

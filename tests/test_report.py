@@ -161,3 +161,24 @@ def test_report_of_a_one_draw_sweep_prints_no_interval_and_no_nan_slope(tmp_path
     assert errors["err_ci95"].isna().all() and (errors["draws"] == 1).all()
     assert "(n=1, no interval)" in text and "+- 0.000" not in text and "nan" not in text.lower()
     assert "slope (L>=16)" not in text and "fewer than two depths >= 16" in text
+
+
+def test_an_incomplete_width_sweep_is_listed_not_read(tmp_path):
+    """A width-sweep folder whose run.json says complete: false is not read as a finished run."""
+    import json
+    import shutil
+
+    from ntk_bridge.report import load_width
+
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "experiments/results/width_sweep/depth8"
+    if not (src / "run.json").exists():
+        pytest.skip("committed depth-8 width sweep not present")
+    dst = tmp_path / "ws"
+    shutil.copytree(src, dst)
+    assert load_width(dst)[0].data is not None
+    run = json.loads((dst / "run.json").read_text())
+    (dst / "run.json").write_text(json.dumps({**run, "complete": False}))
+    (got,) = load_width(dst)
+    assert got.data is None and "not complete" in got.missing
