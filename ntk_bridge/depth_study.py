@@ -17,11 +17,11 @@ import pandas as pd
 from ntk_bridge.errors import require
 from ntk_bridge.kernels import NetSpec, depth_sweep
 from ntk_bridge.metrics import d_rel, d_tr, fit_loglog, mean_ci, relative_error
-from ntk_bridge.predictors import PredictorConfig, adaptation_only, predict
+from ntk_bridge.predictors import PAIRS, PredictorConfig, adaptation_only, predict
 from ntk_bridge.tasks import FamilyConfig, make_tasks
 
 DEFAULT_DEPTHS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
-DEFAULT_PAIRS = (("mtl-b", "anil"), ("mtl-b", "maml"), ("mtl-a", "anil"))
+DEFAULT_PAIRS = PAIRS
 
 
 @dataclass(frozen=True)

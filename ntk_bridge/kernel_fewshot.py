@@ -46,11 +46,11 @@ from ntk_bridge.inner_loop import InnerLoop
 from ntk_bridge.kernels import Kernels, NetSpec, depth_sweep, to_sphere
 from ntk_bridge.label_spaces import LABEL_SPACES, ENCODINGS, LabelCodes
 from ntk_bridge.metrics import d_rel, d_tr, mean_ci
-from ntk_bridge.predictors import METHODS, PredictorConfig, adaptation_only, predict
+from ntk_bridge.predictors import METHODS, PAIRS, PredictorConfig, adaptation_only, predict
 from ntk_bridge.tasks import Task, TaskSet
 
 DEFAULT_DEPTHS = (1, 4, 16, 64)
-DEFAULT_PAIRS = (("mtl-b", "anil"), ("mtl-b", "maml"), ("mtl-a", "anil"))
+DEFAULT_PAIRS = PAIRS
 CENTRES = ("pixel", "image", "none")
 
 # (x1 (n1, d), x2 (n2, d) or None for x1 with itself) -> {depth: Kernels (n1, n2)}

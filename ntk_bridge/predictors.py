@@ -48,6 +48,8 @@ from ntk_bridge.tasks import TaskSet
 
 METHODS = ("mtl-a", "mtl-b", "anil", "maml", "head-only", "ntk")
 GBML_METHODS = ("anil", "maml")
+# the method pairs every study compares: MTL-B vs each GBML method, and MTL-A vs ANIL (the collapse check)
+PAIRS = (("mtl-b", "anil"), ("mtl-b", "maml"), ("mtl-a", "anil"))
 OUTER_SCALES = ("fixed", "diag")
 
 

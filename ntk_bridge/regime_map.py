@@ -41,11 +41,10 @@ from ntk_bridge.errors import BridgeError, require
 from ntk_bridge.inner_loop import InnerLoop
 from ntk_bridge.kernels import NetSpec, depth_sweep
 from ntk_bridge.metrics import fit_loglog
-from ntk_bridge.predictors import PredictorConfig
+from ntk_bridge.predictors import PAIRS, PredictorConfig
 from ntk_bridge.tasks import FamilyConfig, make_tasks
 
 CACHE_VERSION = 1
-PAIRS = (("mtl-b", "anil"), ("mtl-b", "maml"), ("mtl-a", "anil"))
 CLAIM_PAIRS = ("mtl-b vs anil", "mtl-b vs maml")
 DEPTHS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 

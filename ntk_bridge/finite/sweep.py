@@ -37,12 +37,13 @@ import pandas as pd
 from ntk_bridge.errors import require
 from ntk_bridge.finite.training import FINITE_METHODS, TrainConfig
 from ntk_bridge.inner_loop import InnerLoop
+from ntk_bridge.predictors import PAIRS
 from ntk_bridge.kernels import Kernels, NetSpec
 from ntk_bridge.metrics import d_rel, fit_loglog, relative_error
 from ntk_bridge.tasks import FamilyConfig, TaskSet, make_tasks
 
 DEFAULT_WIDTHS = (64, 128, 256, 512, 1024, 2048, 4096, 8192)
-DEFAULT_PAIRS = (("mtl-b", "anil"), ("mtl-b", "maml"), ("mtl-a", "anil"), ("mtl-a", "head-only"))
+DEFAULT_PAIRS = PAIRS + (("mtl-a", "head-only"),)   # and MTL-A's training-task influence
 SLOPE_METHODS = ("mtl-b", "anil", "maml")
 
 
