@@ -106,11 +106,6 @@ def outer_solve(m: np.ndarray, rhs: np.ndarray, config: PredictorConfig, name: s
     return apply_function(m, _outer_map(config, kappa_out, name), rhs, name)
 
 
-def outer_operator(m: np.ndarray, config: PredictorConfig, name: str, kappa_out: float = 1.0) -> np.ndarray:
-    """O(M) as a matrix (n, n); prefer :func:`outer_solve`, which never forms it."""
-    return outer_solve(m, np.eye(len(m)), config, name, kappa_out)
-
-
 # ----------------------------------------------------------------------------- inner blocks
 
 def _check(method: str, tasks: TaskSet, gram: Kernels, f0):

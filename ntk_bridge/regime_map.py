@@ -40,7 +40,7 @@ from ntk_bridge.depth_study import DepthStudyConfig, rows_at_depth
 from ntk_bridge.errors import BridgeError, require
 from ntk_bridge.inner_loop import InnerLoop
 from ntk_bridge.kernels import NetSpec, depth_sweep
-from ntk_bridge.metrics import fit_loglog
+from ntk_bridge.metrics import fit_loglog, mean_ci
 from ntk_bridge.predictors import PAIRS, PredictorConfig
 from ntk_bridge.tasks import FamilyConfig, make_tasks
 
@@ -243,16 +243,11 @@ def load(config: RegimeMapConfig, cache: Path) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- summaries
 
-def _t_interval(values) -> tuple[float, float, float, int]:
-    """(mean, low, high, n): 95% t-interval over finite values (NaN if fewer than two)."""
-    from scipy import stats
-
-    v = np.asarray(values, np.float64)
-    n = int(np.isfinite(v).sum())
-    if n < len(v) or n < 2:
-        return (float(np.mean(v)) if n else math.nan), math.nan, math.nan, n
-    mean, half = float(v.mean()), float(stats.t.ppf(0.975, n - 1) * v.std(ddof=1) / math.sqrt(n))
-    return mean, mean - half, mean + half, n
+def _t_interval(values) -> tuple[float, float, float]:
+    """(mean, low, high): the 95% t-interval of :func:`ntk_bridge.metrics.mean_ci` (NaN bounds for
+    one value; all NaN if any value is NaN)."""
+    mean, half = mean_ci(values)
+    return mean, mean - half, mean + half
 
 
 def _slope(depths, values) -> float:
@@ -270,14 +265,13 @@ def _deep_rates(g: pd.DataFrame, deep_from: int, metric: str) -> tuple[float, fl
     deep = g[g["depth"] >= deep_from]
     mean = deep.groupby("depth")[metric].mean()
     per_draw = [_slope(d["depth"], d[metric]) for _, d in deep.groupby("draw")]
-    rate, lo, hi, _ = _t_interval(per_draw)
+    rate, lo, hi = _t_interval(per_draw)
     return rate, lo, hi, _slope(mean.index, mean.values)
 
 
 def _gain(g: pd.DataFrame, depth: int, err: str) -> tuple[float, float, float]:
     at = g[g["depth"] == depth]
-    mean, lo, hi, _ = _t_interval(at["err_head_only"] - at[err])
-    return mean, lo, hi
+    return _t_interval(at["err_head_only"] - at[err])
 
 
 def summarize_cells(frame: pd.DataFrame, deep_from: int) -> pd.DataFrame:
