@@ -31,6 +31,25 @@ def int_list_or_none(text: str) -> tuple[int, ...]:
     return int_list(text, allow_none=True)
 
 
+def split_assignment(item: str, form: str) -> tuple[str, object]:
+    """``"KEY=VALUE"`` as (KEY stripped, VALUE parsed as JSON; a bare word stays a string).
+
+    ``form`` is what the item must look like, for the one-line error (e.g. ``"FIELD=VALUE (VALUE in
+    JSON, e.g. lr=0.001)"``).
+    """
+    import json
+
+    from ntk_bridge.errors import BridgeError
+
+    if "=" not in item:
+        raise BridgeError(f"--set {item!r} must look like {form}")
+    key, raw = item.split("=", 1)
+    try:
+        return key.strip(), json.loads(raw)
+    except json.JSONDecodeError:
+        return key.strip(), raw          # a bare word is a string (e.g. --set schedule=cosine)
+
+
 def add_predictor_arguments(p: argparse.ArgumentParser, outer_ridge_help: str) -> None:
     """The inner-loop (docs/theory.md 3) and outer-training option groups of the closed forms.
 

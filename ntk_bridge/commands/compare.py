@@ -178,6 +178,7 @@ def _read_overrides(text: str) -> dict:
 def _set_pairs(args, algorithms: list[str]) -> list[tuple[str, str, Any]]:
     """(algorithm or None = every one that has the key, key, value) from --inner-lr /
     --inner-steps and --set [ALGO.]KEY=JSON."""
+    from ntk_bridge.commands._options import split_assignment
     from ntk_bridge.errors import BridgeError
     from ntk_bridge.train.options import option_names
     out = []
@@ -190,14 +191,8 @@ def _set_pairs(args, algorithms: list[str]) -> list[tuple[str, str, Any]]:
                                   f"which is in --algorithms {','.join(algorithms)}")
             out += [(a, key, value) for a in targets]
     for item in getattr(args, "set", []) or []:
-        if "=" not in item:
-            raise BridgeError(f"--set {item!r} must look like [ALGO.]KEY=VALUE, e.g. maml.inner_lr=0.4")
-        lhs, raw = item.split("=", 1)
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        algo, _, key = lhs.strip().rpartition(".")
+        lhs, value = split_assignment(item, "[ALGO.]KEY=VALUE, e.g. maml.inner_lr=0.4")
+        algo, _, key = lhs.rpartition(".")
         if algo and algo not in algorithms:
             raise BridgeError(f"--set {item!r}: {algo!r} is not one of --algorithms {','.join(algorithms)}")
         out.append((algo or None, key, value))

@@ -62,18 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _parse_set(items: list[str]) -> list[tuple[str, object]]:
     """``--set FIELD=JSON`` items as (field, value) pairs (a bare word is a string)."""
-    from ntk_bridge.errors import BridgeError
-    pairs = []
-    for item in items:
-        if "=" not in item:
-            raise BridgeError(f"--set {item!r} must look like FIELD=VALUE (VALUE in JSON, e.g. lr=0.001)")
-        key, raw = item.split("=", 1)
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw  # a bare word is a string (e.g. --set schedule=cosine)
-        pairs.append((key.strip(), value))
-    return pairs
+    from ntk_bridge.commands._options import split_assignment
+
+    return [split_assignment(item, "FIELD=VALUE (VALUE in JSON, e.g. lr=0.001)") for item in items]
 
 
 def apply_sets(base: dict, pairs: list[tuple[str, object]]) -> dict:
