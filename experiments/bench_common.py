@@ -53,3 +53,24 @@ def finish(say: Report, out: Path | None, config, rows: list) -> None:
     if out is not None:
         out.with_suffix(".json").write_text(json.dumps(
             {"config": asdict(config), "argv": sys.argv[1:], "rows": [asdict(r) for r in rows]}, indent=1))
+
+
+def int_tuple(text: str, option: str, example: str) -> tuple[int, ...]:
+    """``"100,200"`` as (100, 200); a one-line BridgeError naming ``option`` otherwise."""
+    from ntk_bridge.errors import BridgeError
+
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise BridgeError(f"{option} take comma-separated integers, e.g. {example}") from None
+
+
+def out_path(text: str | None) -> Path | None:
+    """The ``--out`` text file (must end in .txt, in an existing folder), or None."""
+    from ntk_bridge.errors import require
+
+    out = Path(text) if text else None
+    if out is not None:
+        require(out.suffix == ".txt", f"--out must end in .txt (got {out})")
+        require(out.parent.is_dir(), f"--out folder {out.parent} does not exist; create it first")
+    return out

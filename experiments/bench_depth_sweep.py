@@ -42,7 +42,7 @@ from typing import Callable
 
 import numpy as np
 
-from bench_common import Report, finish, load  # noqa: E402  (experiments/ is on sys.path)
+from bench_common import Report, finish, int_tuple, load, out_path  # noqa: E402  (experiments/ is on sys.path)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -292,15 +292,9 @@ def parse_args(argv) -> tuple[BenchConfig, Path | None]:
     p.add_argument("--d", type=int, default=16)
     p.add_argument("--out", help="also write the printed text here (.txt) and the rows next to it (.json)")
     a = p.parse_args(argv)
-    try:
-        points = tuple(int(v) for v in a.points.split(","))
-        depths = tuple(int(v) for v in a.depths.split(","))
-    except ValueError:
-        raise BridgeError("--points / --depths take comma-separated integers, e.g. 100,200") from None
-    out = Path(a.out) if a.out else None
-    if out is not None:
-        require(out.suffix == ".txt", f"--out must end in .txt (got {out})")
-        require(out.parent.is_dir(), f"--out folder {out.parent} does not exist; create it first")
+    points = int_tuple(a.points, "--points / --depths", "100,200")
+    depths = int_tuple(a.depths, "--points / --depths", "100,200")
+    out = out_path(a.out)
     return BenchConfig(points=points, depths=depths, d=a.d), out
 
 

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_common import Report, finish, load  # noqa: E402  (experiments/ is on sys.path)
+from bench_common import Report, finish, int_tuple, load, out_path  # noqa: E402  (experiments/ is on sys.path)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -248,15 +248,9 @@ def parse_args(argv) -> tuple[BenchConfig, Path | None]:
     p.add_argument("--run-dir", help="use the real features of this trained run's test split")
     p.add_argument("--out", help="also write the printed text here (.txt) and the rows next to it (.json)")
     a = p.parse_args(argv)
-    try:
-        episodes = tuple(int(v) for v in a.episodes.split(","))
-        shots = tuple(int(v) for v in a.shots.split(","))
-    except ValueError:
-        raise BridgeError("--episodes / --shots take comma-separated integers, e.g. 200,1000") from None
-    out = Path(a.out) if a.out else None
-    if out is not None:
-        require(out.suffix == ".txt", f"--out must end in .txt (got {out})")
-        require(out.parent.is_dir(), f"--out folder {out.parent} does not exist; create it first")
+    episodes = int_tuple(a.episodes, "--episodes / --shots", "200,1000")
+    shots = int_tuple(a.shots, "--episodes / --shots", "200,1000")
+    out = out_path(a.out)
     if a.run_dir:
         require(Path(a.run_dir).is_dir(), f"--run-dir {a.run_dir} is not a folder")
     return BenchConfig(episodes, shots, a.way, a.queries, a.dim, a.C, a.tol, a.seed, a.jax_threads,
