@@ -345,6 +345,8 @@ def result_set(out: str | os.PathLike, figure: str | os.PathLike, replaces: Iter
                out_option: str = "--out", figure_option: str = "--figure") -> Iterator[tuple[Path, Path]]:
     """A result folder and its figure, committed together: yields (staging folder, figure temp path).
 
+    Entering checks the figure format and both output paths, before any work.
+
     The figure may live elsewhere (then :func:`staged_files` puts it in place after the folder)
     or inside ``out`` (then it is written into the staging folder and moves with it; staging it
     next to its final path would put it in the folder that the commit swaps away).

@@ -107,10 +107,9 @@ def run(args) -> int:
     from pathlib import Path
 
     from ntk_bridge import depth_study
-    from ntk_bridge.io import check_figure_path, result_set, save_figure, write_csv, write_json
+    from ntk_bridge.io import result_set, save_figure, write_csv, write_json
 
     config = config_from_args(args)                       # every check before anything is written
-    check_figure_path(args.figure, "--figure")
     out = Path(args.out)
     with result_set(out, args.figure, replaces=RESULT_FILES) as (tmp, figure):
         write_json(tmp / "config.json", {"command": "depth-sweep", **config.as_dict()})

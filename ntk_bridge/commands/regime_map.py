@@ -108,11 +108,10 @@ def describe(config) -> str:
 
 def run(args) -> int:
     from ntk_bridge import regime_map
-    from ntk_bridge.io import check_figure_path, result_set, save_figure, write_csv, write_json
+    from ntk_bridge.io import result_set, save_figure, write_csv, write_json
     from ntk_bridge.regime_report import plot, verdict_frame, print_verdicts
 
     config = config_from_args(args)                      # every check before anything is written
-    check_figure_path(args.figure, "--figure")
     cache = cache_folder(args)
     with result_set(args.out, args.figure, replaces=RESULT_FILES) as (tmp, figure):
         _make_cache(cache)
