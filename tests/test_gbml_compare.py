@@ -30,8 +30,18 @@ def test_auto_target_is_lowest_best_floored():
     assert not math.isnan(compare.time_to_target(CURVE, compare.auto_target(best))[0])
 
 
+def test_gbml_target_is_best_gbml_minus_one_point():
+    best = {"mtl": 0.95, "protonet": 0.93, "maml": 0.80, "anil": 0.86, "metaoptnet-ridge": 0.84}
+    assert compare.gbml_target(best) == pytest.approx(0.85)          # ANIL's 0.86 - 0.01; MTL, ProtoNet not GBML
+    assert math.isnan(compare.gbml_target({"mtl": 0.9, "protonet": 0.8}))
+    assert compare.resolve_target("gbml-1", best) == pytest.approx(0.85)
+    assert compare.resolve_target(None, best) == pytest.approx(0.80)
+    assert compare.resolve_target(0.5, best) == 0.5
+
+
 def test_parse_target():
     assert compare.parse_target("auto") is None
+    assert compare.parse_target("GBML-1") == "gbml-1"
     assert compare.parse_target("0.9") == 0.9
     for bad in ("90", "0", "x"):
         with pytest.raises(BridgeError, match="--target"):
@@ -86,9 +96,10 @@ def test_compare_and_train_share_one_loop(tmp_path, capsys):
 
     import pandas as pd
     out = tmp_path / "cmp"
-    rc = main(["compare", "--algorithms", "protonet", "--shots", "1", "--channels", "4", "--max-steps", "2",
-               "--eval-every", "2", "--meta-batch", "1", "--train-query", "2", "--val-episodes", "4",
-               "--test-episodes", "4", "--out", str(out), "--no-progress"])
+    args = ["compare", "--algorithms", "protonet", "--channels", "4", "--shots", "1", "--max-steps", "2",
+            "--eval-every", "2", "--meta-batch", "1", "--train-query", "2", "--val-episodes", "4",
+            "--test-episodes", "4", "--out", str(out), "--no-progress"]
+    rc = main(args)
     assert rc == 0, capsys.readouterr().err
     run = out / "runs" / "protonet_1shot"
     rc = main(["train", "--config", str(run / "config.json"), "--run-dir", str(tmp_path / "t")])
@@ -104,3 +115,15 @@ def test_compare_and_train_share_one_loop(tmp_path, capsys):
     assert curves["val_own"].tolist() == pytest.approx([a[0]["val_own"] / 100.0], abs=1e-12)
     summary = pd.read_csv(out / "summary.csv")
     assert summary["test_logreg"].tolist() == pytest.approx([sa["test_heads"]["logreg"]["mean"]], abs=1e-9)
+    # --from-runs re-makes the same summary from the finished run folder without training ...
+    (out / "summary.csv").rename(tmp_path / "first_summary.csv")
+    assert main(args + ["--from-runs"]) == 0, capsys.readouterr().err
+    assert (out / "summary.csv").read_text() == (tmp_path / "first_summary.csv").read_text()
+    assert json.loads((run / "metrics.json").read_text()) == a          # the run was not touched
+    # ... and refuses a run folder made with other settings, in one line, writing nothing
+    capsys.readouterr()
+    before = sorted(p.name for p in out.iterdir())
+    assert main([x if x != "4" else "5" for x in args[:6]] + args[6:] + ["--from-runs"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "trained with other settings (channels)" in err[0]
+    assert sorted(p.name for p in out.iterdir()) == before

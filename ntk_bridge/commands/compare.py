@@ -20,9 +20,11 @@ fixed set of validation episodes with two heads:
 Training wall time excludes evaluation and compilation (the step is compiled ahead of time on
 the first step; the compile time is reported separately); CPU time of the process is recorded
 too, because on a shared machine CPU time is the steadier cost measure. The time to reach a
-target validation accuracy (own head; --target VALUE in [0, 1], or "auto" = the lowest best
-validation accuracy over the algorithms of that shot setting, so every method reaches it) is the
-training wall time at the first evaluation at or above the target. The best-validation state of
+target validation accuracy (own head; --target VALUE in [0, 1]; "auto" = the lowest best
+validation accuracy over the algorithms of that shot setting, so every method reaches it; or
+"gbml-1" = the best validation accuracy of the GBML methods run (MAML, ANIL, MetaOptNet-ridge)
+minus one point, the paper's "matches GBML" question) is the training wall time at the first
+evaluation at or above the target. The best-validation state of
 each run is evaluated on --test-episodes test episodes. Accuracies are mean +- 95% CI
 (t(0.975, episodes-1)*std/sqrt(episodes)), n_way-way, with --val-query / --test-query queries per class.
 
@@ -39,6 +41,10 @@ algorithm and shot setting), curves.csv (every evaluation), ratios.json (time-to
 per-step time of each method relative to MTL, e.g. MAML/MTL), config.json (all settings, the
 run config of every algorithm); the figure --figure (validation accuracy against training wall
 time, one panel per shot setting); and the run folders OUT/runs/.
+
+--from-runs trains nothing: it re-makes the result files from the finished run folders in
+OUT/runs/ (each must hold summary.json and the run config this command would build), e.g. after
+the runs of one comparison were made in several parts.
 
 Example (the CPU Omniglot comparison):
   ntk-bridge compare --dataset omniglot --algorithms mtl,maml,anil,protonet,metaoptnet-ridge \\
@@ -97,7 +103,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-episodes", type=int, default=600)
     parser.add_argument("--test-query", type=int, default=15)
     parser.add_argument("--target", default="auto",
-                        help="target validation accuracy in [0, 1] for time-to-target, or 'auto'")
+                        help="target validation accuracy in (0, 1] for time-to-target, 'auto' (the "
+                             "lowest best validation accuracy) or 'gbml-1' (the best GBML method's "
+                             "minus one point); default auto")
     parser.add_argument("--inner-lr", type=float, help="MAML/ANIL inner learning rate (default per "
                         "data set: " + "; ".join(describe_defaults(a) for a in ("maml",)) + ")")
     parser.add_argument("--inner-steps", type=int, help="MAML/ANIL inner steps in training")
@@ -111,7 +119,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="experiments/results/compare",
                         help="results folder (CSV, markdown, JSON, run folders)")
     parser.add_argument("--figure", default="", help="figure path (default OUT/compare.png)")
+    parser.add_argument("--time-axis", choices=("wall", "cpu"), default="wall",
+                        help="the figure's x axis: training wall time or process CPU time (steadier on "
+                             "a shared machine); default wall")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--from-runs", action="store_true",
+                        help="train nothing: summarise the finished run folders in OUT/runs/")
 
 
 # --------------------------------------------------------------------------- argument checks
@@ -127,15 +140,22 @@ def _parse_list(text: str, what: str, cast=str) -> list:
         raise BridgeError(f"--{what} must be a comma-separated list of {cast.__name__}s, got {text!r}")
 
 
-def parse_target(text: str) -> float | None:
-    """'auto' -> None; otherwise a float in (0, 1]."""
+GBML_ALGORITHMS = ("maml", "anil", "metaoptnet-ridge")   # the paper's GBML class (ProtoNet is metric-based)
+TARGET_MODES = ("auto", "gbml-1")
+
+
+def parse_target(text: str) -> float | str | None:
+    """'auto' -> None; 'gbml-1' -> 'gbml-1'; otherwise a float in (0, 1]."""
     from ntk_bridge.errors import BridgeError
-    if str(text).strip().lower() == "auto":
+    mode = str(text).strip().lower()
+    if mode == "auto":
         return None
+    if mode in TARGET_MODES:
+        return mode
     try:
         value = float(text)
     except ValueError:
-        raise BridgeError(f"--target must be 'auto' or a number in (0, 1], got {text!r}")
+        raise BridgeError(f"--target must be 'auto', 'gbml-1' or a number in (0, 1], got {text!r}")
     if not 0.0 < value <= 1.0:
         raise BridgeError(f"--target is an accuracy fraction in (0, 1], got {value}; e.g. 0.9 for 90%")
     return value
@@ -153,6 +173,22 @@ def time_to_target(curve: list[dict], target: float, key: str = "val_own") -> tu
 def auto_target(best_by_algo: dict[str, float]) -> float:
     """The lowest best validation accuracy over the algorithms, floored to 0.005."""
     return math.floor(min(best_by_algo.values()) * 200.0) / 200.0
+
+
+def gbml_target(best_by_algo: dict[str, float]) -> float:
+    """The best validation accuracy of the GBML methods present (:data:`GBML_ALGORITHMS`) minus
+    one point (0.01); nan when none of them was run."""
+    gbml = [v for a, v in best_by_algo.items() if a in GBML_ALGORITHMS]
+    return max(gbml) - 0.01 if gbml else float("nan")
+
+
+def resolve_target(target_arg: float | str | None, best_by_algo: dict[str, float]) -> float:
+    """The target accuracy of one shot setting from --target (see :func:`parse_target`)."""
+    if target_arg is None:
+        return auto_target(best_by_algo)
+    if target_arg == "gbml-1":
+        return gbml_target(best_by_algo)
+    return float(target_arg)
 
 
 def _read_overrides(text: str) -> dict:
@@ -264,6 +300,8 @@ def _check_args(args) -> tuple[list[str], list[int], float | None]:
     if any(s < 1 for s in shots_list):
         raise BridgeError(f"--shots must be positive integers, got {args.shots!r}")
     target = parse_target(args.target)
+    if target == "gbml-1" and not set(algorithms) & set(GBML_ALGORITHMS):
+        raise BridgeError(f"--target gbml-1 needs a GBML method ({', '.join(GBML_ALGORITHMS)}) in --algorithms")
     for name in ("time_budget", "eval_every", "val_episodes", "test_episodes", "meta_batch",
                  "val_query", "test_query", "max_steps"):
         if not getattr(args, name) > 0:
@@ -294,15 +332,34 @@ def plan(args):
     data = load_data(next(iter(configs.values())))
     for config in configs.values():
         check_splits(config, data)
+    if args.from_runs:
+        for (name, k), config in configs.items():
+            check_finished_run(config, out / "runs" / f"{name}_{k}shot")
     return configs, target, out, figure, data
 
 
-def run_one(config, run_dir: Path, data) -> tuple[dict, list[dict]]:
-    """Train one run with the shared loop; (result row, curve rows) from its files."""
+def check_finished_run(config, run_dir: Path) -> None:
+    """--from-runs: ``run_dir`` holds summary.json and a config.json equal to ``config`` (up to
+    the fields a resume may change), else one line naming the folder and the fix."""
+    from ntk_bridge.errors import BridgeError
+    from ntk_bridge.train.config import incompatible_fields
+    if not (run_dir / "summary.json").is_file() or not (run_dir / "config.json").is_file():
+        raise BridgeError(f"--from-runs: {run_dir} is not a finished run (no summary.json or config.json); "
+                          "drop --from-runs to train it")
+    differ = incompatible_fields(json.loads((run_dir / "config.json").read_text()), config)
+    if differ:
+        raise BridgeError(f"--from-runs: {run_dir} was trained with other settings ({', '.join(differ)}); "
+                          "give the flags that made it or drop --from-runs")
+
+
+def run_one(config, run_dir: Path, data, train_it: bool = True) -> tuple[dict, list[dict]]:
+    """Train (unless ``train_it`` is false: a finished run is read) one run with the shared
+    loop; (result row, curve rows) from its files."""
     import pandas as pd
 
     from ntk_bridge.train.loop import train
-    summary = train(config, run_dir, data=data)
+    summary = (train(config, run_dir, data=data) if train_it
+               else json.loads((run_dir / "summary.json").read_text()))
     history = json.loads((run_dir / "metrics.json").read_text())
     timing = pd.read_csv(run_dir / "timing.csv").to_dict("records")
     name, shots = config.algorithm, config.shots
@@ -330,10 +387,9 @@ def run_one(config, run_dir: Path, data) -> tuple[dict, list[dict]]:
     return result, curve
 
 
-def summary_rows(results: dict, curves: dict, target_arg: float | None) -> list[dict]:
+def summary_rows(results: dict, curves: dict, target_arg: float | str | None) -> list[dict]:
     """One row per algorithm of one shot setting, with the time (wall, CPU) to the target."""
-    target = target_arg if target_arg is not None else auto_target(
-        {n: res["best_val_own"] for n, res in results.items()})
+    target = resolve_target(target_arg, {n: res["best_val_own"] for n, res in results.items()})
     rows = []
     for name, res in results.items():
         tt, ts = time_to_target(curves[name], target)
@@ -366,7 +422,8 @@ def run(args: argparse.Namespace) -> int:
             results, curves = {}, {}
             for (name, k), config in configs.items():
                 if k == shots:
-                    results[name], curves[name] = run_one(config, out / "runs" / f"{name}_{shots}shot", data)
+                    results[name], curves[name] = run_one(config, out / "runs" / f"{name}_{shots}shot", data,
+                                                          train_it=not args.from_runs)
                     curve_rows.extend(curves[name])
             rows.extend(summary_rows(results, curves, target_arg))
         md = _write_results(tmp, tmp / inside if inside else temps[0], rows, curve_rows, configs, data, args)
@@ -469,15 +526,18 @@ def _figure(curves, summary, path: Path, args) -> None:
 
     from ntk_bridge import io
     shots_list = sorted(curves["shots"].unique())
+    x_column, x_label = {"wall": ("train_time_s", "training wall time (s, excl. evaluation)"),
+                         "cpu": ("cpu_time_s", "training CPU time (s, process, excl. evaluation)")}[args.time_axis]
     fig, axes = plt.subplots(1, len(shots_list), figsize=(5.5 * len(shots_list), 4), squeeze=False)
     for ax, shots in zip(axes[0], shots_list):
         sub = curves[curves["shots"] == shots]
         for name, grp in sub.groupby("algorithm", sort=False):
-            ax.plot(grp["train_time_s"], 100 * grp["val_own"], marker=".", label=name)
+            ax.plot(grp[x_column], 100 * grp["val_own"], marker=".", label=name)
         tgt = summary[summary["shots"] == shots]["target_val"]
         if len(tgt):
-            ax.axhline(100 * float(tgt.iloc[0]), color="grey", ls="--", lw=1, label="target")
-        ax.set_xlabel("training wall time (s, excl. evaluation)")
+            ax.axhline(100 * float(tgt.iloc[0]), color="grey", ls="--", lw=1,
+                       label="target" + (" (best GBML - 1 pt)" if args.target == "gbml-1" else ""))
+        ax.set_xlabel(x_label)
         ax.set_ylabel("validation accuracy, own head (%)")
         ax.set_title(f"{args.dataset}{' + rotations' if args.rotations else ''} {args.n_way}-way "
                      f"{shots}-shot, {args.backbone}; val {args.val_episodes} episodes x "
