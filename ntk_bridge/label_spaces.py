@@ -196,7 +196,7 @@ def load_encoder(run_dir, train_split, test_split, option: str = "--encoder") ->
 
     from ntk_bridge.errors import BridgeError
     from ntk_bridge.train.evaluation import extract_features
-    from ntk_bridge.train.loop import float32_jax, init_state, load_data, load_run_config, restore_for_eval
+    from ntk_bridge.train.loop import init_state, load_data, load_run_config, restore_for_eval
 
     folder = Path(run_dir)
     require(folder.is_dir(), f"{option} run folder {folder} does not exist; train one with `ntk-bridge train "
@@ -209,16 +209,15 @@ def load_encoder(run_dir, train_split, test_split, option: str = "--encoder") ->
             f"({train_split.num_classes} classes); train it on the same data set and split")
     require(_same_classes(data.test, test_split),
             f"{option} run folder {folder} has a different test split than the kernel run; use the same data set")
-    with float32_jax():
-        _, _, state, _ = init_state(config, data)
-        try:
-            state = restore_for_eval(folder, state, "best")
-        except BridgeError as err:
-            raise BridgeError(f"{option} run folder {folder}: {err}") from None
-        train = extract_features(state, data.train.images, data.mean, data.std)
-        test = extract_features(state, data.test.images, data.mean, data.std)
-        bank = state.params.get("head") if config.algorithm == "mtl" else None     # MTL: (C, D) head bank
-        head = np.asarray(bank, np.float64) if hasattr(bank, "shape") else None
+    _, _, state, _ = init_state(config, data)
+    try:
+        state = restore_for_eval(folder, state, "best")
+    except BridgeError as err:
+        raise BridgeError(f"{option} run folder {folder}: {err}") from None
+    train = extract_features(state, data.train.images, data.mean, data.std)
+    test = extract_features(state, data.test.images, data.mean, data.std)
+    bank = state.params.get("head") if config.algorithm == "mtl" else None     # MTL: (C, D) head bank
+    head = np.asarray(bank, np.float64) if hasattr(bank, "shape") else None
     return Encoder(train.astype(np.float64), test.astype(np.float64), head, str(folder), config.algorithm, config)
 
 
@@ -240,15 +239,13 @@ def trained_head_accuracy(encoder: Encoder, test_eps, n_way: int, head: str) -> 
     import jax.numpy as jnp
 
     from ntk_bridge.train.heads import head_logits, l2_normalize
-    from ntk_bridge.train.loop import float32_jax
 
     cfg = encoder.run_config
-    with float32_jax():
-        s = jnp.asarray(encoder.test[np.asarray(test_eps.support_idx)], jnp.float32)
-        q = jnp.asarray(encoder.test[np.asarray(test_eps.query_idx)], jnp.float32)
-        if cfg.normalize_test_features:
-            s, q = l2_normalize(s), l2_normalize(q)
-        logits = head_logits(head, s, jnp.asarray(test_eps.support_labels), q, n_way, logreg_c=cfg.logreg_c,
-                             logreg_iters=cfg.logreg_iters, ridge_lambda=cfg.ridge_lambda)
-        pred = np.asarray(jnp.argmax(logits, axis=-1))
+    s = jnp.asarray(encoder.test[np.asarray(test_eps.support_idx)], jnp.float32)
+    q = jnp.asarray(encoder.test[np.asarray(test_eps.query_idx)], jnp.float32)
+    if cfg.normalize_test_features:
+        s, q = l2_normalize(s), l2_normalize(q)
+    logits = head_logits(head, s, jnp.asarray(test_eps.support_labels), q, n_way, logreg_c=cfg.logreg_c,
+                         logreg_iters=cfg.logreg_iters, ridge_lambda=cfg.ridge_lambda)
+    pred = np.asarray(jnp.argmax(logits, axis=-1))
     return np.mean(pred == np.asarray(test_eps.query_labels), axis=1)

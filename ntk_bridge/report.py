@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ntk_bridge import schemas
+from ntk_bridge.claims import claims
 from ntk_bridge.errors import BridgeError, require
 from ntk_bridge.io import STAGING_RE, is_staging
 
@@ -115,25 +117,37 @@ def _refuse_unfinished(path: Path) -> None:
                           f"{path.parent / STAGING_RE.match(path.name)['name']}")
 
 
-def _load(name: str, path: Path, files: dict, command: str, optional: tuple = ()) -> Loaded:
-    """Read ``files`` {key: filename} from ``path``; missing required files make the source missing.
+def _read_part(f: Path, part, command: str):
+    """One declared file: a JSON document, or a CSV table checked for its declared columns."""
+    if isinstance(part, schemas.Document):
+        return _read_json(f)
+    frame = _read_csv(f)
+    schemas.check_columns(f, part, frame, command)
+    return frame
 
-    A file that exists but is unreadable or cut short, or a staging folder of an unfinished run
-    (ntk_bridge.io.result_folder), is a BridgeError: the report is not written from it.
+
+def _load(name: str, path: Path, schema: schemas.ResultSchema, keys: tuple[str, ...], command: str) -> Loaded:
+    """Read the parts ``keys`` of ``schema`` from ``path``; a missing required file makes the source
+    missing, a missing optional one is left out.
+
+    A file that exists but is unreadable, cut short or lacks a declared column, or a staging folder
+    of an unfinished run (ntk_bridge.io.result_folder), is a BridgeError: the report is not written
+    from it.
     """
     path = Path(path)
     _refuse_unfinished(path)
     if not path.is_dir():
         return Loaded(name, str(path), None, f"folder {path} does not exist", command)
     data = {}
-    for key, fname in files.items():
-        f = path / fname
+    for key in keys:
+        part = schema.parts[key]
+        f = path / part.file
         if not f.exists():
-            if key in optional:
+            if part.optional:
                 continue
             return Loaded(name, str(path), None, f"{f} is missing (run not finished?)", command)
         try:
-            data[key] = _read_json(f) if fname.endswith(".json") else _read_csv(f)
+            data[key] = _read_part(f, part, command)
         except (BridgeError, ValueError, OSError) as err:  # a cut-short or foreign file: refuse it, by name
             reason = str(err) if isinstance(err, BridgeError) else f"{f} is unreadable ({type(err).__name__}: {err})"
             raise BridgeError(f"{reason}; re-run `{command}` or move {path} out of the way") from None
@@ -148,22 +162,21 @@ def _subfolders(path: Path, marker: str) -> list[Path]:
 
 
 def load_depth(path: Path) -> Loaded:
-    return _load("synthetic depth sweep", path, {"frame": "depth_sweep.csv", "summary": "summary.csv",
-                                                 "errors": "errors.csv", "config": "config.json"},
-                 COMMANDS["depth"], optional=("config",))
+    return _load("synthetic depth sweep", path, schemas.DEPTH_SWEEP, ("frame", "summary", "errors", "config"),
+                 COMMANDS["depth"])
 
 
 def load_width(path: Path) -> list[Loaded]:
     """The width sweep in ``path`` and in each sub-folder holding a summary.csv."""
     path = Path(path)
     _refuse_unfinished(path)
-    folders = ([path] if (path / "summary.csv").exists() else []) + _subfolders(path, "summary.csv")
-    files = {"summary": "summary.csv", "table": "error_table.csv", "pairs": "pairs.csv", "config": "config.json",
-             "run": "run.json"}
+    marker = schemas.WIDTH_SWEEP.file("summary")
+    folders = ([path] if (path / marker).exists() else []) + _subfolders(path, marker)
+    keys = ("summary", "table", "pairs", "config", "run")
     if not folders:
         return [Loaded("width sweep", str(path), None,
-                       f"no summary.csv in {path} or its sub-folders", COMMANDS["width"])]
-    return [_unless_incomplete(_load(f"width sweep ({p.name})", p, files, COMMANDS["width"], optional=("run", "pairs")))
+                       f"no {marker} in {path} or its sub-folders", COMMANDS["width"])]
+    return [_unless_incomplete(_load(f"width sweep ({p.name})", p, schemas.WIDTH_SWEEP, keys, COMMANDS["width"]))
             for p in folders]
 
 
@@ -177,18 +190,16 @@ def _unless_incomplete(src: Loaded) -> Loaded:
 
 
 def load_kernel(path: Path) -> Loaded:
-    return _load("kernel few-shot", path, {"accuracy": "accuracy.csv", "distances": "distances.csv",
-                                           "vs_synthetic": "distance_vs_synthetic.csv", "config": "config.json",
-                                           "run": "run.json"},
-                 COMMANDS["kernel"], optional=("vs_synthetic", "run"))
+    return _load("kernel few-shot", path, schemas.KERNEL_FEWSHOT,
+                 ("accuracy", "distances", "vs_synthetic", "config", "run"), COMMANDS["kernel"])
 
 
 def load_kernel_variants(path: Path) -> list[Loaded]:
     """Other kernel few-shot runs kept in sub-folders of the main one (e.g. another outer time)."""
     path = Path(path)
-    subs = _subfolders(path, "accuracy.csv")
-    return [_load(f"kernel few-shot ({p.name})", p, {"accuracy": "accuracy.csv", "distances": "distances.csv",
-                                                     "config": "config.json"}, COMMANDS["kernel"]) for p in subs]
+    subs = _subfolders(path, schemas.KERNEL_FEWSHOT.file("accuracy"))
+    return [_load(f"kernel few-shot ({p.name})", p, schemas.KERNEL_FEWSHOT, ("accuracy", "distances", "config"),
+                  COMMANDS["kernel"]) for p in subs]
 
 
 PRIMARY_LABELS = "random-slots"      # the label space of the kernel few-shot sections (class slots at random)
@@ -221,10 +232,12 @@ def load_compare(folders: list) -> list[Loaded]:
         folders = sorted(p for p in Path("experiments/results").glob("compare*") if p.is_dir() and not is_staging(p))
     # a comparison folder may keep further comparisons (e.g. another learning rate) in sub-folders
     folders = [Path(p) for p in folders]
-    folders += sorted(q for p in folders for q in _subfolders(p, "summary.csv") if q not in folders)
-    out = [_load(f"compare ({Path(p).parent.name + '/' if Path(p).parent.name.startswith('compare') else ''}{Path(p).name})", Path(p), {"summary": "summary.csv", "config": "config.json",
-                                                       "ratios": "ratios.json"},
-                 COMMANDS["compare"], optional=("ratios",)) for p in folders]
+    folders += sorted(q for p in folders for q in _subfolders(p, schemas.COMPARE.file("summary")) if q not in folders)
+
+    def label(p: Path) -> str:
+        return f"compare ({p.parent.name + '/' if p.parent.name.startswith('compare') else ''}{p.name})"
+    out = [_load(label(Path(p)), Path(p), schemas.COMPARE, ("summary", "config", "ratios"), COMMANDS["compare"])
+           for p in folders]
     return out or [Loaded("compare", "experiments/results/compare*", None, "no compare folder", COMMANDS["compare"])]
 
 
@@ -303,183 +316,6 @@ def _pm(m, h, d: int = 2) -> str:
     if isinstance(h, (float, np.floating)) and math.isnan(h) and math.isfinite(m):
         return f"{m:.{d}f} (no interval)"
     return f"{m:.{d}f} +- {h:.{d}f}"
-
-
-# ----------------------------------------------------------------------------- claims
-
-def _claim_width(depth: Loaded, widths: list[Loaded], kernel: Loaded, compares: list[Loaded]) -> list[list[str]]:
-    """Claim rows: 1. width -> closed forms."""
-    rows = []
-    w_ok = [w for w in widths if w.data]
-    if w_ok:
-        parts, status = [], []
-        for w in w_ok:
-            s = w.data["summary"]
-            s = s[s["quantity"] != "mtl-a influence"]
-            depth_l = w.data["config"].get("net", {}).get("depth", "?")
-            widest = int(s["widest"].max())
-            parts.append(f"depth {depth_l}: slopes " + ", ".join(f"{r.quantity} {r.slope:+.2f}" for r in s.itertuples())
-                         + f"; error at width {widest}: "
-                         + ", ".join(f"{r.quantity} {r.at_widest:.3f}" for r in s.itertuples()))
-            off = [r.quantity for r in s.itertuples() if not -0.65 < r.slope < -0.35]
-            status.append(f"depth {depth_l} (widths <= {widest}): "
-                          + ("consistent, every slope within -0.5 +- 0.15" if not off
-                             else f"slope outside -0.5 +- 0.15 for {', '.join(off)}"))
-        rows.append(["Finite networks trained by gradient descent approach the closed forms, "
-                     "relative error ~ width^(-1/2) (docs/theory.md 6)", "width sweep", "; ".join(parts), "; ".join(status)])
-    else:
-        rows.append(["Finite networks approach the closed forms, error ~ width^(-1/2)", "width sweep", "not run", "unknown"])
-    return rows
-
-def _claim_mtl_a(depth: Loaded, widths: list[Loaded], kernel: Loaded, compares: list[Loaded]) -> list[list[str]]:
-    """Claim rows: 2. MTL-A transfers nothing."""
-    rows = []
-    w_ok = [w for w in widths if w.data]
-    ev, ok = [], True
-    if depth.data:
-        e = depth.data["errors"].pivot(index="depth", columns="method", values="err_mean")
-        if {"mtl-a", "head-only"} <= set(e.columns):
-            diff = float(np.max(np.abs(e["mtl-a"] - e["head-only"])))
-            ev.append(f"synthetic: max abs(err(MTL-A) - err(head-only)) over depths = {diff:.1e}")
-            ok &= diff < 1e-9
-    if kernel.data:
-        a = kernel.data["accuracy"]
-        pa = a[a["method"] == "mtl-a"].set_index(["kernel", "shots", "depth"])["acc_mean"]
-        ph = a[a["method"] == "head-only"].set_index(["kernel", "shots", "depth"])["acc_mean"]
-        if len(pa) and len(ph):
-            diff = float(np.max(np.abs(pa - ph.reindex(pa.index))))
-            ev.append(f"Omniglot: max abs(acc(MTL-A) - acc(head-only)) = {diff:.1e} points")
-            ok &= diff < 1e-9
-    for w in w_ok:
-        s = w.data["summary"]
-        r = s[s["quantity"] == "mtl-a influence"]
-        if len(r):
-            r = r.iloc[0]
-            ev.append(f"finite width ({Path(w.path).name}): MTL-A's training-task influence "
-                      f"{r.at_widest:.3f} +- {r.at_widest_ci95:.3f} at width {int(r.widest)}, slope {r.slope:+.2f}")
-    rows.append(["MTL with independent heads (variant A) transfers nothing in the kernel regime: "
-                 "F = K T'Y' (docs/theory.md 5)", "depth sweep, kernel few-shot, width sweep",
-                 "; ".join(ev) or "not run", ("holds" if ok else "VIOLATED") if ev else "unknown"])
-    return rows
-
-def _claim_distance(depth: Loaded, widths: list[Loaded], kernel: Loaded, compares: list[Loaded]) -> list[list[str]]:
-    """Claim rows: 3-4. MTL-B vs GBML distance with depth."""
-    rows = []
-    for pair in ("mtl-b vs anil", "mtl-b vs maml"):
-        ev, status = [], []
-        if depth.data:
-            s = depth.data["summary"]
-            r = s[s["pair"] == pair]
-            if len(r):
-                r = r.iloc[0]
-                ev.append(f"synthetic: d_rel {r.d_rel_lo:.3f} (L={int(r.depth_lo)}) -> {r.d_rel_hi:.3g} "
-                          f"(L={int(r.depth_hi)}), slope {r.rate_d_rel:+.2f}; d_tr {r.d_tr_lo:.3f} -> {r.d_tr_hi:.3g}")
-                status.append("synthetic: closer with depth" if r.rate_d_rel < -0.1 else "synthetic: not closer")
-        if kernel.data:
-            d = kernel.data["distances"]
-            d = d[(d["pair"] == pair) & (d["kernel"] == "fc")]
-            for shots, g in d.groupby("shots"):
-                g = g.sort_values("depth")
-                if len(g) >= 2:
-                    from ntk_bridge.metrics import fit_loglog
-                    slope = fit_loglog(g["depth"], g["d_rel"])[0]
-                    ev.append(f"Omniglot {shots}-shot: d_rel {g['d_rel'].iloc[0]:.3f} (L={g['depth'].iloc[0]}) -> "
-                              f"{g['d_rel'].iloc[-1]:.3f} (L={g['depth'].iloc[-1]}), slope {slope:+.2f}")
-                    status.append(f"Omniglot {shots}-shot: " + ("closer with depth" if slope < -0.1 else "not closer"))
-        rows.append([f"MTL-B and {pair.split(' vs ')[1].upper()} predictors get closer as depth grows "
-                     "(the paper's claim; its rate is measured here)", "depth sweep, kernel few-shot",
-                     "; ".join(ev) or "not run", "; ".join(status) or "unknown"])
-    return rows
-
-def _claim_collapse(depth: Loaded, widths: list[Loaded], kernel: Loaded, compares: list[Loaded]) -> list[list[str]]:
-    """Claim rows: 5. collapse toward K T'Y'."""
-    rows = []
-    ev = []
-    if depth.data:
-        e = depth.data["errors"]
-        hi = e["depth"].max()
-        ee = e[e["depth"] == hi].set_index("method")["err_mean"]
-        lo = e["depth"].min()
-        el = e[e["depth"] == lo].set_index("method")["err_mean"]
-        ev.append(f"synthetic test error at L={lo} / L={hi}: " + ", ".join(
-            f"{m} {el.get(m, float('nan')):.3f} / {ee.get(m, float('nan')):.3f}" for m in ("mtl-b", "anil", "maml", "head-only")))
-    if kernel.data:
-        a = kernel.data["accuracy"]
-        a = a[a["kernel"] == "fc"]
-        for shots, g in a.groupby("shots"):
-            lo, hi = g["depth"].min(), g["depth"].max()
-            t = g.set_index(["method", "depth"])
-            ev.append(f"Omniglot {shots}-shot accuracy % at L={lo} / L={hi}: " + ", ".join(
-                f"{m} {t.loc[(m, lo), 'acc_mean']:.1f} / {t.loc[(m, hi), 'acc_mean']:.1f}"
-                for m in ("mtl-b", "anil", "maml", "head-only") if (m, lo) in t.index and (m, hi) in t.index))
-    rows.append(["A shrinking distance can hide that both predictors stopped learning from the training tasks: "
-                 "each predictor's own error is reported beside it (docs/theory.md 6)", "depth sweep, kernel few-shot",
-                 "; ".join(ev) or "not run", "see section 2" if ev else "unknown"])
-    return rows
-
-def _claim_random_slots(depth: Loaded, widths: list[Loaded], kernel: Loaded, compares: list[Loaded]) -> list[list[str]]:
-    """Claim rows: 6. transfer with random class slots on real tasks."""
-    rows = []
-    if kernel.data:
-        a = kernel.data["accuracy"]
-        ev, below = [], True
-        for (kname, shots), g in a.groupby(["kernel", "shots"], sort=True):
-            t = g.set_index(["method", "depth"])["acc_mean"]
-            for depth in sorted(g["depth"].unique()):
-                head = t.get(("head-only", depth))
-                gains = {m: t.get((m, depth)) - head for m in ("mtl-b", "anil", "maml") if (m, depth) in t.index}
-                if head is None or not gains:
-                    continue
-                below &= all(v < 0 for v in gains.values())
-            lo = g["depth"].min()
-            head = t.get(("head-only", lo))
-            ev.append(f"{kname} {shots}-shot, L={lo}: accuracy minus head-only's {head:.1f}%: " + ", ".join(
-                f"{m} {t.get((m, lo)) - head:+.1f}" for m in ("mtl-b", "anil", "maml") if (m, lo) in t.index)
-                + f"; plain NTK regression on the training queries {t.get(('ntk', lo), float('nan')):.1f}% (chance "
-                f"{100 / int(g['n_way'].iloc[0]):.0f}%)")
-        rows.append(["Real few-shot tasks with class slots assigned at random per episode: the mean target is ~0, "
-                     "so a function shared by the training tasks has nothing to carry over (expected: transfer nil)",
-                     "kernel few-shot", "; ".join(ev),
-                     "transfer is negative: every outer-trained predictor (MTL-B, ANIL, MAML) is below the head-only "
-                     "baseline at every depth" if below else "mixed: some outer-trained predictor beats head-only somewhere"])
-    return rows
-
-def _claim_cost(depth: Loaded, widths: list[Loaded], kernel: Loaded, compares: list[Loaded]) -> list[list[str]]:
-    """Claim rows: 7. the paper's cost claim."""
-    rows = []
-    ev, status = [], ""
-    for c in compares:
-        if not c.data:
-            continue
-        s = c.data["summary"]
-        for shots, g in s.groupby("shots"):
-            t = g.set_index("algorithm")
-            if "mtl" not in t.index:
-                continue
-            others = [a for a in t.index if a != "mtl"]
-            best = max(others, key=lambda a: t.loc[a, "test_own"]) if others else None
-            txt = f"{Path(c.path).name} {shots}-shot: MTL {t.loc['mtl', 'test_own']:.1f} +- {t.loc['mtl', 'test_own_ci']:.1f}%"
-            if best:
-                txt += f", best other ({best}) {t.loc[best, 'test_own']:.1f} +- {t.loc[best, 'test_own_ci']:.1f}%"
-                ms = t.loc["mtl", "step_ms"]
-                ratios = ", ".join(f"{a} {t.loc[a, 'step_ms'] / ms:.1f}x" for a in others if math.isfinite(t.loc[a, 'step_ms']))
-                txt += f"; time per step relative to MTL: {ratios}"
-            ev.append(txt)
-    rows.append(["MTL reaches GBML-level accuracy at a fraction of the training cost (the paper's empirical claim)",
-                 "compare", "; ".join(ev) or "not run", "measured (see section 5)" if ev else "unknown"])
-    return rows
-
-
-def claims(depth: Loaded, widths: list[Loaded], kernel: Loaded, compares: list[Loaded]) -> list[list[str]]:
-    """Rows (claim, source, measured, status) for the theory's claims and the paper's."""
-    rows = []
-    rows += _claim_width(depth, widths, kernel, compares)
-    rows += _claim_mtl_a(depth, widths, kernel, compares)
-    rows += _claim_distance(depth, widths, kernel, compares)
-    rows += _claim_collapse(depth, widths, kernel, compares)
-    rows += _claim_random_slots(depth, widths, kernel, compares)
-    rows += _claim_cost(depth, widths, kernel, compares)
-    return rows
 
 
 # ----------------------------------------------------------------------------- figures
@@ -895,8 +731,7 @@ def _section_reference(inp: _Inputs, figures_dir: Path, figs: dict) -> list[str]
 
 def load_regime(path: Path) -> Loaded:
     """The regime map (``ntk-bridge regime-map``): cells.csv, verdicts.csv, config.json."""
-    return _load("regime map", path, {"cells": "cells.csv", "verdicts": "verdicts.csv", "config": "config.json"},
-                 COMMANDS["regime"])
+    return _load("regime map", path, schemas.REGIME_MAP, ("cells", "verdicts", "config"), COMMANDS["regime"])
 
 
 def _section_regime(regime: Loaded) -> list[str]:
@@ -948,7 +783,8 @@ def build(sources: Sources, figures_dir: Path) -> tuple[str, dict]:
 
     # 1. claims
     L += ["## 1. Theory claims and their measured status", ""]
-    L += _table(["claim", "measured by", "measured", "status"], claims(depth, widths, kernel, compares))
+    L += _table(["claim", "measured by", "measured", "status"],
+                [v.row() for v in claims(depth, widths, kernel, compares)])
     L.append("")
 
     inp = _Inputs(depth, widths, kernel, variants, compares, runs, trained,

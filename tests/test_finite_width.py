@@ -14,7 +14,7 @@ pytest.importorskip("neural_tangents")
 from ntk_bridge.errors import BridgeError  # noqa: E402
 from ntk_bridge.finite.closed import closed_form, empirical_gram, infinite_gram  # noqa: E402
 from ntk_bridge.linalg import gd_operator as outer_gd_operator, gd_ratio  # noqa: E402
-from ntk_bridge.finite.training import (TrainConfig, init_net, initial_outputs,  # noqa: E402
+from ntk_bridge.finite.training import (GDConfig, init_net, initial_outputs,  # noqa: E402
                                         train_and_predict)
 from ntk_bridge.kernels import NetSpec  # noqa: E402
 from ntk_bridge.metrics import d_rel  # noqa: E402
@@ -61,7 +61,7 @@ def test_linearised_network_trains_exactly_to_the_closed_forms(tiny):
     gram = empirical_gram(net, tasks.points)
     f0 = initial_outputs(net, tasks.points)
     assert np.abs(f0).max() > 0.1                      # a genuinely non-zero initial output
-    cfg = TrainConfig(inner_step=0.2, inner_steps=3, outer_lr=0.02, outer_steps=60, chunk=30)
+    cfg = GDConfig(inner_step=0.2, inner_steps=3, outer_lr=0.02, outer_steps=60, chunk=30)
     for method in ("mtl-b", "anil", "maml", "ntk", "head-only"):
         got = train_and_predict(method, lin, tasks, cfg).predictions
         want = closed_form(method, tasks, gram, cfg, f0)
@@ -81,7 +81,7 @@ def test_divergent_learning_rate_is_reported_not_returned(tiny):
     gram = infinite_gram(SPEC, tasks)
     from ntk_bridge.finite.sweep import objective_kernel
 
-    cfg = TrainConfig(inner_step=0.2, inner_steps=3)
+    cfg = GDConfig(inner_step=0.2, inner_steps=3)
     lam = np.linalg.eigvalsh(objective_kernel("mtl-b", tasks, gram, cfg.inner)).max()
     bad = replace(cfg, outer_lr=10.0 / lam, outer_steps=200, chunk=50)
     with pytest.raises(BridgeError) as err:

@@ -166,3 +166,20 @@ def test_row_blocks_do_not_change_the_sweep(spec, monkeypatch):
         if spec.activation == "relu" and spec.b_std == 0:
             assert rows[depth].theta[9, 0] == pytest.approx(depth + 1, rel=1e-14)
             assert rows[depth].k[10, 1] == pytest.approx(1.0, rel=1e-14)
+
+
+def test_float64_is_scoped_to_the_kernel_calls():
+    """The kernel side computes in float64 inside its own calls only: before and after one, JAX's
+    default dtype is float32, so the trainer (float32) needs no guard against a global switch."""
+    import jax.numpy as jnp
+
+    assert jnp.asarray(1.0).dtype == jnp.float32
+    x = _points(3)
+    out = nt_kernels(NetSpec(depth=2), x)
+    assert out.theta.dtype == np.float64 and out.k.dtype == np.float64
+    # float64 arithmetic, not float32 cast up: the off-diagonal agrees with the one-pass sweep to
+    # 1e-10, far below float32's ~1e-7 relative rounding of entries of size ~3
+    ref = depth_sweep(NetSpec(depth=2), x, depths=[2])[2]
+    off = ~np.eye(3, dtype=bool)
+    assert np.max(np.abs(out.theta - ref.theta)[off]) < 1e-10
+    assert jnp.asarray(1.0).dtype == jnp.float32 and jnp.zeros(2).dtype == jnp.float32

@@ -128,6 +128,27 @@ def test_report_refuses_a_half_written_file_by_name(outputs, tmp_path, capsys):
     assert not out.exists() and not (tmp_path / "f").exists()
 
 
+def test_report_refuses_a_file_lacking_a_declared_column(outputs, tmp_path, capsys):
+    """The columns the report reads are declared by the producer (ntk_bridge.schemas); a file
+    without one (another version's output) is refused by name and column, writing nothing."""
+    import shutil
+
+    from ntk_bridge.schemas import COMPARE
+
+    broken = tmp_path / "compare"
+    shutil.copytree(outputs / "compare", broken)
+    summary = pd.read_csv(broken / COMPARE.file("summary")).rename(columns={"test_own": "test_acc"})
+    summary.to_csv(broken / COMPARE.file("summary"), index=False)
+    out = tmp_path / "r.md"
+    rc = main(["report", "--depth-sweep", str(outputs / "depth"), "--width-sweep", str(outputs / "width"),
+               "--kernel-fewshot", str(outputs / "kernel"), "--compare", str(broken),
+               "--runs", str(outputs / "runs"), "--out", str(out), "--figures", str(tmp_path / "f")])
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(broken / "summary.csv") in err[0] and "lacks column(s) test_own" in err[0]
+    assert not out.exists()
+
+
 def test_report_reads_run_folders_given_as_symlinks(outputs, tmp_path):
     runs = tmp_path / "runs"
     runs.mkdir()

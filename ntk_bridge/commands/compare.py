@@ -402,11 +402,11 @@ def summary_rows(results: dict, curves: dict, target_arg: float | str | None) ->
     return rows
 
 
-RESULT_FILES = ("summary.csv", "summary.md", "curves.csv", "ratios.json", "config.json", "compare.png")
 
 
 def run(args: argparse.Namespace) -> int:
     from ntk_bridge.io import result_folder, staged_files
+    from ntk_bridge.schemas import COMPARE
 
     configs, target_arg, out, figure, data = plan(args)
     try:
@@ -416,7 +416,7 @@ def run(args: argparse.Namespace) -> int:
     # the result files are staged and moved into place together at the end (ntk_bridge.io); the
     # run folders live in OUT/runs/ from the start (each is resumable) and are carried over
     with staged_files([] if inside else [figure], "--figure") as temps, \
-            result_folder(out, "--out", replaces=RESULT_FILES) as tmp:
+            result_folder(out, "--out", replaces=COMPARE.files()) as tmp:
         rows, curve_rows = [], []
         for shots in dict.fromkeys(k for _, k in configs):
             results, curves = {}, {}
@@ -438,6 +438,7 @@ def _write_results(tmp: Path, figure: Path, rows, curve_rows, configs, data, arg
     import pandas as pd
 
     from ntk_bridge import io
+    from ntk_bridge.schemas import COMPARE, write_table
     from ntk_bridge.train.evaluation import CI_METHOD
     summary = pd.DataFrame(rows)
     ratios = _ratios(summary)
@@ -450,11 +451,11 @@ def _write_results(tmp: Path, figure: Path, rows, curve_rows, configs, data, arg
               "measurement": ("training wall time excludes evaluation and compilation; "
                               "accuracies are mean +- " + CI_METHOD)}
     _figure(pd.DataFrame(curve_rows), summary, figure, args)
-    io.write_csv(tmp / "curves.csv", pd.DataFrame(curve_rows))
-    io.write_csv(tmp / "summary.csv", summary)
-    io.write_json(tmp / "ratios.json", ratios)
-    io.write_text(tmp / "summary.md", md)
-    io.write_json(tmp / "config.json", record)
+    write_table(tmp, COMPARE.parts["curves"], pd.DataFrame(curve_rows))
+    write_table(tmp, COMPARE.parts["summary"], summary)
+    io.write_json(tmp / COMPARE.file("ratios"), ratios)
+    io.write_text(tmp / COMPARE.file("markdown"), md)
+    io.write_json(tmp / COMPARE.file("config"), record)
     return md
 
 

@@ -64,7 +64,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-RESULT_FILES = ("config.json", "depth_sweep.csv", "summary.csv", "errors.csv")   # what OUT holds
+def result_files() -> tuple[str, ...]:
+    """What OUT holds (ntk_bridge.schemas.DEPTH_SWEEP)."""
+    from ntk_bridge.schemas import DEPTH_SWEEP
+    return DEPTH_SWEEP.files()
 
 
 def check_rank(args) -> None:
@@ -107,20 +110,20 @@ def run(args) -> int:
     from pathlib import Path
 
     from ntk_bridge import depth_study
-    from ntk_bridge.io import result_set, save_figure, write_csv, write_json
+    from ntk_bridge.io import result_set, save_figure, write_json
+    from ntk_bridge.schemas import DEPTH_SWEEP, write_table
 
     config = config_from_args(args)                       # every check before anything is written
     out = Path(args.out)
-    with result_set(out, args.figure, replaces=RESULT_FILES) as (tmp, figure):
-        write_json(tmp / "config.json", {"command": "depth-sweep", **config.as_dict()})
+    with result_set(out, args.figure, replaces=result_files()) as (tmp, figure):
+        write_json(tmp / DEPTH_SWEEP.file("config"), {"command": "depth-sweep", **config.as_dict()})
         start = time.time()
         frame = depth_study.run(config, progress=not args.quiet)
         elapsed = time.time() - start
         summary = depth_study.summarize(frame)
         errors = depth_study.error_table(frame)
-        write_csv(tmp / "depth_sweep.csv", frame)
-        write_csv(tmp / "summary.csv", summary)
-        write_csv(tmp / "errors.csv", errors)
+        for key, table in (("frame", frame), ("summary", summary), ("errors", errors)):
+            write_table(tmp, DEPTH_SWEEP.parts[key], table)
         save_figure(figure, depth_study.plot(frame, errors, describe(config)))
     print_results(config, frame, summary, errors, elapsed, out, args.figure)
     return 0

@@ -69,8 +69,10 @@ DEPTHS = (1, 4, 16, 64)
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SYNTHETIC = REPO / "experiments" / "results" / "depth_sweep" / "depth_sweep.csv"
 DEFAULT_CACHE = Path.home() / ".cache" / "ntk_bridge" / "conv_kernels"
-RESULT_FILES = ("config.json", "episodes.csv", "accuracy.csv", "distances.csv", "distance_vs_synthetic.csv",
-                "distance_rates.csv", "timing.csv", "comparison.csv", "run.json")
+def result_files() -> tuple[str, ...]:
+    """What OUT holds (ntk_bridge.schemas.KERNEL_FEWSHOT)."""
+    from ntk_bridge.schemas import KERNEL_FEWSHOT
+    return KERNEL_FEWSHOT.files()
 
 
 def label_list(text: str) -> tuple[str, ...]:
@@ -240,14 +242,15 @@ def title_of(config) -> str:
 
 def run(args) -> int:
     from ntk_bridge import kernel_fewshot as kf
-    from ntk_bridge.io import check_figure_path, result_set, save_figure, write_csv, write_json
+    from ntk_bridge.io import check_figure_path, result_set, save_figure, write_json
+    from ntk_bridge.schemas import KERNEL_FEWSHOT, write_table
 
     config = config_from_args(args)
     check_figure_path(args.figure, "--figure")
     synthetic_path, synthetic_note = resolve_synthetic(args.synthetic)
     synthetic = kf.synthetic_distances(synthetic_path) if synthetic_path is not None else None
     out = Path(args.out)
-    with result_set(out, args.figure, replaces=RESULT_FILES) as (tmp, figure):
+    with result_set(out, args.figure, replaces=result_files()) as (tmp, figure):
         start = time.time()
         res = kf.run(config, progress=not args.quiet)
         elapsed = time.time() - start
@@ -255,14 +258,14 @@ def run(args) -> int:
         merged = vs_synthetic(res["distances"], synthetic)
         rates = rate_rows(merged)
         title = title_of(config)
-        write_json(tmp / "config.json", {"command": "kernel-fewshot", **config.as_dict()})
-        for name, frame in (("episodes", res["accuracy"]), ("accuracy", table), ("distances", res["distances"]),
-                            ("distance_vs_synthetic", merged), ("distance_rates", rates), ("timing", res["timing"]),
-                            ("comparison", comparison(table))):
-            write_csv(tmp / f"{name}.csv", frame)
+        write_json(tmp / KERNEL_FEWSHOT.file("config"), {"command": "kernel-fewshot", **config.as_dict()})
+        for key, frame in (("episodes", res["accuracy"]), ("accuracy", table), ("distances", res["distances"]),
+                           ("vs_synthetic", merged), ("rates", rates), ("timing", res["timing"]),
+                           ("comparison", comparison(table))):
+            write_table(tmp, KERNEL_FEWSHOT.parts[key], frame)
         save_figure(figure, kf.plot(table, res["distances"], synthetic, title))
-        write_json(tmp / "run.json", {"seconds": round(elapsed, 1), "title": title, "synthetic": synthetic_note,
-                                      "interval": "mean +- t(0.975, n-1) std / sqrt(n) over the n test episodes"})
+        write_json(tmp / KERNEL_FEWSHOT.file("run"), {"seconds": round(elapsed, 1), "title": title, "synthetic": synthetic_note,
+                                                      "interval": "mean +- t(0.975, n-1) std / sqrt(n) over the n test episodes"})
     summarise(config, title, elapsed, out, args.figure, table, merged, rates, res["timing"], synthetic_note)
     return 0
 

@@ -42,7 +42,10 @@ from pathlib import Path
 
 from ntk_bridge.commands._options import int_list
 
-RESULT_FILES = ("regime_map.csv", "cells.csv", "verdicts.csv", "config.json", "run.json")
+def result_files() -> tuple[str, ...]:
+    """What OUT holds (ntk_bridge.schemas.REGIME_MAP)."""
+    from ntk_bridge.schemas import REGIME_MAP
+    return REGIME_MAP.files()
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -108,23 +111,23 @@ def describe(config) -> str:
 
 def run(args) -> int:
     from ntk_bridge import regime_map
-    from ntk_bridge.io import result_set, save_figure, write_csv, write_json
+    from ntk_bridge.io import result_set, save_figure, write_json
     from ntk_bridge.regime_report import plot, verdict_frame, print_verdicts
+    from ntk_bridge.schemas import REGIME_MAP, write_table
 
     config = config_from_args(args)                      # every check before anything is written
     cache = cache_folder(args)
-    with result_set(args.out, args.figure, replaces=RESULT_FILES) as (tmp, figure):
+    with result_set(args.out, args.figure, replaces=result_files()) as (tmp, figure):
         _make_cache(cache)
         start = time.time()
         frame = regime_map.compute(config, cache, progress=not args.quiet)
         elapsed = time.time() - start
         summary = regime_map.summarize_cells(frame, config.deep_from)
         verdicts = verdict_frame(regime_map.verdicts(summary))
-        write_json(tmp / "config.json", {"command": "regime-map", **config.as_dict()})
-        write_csv(tmp / "regime_map.csv", frame)
-        write_csv(tmp / "cells.csv", summary)
-        write_csv(tmp / "verdicts.csv", verdicts)
-        write_json(tmp / "run.json", _run_info(elapsed, cache))
+        write_json(tmp / REGIME_MAP.file("config"), {"command": "regime-map", **config.as_dict()})
+        for key, table in (("frame", frame), ("cells", summary), ("verdicts", verdicts)):
+            write_table(tmp, REGIME_MAP.parts[key], table)
+        write_json(tmp / REGIME_MAP.file("run"), _run_info(elapsed, cache))
         save_figure(figure, plot(summary, describe(config)))
     print_verdicts(summary, verdicts, describe(config))
     print(f"\n{len(frame)} rows in {elapsed:.1f} s -> {Path(args.out) / 'regime_map.csv'}, figure {args.figure}")

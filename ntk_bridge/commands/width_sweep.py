@@ -47,48 +47,48 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import math
 import time
 
-from ntk_bridge.commands._options import int_list
+from ntk_bridge.commands._fields import Flag, add_flags, build
 
-DEFAULT_METHODS = "mtl-b,mtl-a,anil,maml,ntk,head-only"
-
-
-def _str_list(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
+# every flag's default is the WidthSweepConfig field's (ntk_bridge.finite.sweep), stated there once
+SWEEP_FLAGS = (
+    Flag("widths", "comma-separated widths"),
+    Flag("seeds", "seeds (task draw + network init) per width"),
+    Flag("seed", "first seed; seed i uses seed+i"),
+    Flag("methods", "comma-separated methods"),
+)
+NETWORK_FLAGS = (
+    Flag("net.depth", "hidden layers", name="--depth"),
+    Flag("net.W_std", "hidden weight std", name="--W-std", shown=lambda v: f"{v:.4g} = sqrt 2, He"),
+    Flag("net.b_std", "hidden bias std", name="--b-std"),
+)
+TASK_FLAGS = (
+    Flag("family.family", "synthetic task family, see ntk_bridge.tasks;", name="--family", choices=("teacher", "subspace")),
+    Flag("family.d", "input dimension", name="--d"),
+    Flag("family.n_train_tasks", "training tasks", name="--train-tasks"),
+    Flag("family.n_test_tasks", "test tasks", name="--test-tasks"),
+    Flag("family.n_query", "queries per task", name="--n-query"),
+    Flag("family.n_support", "support points per task", name="--n-support"),
+)
+TRAINING_FLAGS = (
+    Flag("inner_step", "inner / fine-tuning step a", name="--inner-step-size"),
+    Flag("inner_steps", "inner / fine-tuning steps k"),
+    Flag("outer_time", "function-space outer training time eta*t = lr * steps"),
+    Flag("lr_fraction", "outer lr * lam_max of the infinite-width objective kernel (gradient descent diverges at 2)"),
+    Flag("dtype", "precision of the finite networks' training (float32 is about twice as fast on CPU; the "
+                  "closed forms are always float64)", choices=("float64", "float32")),
+)
+FLAGS = SWEEP_FLAGS + NETWORK_FLAGS + TASK_FLAGS + TRAINING_FLAGS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("sweep")
-    g.add_argument("--widths", type=int_list, default=(64, 128, 256, 512, 1024, 2048, 4096, 8192),
-                   help="comma-separated widths (default 64,128,...,8192)")
-    g.add_argument("--seeds", type=int, default=4, help="seeds (task draw + network init) per width (default 4)")
-    g.add_argument("--seed", type=int, default=0, help="first seed; seed i uses seed+i")
-    g.add_argument("--methods", type=_str_list, default=_str_list(DEFAULT_METHODS),
-                   help=f"comma-separated methods (default {DEFAULT_METHODS})")
-    g = p.add_argument_group("network")
-    g.add_argument("--depth", type=int, default=1, help="hidden layers (default 1)")
-    g.add_argument("--W-std", type=float, default=math.sqrt(2.0), help="hidden weight std (default sqrt 2)")
-    g.add_argument("--b-std", type=float, default=0.0, help="hidden bias std (default 0)")
-    g = p.add_argument_group("tasks")
-    g.add_argument("--family", choices=("teacher", "subspace"), default="teacher")
-    g.add_argument("--d", type=int, default=16, help="input dimension (default 16)")
-    g.add_argument("--train-tasks", type=int, default=5)
-    g.add_argument("--test-tasks", type=int, default=4)
-    g.add_argument("--n-query", type=int, default=5)
-    g.add_argument("--n-support", type=int, default=5)
-    g = p.add_argument_group("training")
-    g.add_argument("--inner-step-size", type=float, default=0.2, help="inner / fine-tuning step a (default 0.2)")
-    g.add_argument("--inner-steps", type=int, default=5, help="inner / fine-tuning steps k (default 5)")
-    g.add_argument("--outer-time", type=float, default=10.0,
-                   help="function-space outer training time eta*t = lr * steps (default 10)")
-    g.add_argument("--lr-fraction", type=float, default=0.5,
-                   help="outer lr * lam_max of the infinite-width objective kernel (default 0.5; "
-                        "gradient descent diverges at 2)")
-    g.add_argument("--dtype", choices=("float64", "float32"), default="float64",
-                   help="precision of the finite networks' training (default float64; float32 is about "
-                        "twice as fast on CPU; the closed forms are always float64)")
+    from ntk_bridge.finite.sweep import WidthSweepConfig
+
+    defaults = WidthSweepConfig()
+    for title, flags in (("sweep", SWEEP_FLAGS), ("network", NETWORK_FLAGS), ("tasks", TASK_FLAGS),
+                         ("training", TRAINING_FLAGS)):
+        add_flags(p.add_argument_group(title), defaults, flags)
     g = p.add_argument_group("output")
     g.add_argument("--out", default="experiments/results/width_sweep", help="folder for CSV/JSON")
     g.add_argument("--figure", default=None,
@@ -105,18 +105,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def config_from_args(args):
     from ntk_bridge.errors import require
     from ntk_bridge.finite.sweep import WidthSweepConfig
-    from ntk_bridge.kernels import NetSpec
-    from ntk_bridge.tasks import FamilyConfig
 
     bad = min(args.widths)
     require(bad >= 1, f"--widths must all be >= 1 (got {bad}); a network needs at least one unit per layer")
-    return WidthSweepConfig(
-        widths=tuple(args.widths), seeds=args.seeds, seed=args.seed, methods=tuple(args.methods),
-        net=NetSpec(depth=args.depth, W_std=args.W_std, b_std=args.b_std),
-        family=FamilyConfig(family=args.family, d=args.d, n_train_tasks=args.train_tasks,
-                            n_test_tasks=args.test_tasks, n_query=args.n_query, n_support=args.n_support),
-        inner_step=args.inner_step_size, inner_steps=args.inner_steps,
-        outer_time=args.outer_time, lr_fraction=args.lr_fraction, dtype=args.dtype)
+    return build(WidthSweepConfig(), args, FLAGS)
 
 
 FIGURE_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg", "eps", "ps", "tif", "tiff", "webp")
@@ -178,17 +170,18 @@ def _title(config) -> str:
 def _sweep(config, out, figure: str, quiet: bool) -> int:
     """Train, write errors/pairs after every width (run.json says which), then the summaries."""
     from ntk_bridge.finite import sweep
-    from ntk_bridge.io import write_csv, write_json
+    from ntk_bridge.io import write_json
+    from ntk_bridge.schemas import WIDTH_SWEEP, write_table
 
     start = time.time()
-    write_json(out / "run.json", {"complete": False, "widths_done": []})   # marks the folder unfinished first
-    write_json(out / "config.json", {"command": "width-sweep", **config.as_dict()})
+    write_json(out / WIDTH_SWEEP.file("run"), {"complete": False, "widths_done": []})   # marks the folder unfinished first
+    write_json(out / WIDTH_SWEEP.file("config"), {"command": "width-sweep", **config.as_dict()})
 
     def save_partial(errors, pairs):  # a stopped sweep keeps every finished width
-        write_csv(out / "errors.csv", errors)
-        write_csv(out / "pairs.csv", pairs)
-        write_json(out / "run.json", {"complete": False, "widths_done": sorted(int(w) for w in errors["width"].unique()),
-                                      "seconds": round(time.time() - start, 1)})
+        write_table(out, WIDTH_SWEEP.parts["errors"], errors)
+        write_table(out, WIDTH_SWEEP.parts["pairs"], pairs)
+        write_json(out / WIDTH_SWEEP.file("run"), {"complete": False, "widths_done": sorted(int(w) for w in errors["width"].unique()),
+                                                   "seconds": round(time.time() - start, 1)})
 
     errors, pairs = sweep.run(config, progress=not quiet, on_width=save_partial)
     _summarize(config, errors, pairs, out, figure, time.time() - start)
@@ -198,7 +191,8 @@ def _sweep(config, out, figure: str, quiet: bool) -> int:
 def _summarize(config, errors, pairs, out, figure: str, elapsed: float) -> None:
     """Write summary.csv, error_table.csv, the figure and the final run.json; print the tables."""
     from ntk_bridge.finite import sweep
-    from ntk_bridge.io import save_figure, write_csv, write_json
+    from ntk_bridge.io import save_figure, write_json
+    from ntk_bridge.schemas import WIDTH_SWEEP, write_table
 
     slopes = sweep.slope_table(errors, pairs)
     table = sweep.error_table(errors)
@@ -208,13 +202,13 @@ def _summarize(config, errors, pairs, out, figure: str, elapsed: float) -> None:
                 f"{config.seeds} seeds (draw + init), mean +- 95% t-interval (t quantile, n - 1 dof, n = seeds)")
     title = _title(config)
     fig = sweep.plot(errors, pairs, slopes, title)
-    write_csv(out / "summary.csv", slopes)
-    write_csv(out / "error_table.csv", table)
+    write_table(out, WIDTH_SWEEP.parts["summary"], slopes)
+    write_table(out, WIDTH_SWEEP.parts["table"], table)
     save_figure(figure, fig)
     failed = int((errors["failed"].fillna("") != "").sum()) if "failed" in errors else 0
-    write_json(out / "run.json", {"complete": True, "widths_done": sorted(int(w) for w in errors["width"].unique()),
-                                  "seconds": round(elapsed, 1), "rows": len(errors), "failed": failed,
-                                  "measured": measured, "slopes": slopes.to_dict(orient="records")})
+    write_json(out / WIDTH_SWEEP.file("run"), {"complete": True, "widths_done": sorted(int(w) for w in errors["width"].unique()),
+                                               "seconds": round(elapsed, 1), "rows": len(errors), "failed": failed,
+                                               "measured": measured, "slopes": slopes.to_dict(orient="records")})
     _print(title, errors, table, slopes, dist, measured, elapsed, out, figure)
 
 

@@ -26,19 +26,19 @@ from __future__ import annotations
 import numpy as np
 
 from ntk_bridge import predictors
-from ntk_bridge.finite.training import FiniteNet, TrainConfig
+from ntk_bridge.finite.training import FiniteNet, GDConfig
 from ntk_bridge.kernels import Kernels, NetSpec, nt_kernels
 from ntk_bridge.predictors import PredictorConfig
 from ntk_bridge.tasks import TaskSet
 from ntk_bridge.nt_backend import in_float64
 
 
-def predictor_config(config: TrainConfig) -> PredictorConfig:
-    """The PredictorConfig of a TrainConfig (flow time eta t = lr S at rate 1)."""
+def predictor_config(config: GDConfig) -> PredictorConfig:
+    """The PredictorConfig of a GDConfig (flow time eta t = lr S at rate 1)."""
     return PredictorConfig(inner=config.inner, outer_time=config.outer_time, outer_rate=1.0)
 
 
-def closed_form(method: str, tasks: TaskSet, gram: Kernels, config: TrainConfig,
+def closed_form(method: str, tasks: TaskSet, gram: Kernels, config: GDConfig,
                 f0: np.ndarray | None, discrete: bool = True, outer_steps: int | None = None) -> np.ndarray:
     """Closed-form test predictions (n_test, n_q, c) matching ``train_and_predict(method, ...)``.
 

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from ntk_bridge.errors import require
-from ntk_bridge.finite.training import FINITE_METHODS, TrainConfig
+from ntk_bridge.finite.training import FINITE_METHODS, GDConfig
 from ntk_bridge.inner_loop import InnerLoop
 from ntk_bridge.predictors import PAIRS
 from ntk_bridge.kernels import Kernels, NetSpec
@@ -43,6 +43,7 @@ from ntk_bridge.metrics import d_rel, fit_loglog, relative_error
 from ntk_bridge.tasks import FamilyConfig, TaskSet, make_tasks
 
 DEFAULT_WIDTHS = (64, 128, 256, 512, 1024, 2048, 4096, 8192)
+DEFAULT_METHODS = ("mtl-b", "mtl-a", "anil", "maml", "ntk", "head-only")   # FINITE_METHODS, in table order
 DEFAULT_PAIRS = PAIRS + (("mtl-a", "head-only"),)   # and MTL-A's training-task influence
 SLOPE_METHODS = ("mtl-b", "anil", "maml")
 
@@ -60,7 +61,7 @@ class WidthSweepConfig:
     seed: int = 0
     net: NetSpec = field(default_factory=NetSpec)
     family: FamilyConfig = field(default_factory=_small_family)
-    methods: tuple[str, ...] = FINITE_METHODS
+    methods: tuple[str, ...] = DEFAULT_METHODS
     inner_step: float = 0.2
     inner_steps: int = 5
     outer_time: float = 10.0
@@ -183,9 +184,9 @@ def objective_kernel(method: str, tasks: TaskSet, gram: Kernels, inner: InnerLoo
     return a @ theta[np.ix_(z, z)] @ a.T
 
 
-def schedule(method: str, tasks: TaskSet, gram: Kernels, config: WidthSweepConfig) -> TrainConfig:
-    """The TrainConfig of ``method``: S = ceil(t lam_max / fraction) steps of lr = t / S."""
-    base = TrainConfig(inner_step=config.inner_step, inner_steps=config.inner_steps, outer_lr=1.0, outer_steps=0,
+def schedule(method: str, tasks: TaskSet, gram: Kernels, config: WidthSweepConfig) -> GDConfig:
+    """The GDConfig of ``method``: S = ceil(t lam_max / fraction) steps of lr = t / S."""
+    base = GDConfig(inner_step=config.inner_step, inner_steps=config.inner_steps, outer_lr=1.0, outer_steps=0,
                        dtype=config.dtype)
     if method == "head-only" or config.outer_time == 0:
         return base
@@ -224,7 +225,7 @@ def run(config: WidthSweepConfig, progress: bool = True,
 
 @dataclass(frozen=True)
 class _Draw:
-    """One seed: its tasks, infinite-width kernels and per-method TrainConfig."""
+    """One seed: its tasks, infinite-width kernels and per-method GDConfig."""
 
     seed: int
     tasks: TaskSet

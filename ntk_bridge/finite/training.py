@@ -56,8 +56,10 @@ Params = Any  # the stax parameter list: [(W, b), (), ..., (W_head, b_head)]
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Inner loop (``inner_steps`` steps of size ``inner_step``) and outer gradient descent.
+class GDConfig:
+    """Gradient descent on a finite network: the inner loop (``inner_steps`` steps of size
+    ``inner_step``) and the outer loop. (Not the few-shot trainer's run config, which is
+    :class:`ntk_bridge.train.config.TrainConfig`.)
 
     The outer loop runs ``outer_steps`` steps of size ``outer_lr`` (function-space time
     ``outer_lr * outer_steps``), checked for divergence every ``chunk`` steps. ``dtype`` is the
@@ -267,7 +269,7 @@ def _stable_lr(losses: np.ndarray, lr: float) -> float:
     return lr / 2.0
 
 
-def gradient_descent(apply_fn, method: str, params, data, config: TrainConfig, what: str):
+def gradient_descent(apply_fn, method: str, params, data, config: GDConfig, what: str):
     """Run the outer loop of ``method`` from ``params``; returns (params, losses (S,)).
 
     Plain SGD ``p <- p - lr grad`` (what optax.sgd does without momentum), in chunks of
@@ -305,7 +307,7 @@ def gradient_descent(apply_fn, method: str, params, data, config: TrainConfig, w
     return params, (np.concatenate(losses) if losses else np.zeros(0))
 
 
-def _dtype(config: TrainConfig):
+def _dtype(config: GDConfig):
     import jax.numpy as jnp
 
     return jnp.float32 if config.dtype == "float32" else jnp.float64
@@ -341,7 +343,7 @@ def _predictor(apply_fn, step: float, steps: int, head_only: bool):
     return run
 
 
-def _adapt_predict(apply_fn, params, test, config: TrainConfig, head_only: bool) -> np.ndarray:
+def _adapt_predict(apply_fn, params, test, config: GDConfig, head_only: bool) -> np.ndarray:
     """Adapt ``params`` on every test support, predict its queries: (n_test, n_q, c)."""
     run = _predictor(apply_fn, float(config.inner_step), int(config.inner_steps), bool(head_only))
     return np.asarray(run(params, test["xq"], test["xs"], test["ys"]), np.float64)
@@ -360,7 +362,7 @@ class FiniteResult:
         return float(self.losses[-1]) if self.losses.size else float("nan")
 
 
-def _cast(tree, config: TrainConfig):
+def _cast(tree, config: GDConfig):
     """Every array leaf of ``tree`` in the training dtype (a no-op for float64)."""
     import jax
 
@@ -369,7 +371,7 @@ def _cast(tree, config: TrainConfig):
 
 
 @in_float64
-def train_and_predict(method: str, net: FiniteNet, tasks: TaskSet, config: TrainConfig) -> FiniteResult:
+def train_and_predict(method: str, net: FiniteNet, tasks: TaskSet, config: GDConfig) -> FiniteResult:
     """Train ``net`` with ``method`` on the training tasks and predict the test queries."""
     import jax
     import jax.numpy as jnp

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -300,25 +299,6 @@ def evaluate_state(config, algorithm, state, data, split: str, episodes: int | N
         logreg_iters=config.logreg_iters, ridge_lambda=config.ridge_lambda, algorithm=algorithm)
 
 
-@contextmanager
-def float32_jax():
-    """Run JAX in its default 32-bit mode inside the block. Nothing in ntk_bridge switches the
-    process to float64 (the kernel side asks for it only inside its own calls,
-    ntk_bridge.nt_backend.float64); this guards against a caller who did, since a run resumed in
-    one mode and compared with a run in the other would differ in the last bit."""
-    import jax
-    import jax.numpy as jnp
-
-    was_x64 = jnp.asarray(1.0).dtype == jnp.float64
-    if was_x64:
-        jax.config.update("jax_enable_x64", False)
-    try:
-        yield
-    finally:
-        if was_x64:
-            jax.config.update("jax_enable_x64", True)
-
-
 def train(config: TrainConfig, run_dir: str | Path, *, callback: Callable[[int, dict], None] | None = None,
           data: RunData | None = None, evaluate_test: bool = True) -> dict:
     """Train (or resume) the run in ``run_dir``; returns the summary dict (also summary.json).
@@ -326,10 +306,11 @@ def train(config: TrainConfig, run_dir: str | Path, *, callback: Callable[[int, 
     Everything is checked before the run folder is touched (config, memory estimate, data,
     split sizes, model construction), so a failed start leaves no folder behind.
     ``callback(step, loop_state)`` is called after every step (after any checkpoint); an
-    exception from it stops the run as a kill would. Runs in float32 (:func:`float32_jax`).
+    exception from it stops the run as a kill would. Runs in JAX's default float32: nothing in
+    ntk_bridge switches the process to float64 (the kernel side asks for it only inside its own
+    calls, :func:`ntk_bridge.nt_backend.float64`).
     """
-    with float32_jax():
-        return _train(config, run_dir, callback=callback, data=data, evaluate_test=evaluate_test)
+    return _train(config, run_dir, callback=callback, data=data, evaluate_test=evaluate_test)
 
 
 def check_splits(config: TrainConfig, data: RunData) -> None:

@@ -1,0 +1,109 @@
+"""Command-line flags derived from a frozen config dataclass: defaults and types stated once, there.
+
+A command lists :class:`Flag` s (which field, the flag's wording); :func:`add_flags` takes each
+flag's default from an instance of the config (so ``--help`` prints the dataclass default) and its
+parser from the default's type, and :func:`build` turns the parsed flags back into the config
+(``dataclasses.replace`` field by field, nested configs included, so the dataclass validates it).
+
+    FLAGS = (Flag("seeds", "seeds per width"), Flag("net.depth", "hidden layers", name="--depth"))
+    add_flags(parser, WidthSweepConfig(), FLAGS)
+    config = build(WidthSweepConfig(), parser.parse_args(), FLAGS)
+
+Imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One flag of one config field.
+
+    ``field``: the dataclass field, dotted for a field of a nested config (``"net.depth"``);
+    ``help``: the wording (the default is appended); ``name``: the flag (default
+    ``--<last part of field, dashes for underscores>``); ``parse``: the argparse type (default
+    from the default value: int, float, str, or comma-separated ints for an int tuple);
+    ``choices``: allowed values; ``shown``: how the default is printed (default ``str`` /
+    ``"a,b,c"`` for a tuple).
+    """
+
+    field: str
+    help: str = ""
+    name: str = ""
+    parse: Callable[[str], Any] | None = None
+    choices: tuple = ()
+    shown: Callable[[Any], str] | None = None
+
+    @property
+    def dest(self) -> str:
+        return self.field.replace(".", "__")
+
+    @property
+    def flag(self) -> str:
+        return self.name or "--" + self.field.rsplit(".", 1)[-1].replace("_", "-")
+
+
+def field_value(config: Any, dotted: str) -> Any:
+    """``config.a.b`` for ``"a.b"``."""
+    for part in dotted.split("."):
+        config = getattr(config, part)
+    return config
+
+
+def _parser_for(value: Any) -> Callable[[str], Any]:
+    from ntk_bridge.commands._options import int_list
+    if isinstance(value, bool):
+        raise TypeError("a bool field needs its own flag (store_true / store_false)")
+    if isinstance(value, tuple):
+        if all(isinstance(v, int) for v in value):
+            return int_list
+        return str_list
+    return type(value)
+
+
+def str_list(text: str) -> tuple[str, ...]:
+    """``"a,b"`` -> ``("a", "b")`` (empty items dropped)."""
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def add_flags(group: argparse._ActionsContainer, defaults: Any, flags: Sequence[Flag]) -> None:
+    """One argparse option per flag, its default ``field_value(defaults, flag.field)``."""
+    for f in flags:
+        value = field_value(defaults, f.field)
+        text = f"{f.help}{' ' if f.help else ''}(default {(f.shown or _shown)(value)})"
+        kwargs: dict[str, Any] = {"dest": f.dest, "default": value, "help": text}
+        if f.choices:
+            kwargs["choices"] = f.choices
+        else:
+            kwargs["type"] = f.parse or _parser_for(value)
+            kwargs["metavar"] = f.flag.lstrip("-").replace("-", "_").upper()
+        group.add_argument(f.flag, **kwargs)
+
+
+def build(defaults: Any, args: argparse.Namespace, flags: Sequence[Flag]) -> Any:
+    """``defaults`` with every flag's parsed value put into its field; a nested config (one level,
+    ``"net.depth"``) is rebuilt once with all of its flags, so each dataclass checks its values together."""
+    nested: dict[str, dict[str, Any]] = {}
+    top: dict[str, Any] = {}
+    for f in flags:
+        head, _, rest = f.field.partition(".")
+        if "." in rest:
+            raise ValueError(f"{f.field}: flags reach one nested config level at most")
+        if rest:
+            nested.setdefault(head, {})[rest] = getattr(args, f.dest)
+        else:
+            top[head] = getattr(args, f.dest)
+    for head, values in nested.items():
+        top[head] = dataclasses.replace(getattr(defaults, head), **values)
+    return dataclasses.replace(defaults, **top)
