@@ -73,7 +73,7 @@ def str_list(text: str) -> tuple[str, ...]:
 
 def _shown(value: Any) -> str:
     if isinstance(value, tuple):
-        return ",".join(map(str, value))
+        return ",".join(map(_shown, value))
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
@@ -81,7 +81,8 @@ def add_flags(group: argparse._ActionsContainer, defaults: Any, flags: Sequence[
     """One argparse option per flag, its default ``field_value(defaults, flag.field)``."""
     for f in flags:
         value = field_value(defaults, f.field)
-        text = f"{f.help}{' ' if f.help else ''}(default {(f.shown or _shown)(value)})"
+        shown = f"default {(f.shown or _shown)(value)}"
+        text = f"{f.help[:-1]}; {shown})" if f.help.endswith(")") else f"{f.help} ({shown})" if f.help else shown
         kwargs: dict[str, Any] = {"dest": f.dest, "default": value, "help": text}
         if f.choices:
             kwargs["choices"] = f.choices

@@ -26,36 +26,42 @@ from __future__ import annotations
 import argparse
 import time
 
-from ntk_bridge.commands._options import add_predictor_arguments, int_list, predictor_config
+from ntk_bridge.commands._fields import Flag, add_flags, build
+from ntk_bridge.commands._options import add_predictor_arguments, predictor_config
+from ntk_bridge.kernels import ACTIVATIONS
+from ntk_bridge.tasks import FAMILIES
+
+
+SWEEP_FLAGS = (
+    Flag("depths", "comma-separated depths (hidden layers)"),
+    Flag("draws", "random task draws"),
+    Flag("seed", "seed of the first draw; draw i uses seed+i"),
+)
+NETWORK_FLAGS = (
+    Flag("net.activation", "hidden activation", name="--activation", choices=ACTIVATIONS),
+    Flag("net.W_std", "hidden weight std", name="--W-std", shown=lambda v: f"{v:.4g} = sqrt 2, He"),
+    Flag("net.b_std", "hidden bias std", name="--b-std"),
+)
+TASK_FLAGS = (
+    Flag("family.family", "synthetic task family (see ntk_bridge.tasks)", name="--family", choices=FAMILIES),
+    Flag("family.d", "input dimension", name="--d"),
+    Flag("family.n_train_tasks", "training tasks per draw", name="--train-tasks"),
+    Flag("family.n_test_tasks", "unseen test tasks per draw", name="--test-tasks"),
+    Flag("family.n_query", "queries per task", name="--n-query"),
+    Flag("family.n_support", "support points per task", name="--n-support"),
+    Flag("family.spread", "how far task heads scatter around the shared one", name="--spread"),
+    Flag("family.noise", "label noise std", name="--noise"),
+)
+FLAGS = SWEEP_FLAGS + NETWORK_FLAGS + TASK_FLAGS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The flags; every default is the field default of DepthStudyConfig / NetSpec / FamilyConfig."""
+    """The flags; every default is the field default of DepthStudyConfig (its NetSpec, FamilyConfig)."""
     from ntk_bridge.depth_study import DepthStudyConfig
-    from ntk_bridge.kernels import ACTIVATIONS, NetSpec
-    from ntk_bridge.tasks import FAMILIES, FamilyConfig
 
-    study, net, fam = DepthStudyConfig(), NetSpec(), FamilyConfig()
-    g = p.add_argument_group("sweep")
-    g.add_argument("--depths", type=int_list, default=study.depths,
-                   help=f"comma-separated depths (hidden layers); default {','.join(map(str, study.depths))}")
-    g.add_argument("--draws", type=int, default=study.draws, help=f"random task draws (default {study.draws})")
-    g.add_argument("--seed", type=int, default=study.seed, help=f"seed of the first draw; draw i uses seed+i (default {study.seed})")
-    g = p.add_argument_group("network (infinite width)")
-    g.add_argument("--activation", choices=ACTIVATIONS, default=net.activation, help=f"default {net.activation}")
-    g.add_argument("--W-std", type=float, default=net.W_std, help=f"hidden weight std (default {net.W_std:.4g} = sqrt 2, He)")
-    g.add_argument("--b-std", type=float, default=net.b_std, help=f"hidden bias std (default {net.b_std:g})")
-    g = p.add_argument_group("tasks")
-    g.add_argument("--family", choices=FAMILIES, default=fam.family,
-                   help=f"synthetic task family (ntk_bridge.tasks); default {fam.family}")
-    g.add_argument("--d", type=int, default=fam.d, help=f"input dimension (default {fam.d})")
-    g.add_argument("--train-tasks", type=int, default=fam.n_train_tasks, help=f"default {fam.n_train_tasks}")
-    g.add_argument("--test-tasks", type=int, default=fam.n_test_tasks, help=f"default {fam.n_test_tasks}")
-    g.add_argument("--n-query", type=int, default=fam.n_query, help=f"queries per task (default {fam.n_query})")
-    g.add_argument("--n-support", type=int, default=fam.n_support, help=f"support points per task (default {fam.n_support})")
-    g.add_argument("--spread", type=float, default=fam.spread,
-                   help=f"how far task heads scatter around the shared one (default {fam.spread:g})")
-    g.add_argument("--noise", type=float, default=fam.noise, help=f"label noise std (default {fam.noise:g})")
+    defaults = DepthStudyConfig()
+    for title, flags in (("sweep", SWEEP_FLAGS), ("network (infinite width)", NETWORK_FLAGS), ("tasks", TASK_FLAGS)):
+        add_flags(p.add_argument_group(title), defaults, flags)
     add_predictor_arguments(p, outer_ridge_help="ridge on Phi / Theta_MTL when t = inf")
     g = p.add_argument_group("output")
     g.add_argument("--out", default="experiments/results/depth_sweep",
@@ -70,33 +76,29 @@ def result_files() -> tuple[str, ...]:
     return DEPTH_SWEEP.files()
 
 
-def check_rank(args) -> None:
+def check_rank(family: str, d: int) -> None:
     """The subspace family draws ``rank`` directions in R^d, so it needs --d >= its rank."""
     from ntk_bridge.errors import require
     from ntk_bridge.tasks import FamilyConfig
 
     rank = FamilyConfig.rank
-    require(args.family != "subspace" or args.d >= rank,
-            f"--d {args.d} is smaller than the subspace family's rank {rank} (the number of shared "
+    require(family != "subspace" or d >= rank,
+            f"--d {d} is smaller than the subspace family's rank {rank} (the number of shared "
             f"directions, fixed in ntk_bridge.tasks.FamilyConfig): use --d {rank} or more, or --family teacher")
 
 
 def config_from_args(args):
+    """The DepthStudyConfig of the flags (the FC net built at the deepest depth)."""
+    import dataclasses
+
     from ntk_bridge.depth_study import DepthStudyConfig
     from ntk_bridge.errors import require
-    from ntk_bridge.kernels import NetSpec
-    from ntk_bridge.tasks import FamilyConfig
 
     require(min(args.depths) >= 1, f"--depths must all be >= 1 (got {min(args.depths)})")
-    check_rank(args)
-    return DepthStudyConfig(
-        depths=tuple(args.depths), draws=args.draws, seed=args.seed,
-        net=NetSpec(depth=max(args.depths), activation=args.activation, W_std=args.W_std, b_std=args.b_std),
-        family=FamilyConfig(family=args.family, d=args.d, n_train_tasks=args.train_tasks,
-                            n_test_tasks=args.test_tasks, n_query=args.n_query, n_support=args.n_support,
-                            spread=args.spread, noise=args.noise),
-        predictor=predictor_config(args),
-    )
+    check_rank(args.family__family, args.family__d)
+    defaults = DepthStudyConfig()
+    defaults = dataclasses.replace(defaults, net=dataclasses.replace(defaults.net, depth=max(args.depths)))
+    return dataclasses.replace(build(defaults, args, FLAGS), predictor=predictor_config(args))
 
 
 def describe(config) -> str:

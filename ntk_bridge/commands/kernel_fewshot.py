@@ -58,14 +58,12 @@ Example (the committed table, experiments/results/kernel_fewshot/README.md):
 from __future__ import annotations
 
 import argparse
-import math
 import time
-
 from pathlib import Path
 
+from ntk_bridge.commands._fields import Flag, add_flags, build
 from ntk_bridge.commands._options import add_predictor_arguments, int_list, int_list_or_none, predictor_config
 
-DEPTHS = (1, 4, 16, 64)
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SYNTHETIC = REPO / "experiments" / "results" / "depth_sweep" / "depth_sweep.csv"
 DEFAULT_CACHE = Path.home() / ".cache" / "ntk_bridge" / "conv_kernels"
@@ -86,56 +84,74 @@ def label_list(text: str) -> tuple[str, ...]:
     return names
 
 
+def command_defaults():
+    """The command's defaults, one FewShotConfig: the dataclass's, plus the conv kernel at depths
+    1,2,4,8 with the on-disk cache (a library caller opts into both; the command runs them)."""
+    from ntk_bridge.kernel_fewshot import FewShotConfig
+    return FewShotConfig(conv_depths=(1, 2, 4, 8), conv_cache=str(DEFAULT_CACHE))
+
+
+def _labels_shown(v) -> str:
+    return ",".join(v) + "; encoding needs --encoder"
+
+
+EPISODE_FLAGS = (
+    Flag("dataset", "data set"),
+    Flag("root", "data folder", parse=str, shown=lambda v: "the project's Omniglot folder" if v is None else v),
+    Flag("train_split", "split of the training tasks"),
+    Flag("test_split", "split of the test tasks"),
+    Flag("n_way", "classes per episode"),
+    Flag("shots", "comma-separated shot settings"),
+    Flag("n_query", "queries per class"),
+    Flag("train_episodes", "training tasks"),
+    Flag("test_episodes", "test tasks"),
+    Flag("image_size", "images block-averaged to SIZE x SIZE"),
+    Flag("centre", "subtract the training split's per-pixel mean, each image's mean, or nothing",
+         choices=("pixel", "image", "none")),
+    Flag("seed", "episode sampling seed"),
+)
+LABEL_FLAGS = (
+    Flag("labels", "comma-separated label spaces among random-slots, global, encoding", parse=label_list,
+         shown=_labels_shown),
+    Flag("encoder", "run folder of `ntk-bridge train` (Conv-4 on the same training classes) for --labels encoding",
+         parse=str, shown=lambda v: "none" if v is None else v),
+    Flag("encoding", "base-class encoding: mean feature of the class's training images or its head-bank row "
+                     "(MTL runs)", choices=("mean-feature", "head-row")),
+)
+FC_FLAGS = (
+    Flag("net.activation", "hidden activation", name="--activation", choices=("relu", "erf")),
+    Flag("net.W_std", "hidden weight std", name="--W-std", shown=lambda v: f"{v:.4g} = sqrt 2, He"),
+    Flag("net.b_std", "hidden bias std", name="--b-std"),
+    Flag("tile_rows", "test points per kernel evaluation call (memory: 2 x depths x tile x train points x 8 bytes)"),
+    Flag("group_rows", "test points whose predictions share one assembled Gram (memory per depth: "
+                       "2 x (train points + group)^2 x 8 bytes); training-side solves are redone per group"),
+)
+CONV_FLAGS = (
+    Flag("conv_depths", "conv depths, one pass; 'none' to skip", parse=int_list_or_none),
+    Flag("conv_image_size", "image size for the conv kernel (it costs (size^2)^2 per pair)"),
+    Flag("conv_train_episodes", "first N training episodes"),
+    Flag("conv_test_episodes", "first N test episodes"),
+    Flag("conv_tile", "conv kernel evaluated in TILE x TILE point blocks"),
+    Flag("conv_cache", "folder of cached conv kernels, one .npz per (images, spec) hash; 'none': no cache", parse=str),
+)
+FLAGS = EPISODE_FLAGS + LABEL_FLAGS + FC_FLAGS + CONV_FLAGS
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("episodes")
-    g.add_argument("--dataset", default="omniglot", help="data set (default omniglot)")
-    g.add_argument("--root", default=None, help="data folder (default: the project's Omniglot folder)")
-    g.add_argument("--train-split", default="train", help="split of the training tasks (default train)")
-    g.add_argument("--test-split", default="test", help="split of the test tasks (default test)")
-    g.add_argument("--n-way", type=int, default=5)
-    g.add_argument("--shots", type=int_list, default=(1, 5), help="comma-separated shot settings (default 1,5)")
-    g.add_argument("--n-query", type=int, default=5, help="queries per class (default 5)")
-    g.add_argument("--train-episodes", type=int, default=20, help="training tasks (default 20)")
-    g.add_argument("--test-episodes", type=int, default=200, help="test tasks (default 200)")
-    g.add_argument("--image-size", type=int, default=14, help="images block-averaged to SIZE x SIZE (default 14)")
-    g.add_argument("--centre", choices=("pixel", "image", "none"), default="pixel",
-                   help="subtract the training split's per-pixel mean (default), each image's mean, or nothing")
-    g.add_argument("--seed", type=int, default=0, help="episode sampling seed")
+    """The flags; every default is a field of :func:`command_defaults` (stated there once)."""
+    defaults = command_defaults()
+    add_flags(p.add_argument_group("episodes"), defaults, EPISODE_FLAGS)
     g = p.add_argument_group("label spaces (see above)")
-    g.add_argument("--labels", type=label_list, default=("random-slots", "global"),
-                   help="comma-separated label spaces among random-slots, global, encoding "
-                        "(default random-slots,global; encoding needs --encoder)")
-    g.add_argument("--encoder", default=None,
-                   help="run folder of `ntk-bridge train` (Conv-4 on the same training classes) for --labels encoding")
-    g.add_argument("--encoding", choices=("mean-feature", "head-row"), default="mean-feature",
-                   help="base-class encoding: mean feature of the class's training images (default) or its "
-                        "head-bank row (MTL runs)")
+    add_flags(g, defaults, LABEL_FLAGS)
     g.add_argument("--trained", action="append", default=[], metavar="RUN_DIR",
                    help="a run folder of `ntk-bridge train` (any algorithm, same training classes) whose network is "
                         "scored on the identical test episodes (frozen features, proto and logreg heads); "
                         "repeatable; the --encoder run is always scored")
     g = p.add_argument_group("fully connected kernel (infinite width)")
-    g.add_argument("--depths", type=int_list, default=DEPTHS,
-                   help=f"comma-separated depths (default {','.join(map(str, DEPTHS))}), one recursion pass")
-    g.add_argument("--activation", choices=("relu", "erf"), default="relu")
-    g.add_argument("--W-std", type=float, default=math.sqrt(2.0), help="hidden weight std (default sqrt 2)")
-    g.add_argument("--b-std", type=float, default=0.0, help="hidden bias std (default 0)")
-    g.add_argument("--tile-rows", type=int, default=1000,
-                   help="test points per kernel evaluation call (memory: 2 x depths x tile x train points x 8 bytes)")
-    g.add_argument("--group-rows", type=int, default=6000,
-                   help="test points whose predictions share one assembled Gram (memory per depth: "
-                        "2 x (train points + group)^2 x 8 bytes); training-side solves are redone per group")
-    g = p.add_argument_group("convolutional kernel")
-    g.add_argument("--conv-depths", type=int_list_or_none, default=(1, 2, 4, 8),
-                   help="conv depths (default 1,2,4,8, one pass; 'none' to skip)")
-    g.add_argument("--conv-image-size", type=int, default=4,
-                   help="image size for the conv kernel (default 4: the kernel costs (size^2)^2 per pair)")
-    g.add_argument("--conv-train-episodes", type=int, default=5, help="first N training episodes (default 5)")
-    g.add_argument("--conv-test-episodes", type=int, default=20, help="first N test episodes (default 20)")
-    g.add_argument("--conv-tile", type=int, default=32, help="conv kernel evaluated in TILE x TILE point blocks")
-    g.add_argument("--conv-cache", default=str(DEFAULT_CACHE),
-                   help=f"folder of cached conv kernels, one .npz per (images, spec) hash (default {DEFAULT_CACHE}; "
-                        "'none': no cache)")
+    g.add_argument("--depths", type=int_list, default=defaults.depths,
+                   help=f"comma-separated depths, one recursion pass (default {','.join(map(str, defaults.depths))})")
+    add_flags(g, defaults, FC_FLAGS)
+    add_flags(p.add_argument_group("convolutional kernel"), defaults, CONV_FLAGS)
     add_predictor_arguments(p, outer_ridge_help="ridge on Phi / Theta_MTL / Theta when t = inf")
     g = p.add_argument_group("output")
     g.add_argument("--out", default="experiments/results/kernel_fewshot", help="results folder")
@@ -148,25 +164,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args):
+    """The FewShotConfig of the flags: the derived ones, then depths (sorted; the FC net is built at
+    the deepest), conv depths sorted, --conv-cache none, the --trained run folders and the predictor."""
+    import dataclasses
+
     from ntk_bridge.errors import require
-    from ntk_bridge.kernel_fewshot import FewShotConfig
-    from ntk_bridge.kernels import NetSpec
 
     require(len(args.depths) >= 1, "--depths is empty; give at least one depth")
     require(len(args.shots) >= 1, "--shots is empty; give e.g. 1,5")
-    return FewShotConfig(
-        dataset=args.dataset, root=args.root, train_split=args.train_split, test_split=args.test_split,
-        n_way=args.n_way, shots=tuple(args.shots), n_query=args.n_query, train_episodes=args.train_episodes,
-        test_episodes=args.test_episodes, image_size=args.image_size, centre=args.centre,
-        depths=tuple(sorted(set(args.depths))),
-        net=NetSpec(depth=max(args.depths), activation=args.activation, W_std=args.W_std, b_std=args.b_std),
-        predictor=predictor_config(args),
-        tile_rows=args.tile_rows, group_rows=args.group_rows, conv_depths=tuple(sorted(set(args.conv_depths))),
-        conv_image_size=args.conv_image_size, conv_train_episodes=args.conv_train_episodes,
-        conv_test_episodes=args.conv_test_episodes, conv_tile=args.conv_tile,
-        conv_cache=None if args.conv_cache.strip().lower() == "none" else args.conv_cache,
-        labels=tuple(args.labels), encoder=args.encoder, encoding=args.encoding, trained=tuple(args.trained),
-        seed=args.seed)
+    config = build(command_defaults(), args, FLAGS)
+    cache = None if config.conv_cache is None or config.conv_cache.strip().lower() == "none" else config.conv_cache
+    depths = tuple(sorted(set(args.depths)))
+    return dataclasses.replace(
+        config, shots=tuple(config.shots), depths=depths, net=dataclasses.replace(config.net, depth=max(depths)),
+        conv_depths=tuple(sorted(set(config.conv_depths))), conv_cache=cache, labels=tuple(config.labels),
+        trained=tuple(args.trained), predictor=predictor_config(args))
 
 
 def vs_synthetic(dist, synthetic):

@@ -40,16 +40,12 @@ import os
 import time
 from pathlib import Path
 
-from ntk_bridge.commands._options import int_list
+from ntk_bridge.commands._fields import Flag, add_flags, build
 
 def result_files() -> tuple[str, ...]:
     """What OUT holds (ntk_bridge.schemas.REGIME_MAP)."""
     from ntk_bridge.schemas import REGIME_MAP
     return REGIME_MAP.files()
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
 def _times(text: str) -> tuple[float, ...]:
@@ -59,25 +55,28 @@ def _times(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers or inf, got {text!r}") from None
 
 
+# every default is the RegimeMapConfig field's (ntk_bridge.regime_map), stated there once
+GRID_FLAGS = (
+    Flag("nets", "networks"),
+    Flag("inners", "inner-loop scales"),
+    Flag("outer_times", "outer times eta*t, inf allowed", parse=_times),
+    Flag("outer_scale", "finite outer times: rate divided by the mean NTK diagonal (diag) or not",
+         choices=("fixed", "diag")),
+    Flag("depths", "depths"),
+    Flag("deep_from", "fit deep rates on L >= this"),
+    Flag("draws", "task draws per cell; draw i uses seed+i"),
+    Flag("seed", "seed of the first draw"),
+)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from ntk_bridge.regime_map import RegimeMapConfig
 
-    d = RegimeMapConfig()
     g = p.add_argument_group("grid")
     g.add_argument("--quick", action="store_true",
                    help="the small CI grid (2 networks x 2 inner loops x 2 outer times, depths 1,4,16,64, 2 draws); "
                         "the grid options below are then ignored")
-    g.add_argument("--nets", type=_names, default=d.nets, help=f"networks (default {','.join(d.nets)})")
-    g.add_argument("--inners", type=_names, default=d.inners, help=f"inner-loop scales (default {','.join(d.inners)})")
-    g.add_argument("--outer-times", type=_times, default=d.outer_times,
-                   help="outer times eta*t, inf allowed (default 1,10,inf)")
-    g.add_argument("--outer-scale", choices=("fixed", "diag"), default=d.outer_scale,
-                   help=f"finite outer times: rate divided by the mean NTK diagonal (diag) or not (default {d.outer_scale})")
-    g.add_argument("--depths", type=int_list, default=d.depths,
-                   help=f"depths (default {','.join(map(str, d.depths))})")
-    g.add_argument("--deep-from", type=int, default=d.deep_from, help=f"fit deep rates on L >= this (default {d.deep_from})")
-    g.add_argument("--draws", type=int, default=d.draws, help=f"task draws per cell (default {d.draws}); draw i uses seed+i")
-    g.add_argument("--seed", type=int, default=d.seed, help=f"seed of the first draw (default {d.seed})")
+    add_flags(g, RegimeMapConfig(), GRID_FLAGS)
     g = p.add_argument_group("output")
     g.add_argument("--out", default="experiments/results/regime_map", help="result folder (default experiments/results/regime_map)")
     g.add_argument("--figure", default="figures/regime_map.png", help="heatmap figure (default figures/regime_map.png)")
@@ -92,9 +91,8 @@ def config_from_args(args):
 
     if args.quick:
         return QUICK
-    return replace(RegimeMapConfig(), nets=args.nets, inners=args.inners, outer_times=args.outer_times,
-                   outer_scale=args.outer_scale, depths=tuple(sorted(set(args.depths))), deep_from=args.deep_from,
-                   draws=args.draws, seed=args.seed)
+    config = build(RegimeMapConfig(), args, GRID_FLAGS)
+    return replace(config, depths=tuple(sorted(set(config.depths))))
 
 
 def cache_folder(args) -> Path:

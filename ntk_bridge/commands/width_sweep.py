@@ -64,7 +64,7 @@ NETWORK_FLAGS = (
     Flag("net.b_std", "hidden bias std", name="--b-std"),
 )
 TASK_FLAGS = (
-    Flag("family.family", "synthetic task family, see ntk_bridge.tasks;", name="--family", choices=("teacher", "subspace")),
+    Flag("family.family", "synthetic task family (see ntk_bridge.tasks)", name="--family", choices=("teacher", "subspace")),
     Flag("family.d", "input dimension", name="--d"),
     Flag("family.n_train_tasks", "training tasks", name="--train-tasks"),
     Flag("family.n_test_tasks", "test tasks", name="--test-tasks"),
