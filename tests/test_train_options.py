@@ -14,19 +14,19 @@ from ntk_bridge.train.options import MAMLOptions, NoOptions, RidgeOptions, defau
 
 def test_defaults_per_dataset_are_resolved_and_saved():
     omni = TrainConfig(dataset="omniglot", algorithm="maml")
-    assert omni.algorithm_options == MAMLOptions(inner_lr=0.4, inner_steps=1, eval_inner_steps=3)
+    assert omni.algorithm_options == MAMLOptions(inner_lr=0.4, inner_steps=1, eval_inner_steps=1)
     mini = TrainConfig(dataset="miniimagenet", algorithm="anil")
     assert mini.algorithm_options == MAMLOptions(inner_lr=0.01, inner_steps=5, eval_inner_steps=10)
     assert TrainConfig(algorithm="metaoptnet-ridge").algorithm_options == RidgeOptions(1.0, 10.0)
     assert TrainConfig(algorithm="mtl").algorithm_options == NoOptions()
     # the saved config holds every option, so a later change of defaults does not change it
     saved = omni.to_dict()["algorithm_options"]
-    assert saved == {"inner_lr": 0.4, "inner_steps": 1, "eval_inner_steps": 3, "first_order": False,
+    assert saved == {"inner_lr": 0.4, "inner_steps": 1, "eval_inner_steps": 1, "first_order": False,
                      "remat": False}
     assert from_dict(json.loads(json.dumps(omni.to_dict()))) == omni
     # a partial dict keeps the other defaults; an integer is a number
     part = from_dict({"algorithm": "maml", "algorithm_options": {"inner_lr": 1}})
-    assert part.algorithm_options == MAMLOptions(inner_lr=1.0, inner_steps=1, eval_inner_steps=3)
+    assert part.algorithm_options == MAMLOptions(inner_lr=1.0, inner_steps=1, eval_inner_steps=1)
     assert default_options("maml", "cifarfs").inner_lr == 0.01
 
 
@@ -59,7 +59,7 @@ def test_train_flags_reach_the_options():
     assert cfg.algorithm_options.inner_lr == 0.5 and cfg.algorithm_options.inner_steps == 1
     cfg = _train_args("--algorithm", "maml", "--set", 'algorithm_options={"inner_lr":5.0,"inner_steps":2}',
                       "--set", "first_order=true")
-    assert cfg.algorithm_options == MAMLOptions(inner_lr=5.0, inner_steps=2, eval_inner_steps=3,
+    assert cfg.algorithm_options == MAMLOptions(inner_lr=5.0, inner_steps=2, eval_inner_steps=1,
                                                 first_order=True)
     with pytest.raises(BridgeError, match="not a config field nor a maml option"):
         _train_args("--algorithm", "maml", "--set", "inner_lrr=0.4")
@@ -71,7 +71,7 @@ def test_gbml_reads_the_typed_options():
     from ntk_bridge.train.gbml import gbml_config_from_run
     g = gbml_config_from_run(from_dict({"algorithm": "maml", "n_way": 3, "lr": 0.002,
                                         "algorithm_options": {"inner_lr": 5.0, "remat": True}}))
-    assert (g.n_way, g.lr, g.inner_lr, g.inner_steps, g.eval_inner_steps, g.remat) == (3, 0.002, 5.0, 1, 3, True)
+    assert (g.n_way, g.lr, g.inner_lr, g.inner_steps, g.eval_inner_steps, g.remat) == (3, 0.002, 5.0, 1, 1, True)
     g = gbml_config_from_run(from_dict({"algorithm": "metaoptnet-ridge",
                                         "algorithm_options": {"init_lambda": 0.5, "init_scale": 3}}))
     assert (g.ridge_lambda, g.ridge_scale) == (0.5, 3.0)

@@ -11,7 +11,8 @@ folder is made (sizes, a memory estimate, split sizes for n_way), so a failed st
 Algorithm options are typed (unknown keys are refused, listing the valid ones), saved in
 config.json and checked on resume: --set inner_lr=0.4 or --set 'algorithm_options={...}'.
 MAML/ANIL defaults: Omniglot inner lr 0.4 with 1 inner step in training (Finn et al. 2017's
-5-way Omniglot setting) and 3 at test time; the 32x32 and 84x84 sets inner lr 0.01 with 5 steps
+5-way Omniglot setting) and 1 at test time, as trained (3 steps of 0.4 overshoot on the trained
+Conv-4's features: ntk_bridge.train.options); the 32x32 and 84x84 sets inner lr 0.01 with 5 steps
 (10 at test time), Finn et al.'s mini-ImageNet setting.
 
 Examples:
