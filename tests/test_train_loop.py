@@ -46,10 +46,10 @@ def test_plateau_schedule_and_early_stop():
     assert update_on_validation(config, loop, 50.0, 10)
     assert not update_on_validation(config, loop, 49.0, 20)
     assert not update_on_validation(config, loop, 50.0, 30)  # equal is not better
-    assert loop["lr_scale"] == pytest.approx(0.1) and loop["stop_reason"] == ""
-    assert learning_rate(config, 30, loop["lr_scale"]) == pytest.approx(1e-4)
+    assert loop.lr_scale == pytest.approx(0.1) and loop.stop_reason == ""
+    assert learning_rate(config, 30, loop.lr_scale) == pytest.approx(1e-4)
     assert not update_on_validation(config, loop, 10.0, 40)
-    assert loop["stop_reason"].startswith("early stop") and loop["best_step"] == 10
+    assert loop.stop_reason.startswith("early stop") and loop.best_step == 10
     cos = tiny_config(schedule="cosine", max_steps=100)
     assert learning_rate(cos, 0, 1.0) == pytest.approx(1e-3)
     assert learning_rate(cos, 50, 1.0) == pytest.approx(5e-4)

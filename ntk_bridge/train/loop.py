@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -141,14 +141,14 @@ def _host(tree: dict) -> dict:
     return jax.tree_util.tree_map(np.asarray, jax.device_get(tree))
 
 
-def _save(manager, step: int, tree: dict, loop: dict | None) -> None:
+def _save(manager, step: int, tree: dict, loop: LoopState | None) -> None:
     import orbax.checkpoint as ocp
     tree = _host(tree)
     if step in manager.all_steps():  # a resumed run re-reaching a step it saved before the kill
         manager.delete(step)
     items = {"state": ocp.args.StandardSave(tree)}
     if loop is not None:
-        items["loop"] = ocp.args.JsonSave(loop)
+        items["loop"] = ocp.args.JsonSave(loop.to_json())
     manager.save(step, args=ocp.args.Composite(**items))
     manager.wait_until_finished()
 
@@ -179,28 +179,71 @@ def learning_rate(config: TrainConfig, step: int, scale: float) -> float:
     return config.lr * scale
 
 
-def update_on_validation(config: TrainConfig, loop: dict, val_acc: float, step: int) -> bool:
+def update_on_validation(config: TrainConfig, loop: LoopState, val_acc: float, step: int) -> bool:
     """Update best / plateau / early-stopping counters in ``loop``; True if this is a new best."""
-    improved = val_acc > loop["best_val"]
+    improved = val_acc > loop.best_val
     if improved:
-        loop.update(best_val=val_acc, best_step=step, bad_evals=0, stale_evals=0)
+        loop.new_best(val_acc, step)
         return True
-    loop["bad_evals"] += 1
-    loop["stale_evals"] += 1
-    if config.schedule == "plateau" and loop["bad_evals"] >= config.plateau_patience:
-        loop["lr_scale"] *= config.plateau_factor
-        loop["bad_evals"] = 0
-    if config.early_stop_patience and loop["stale_evals"] >= config.early_stop_patience:
-        loop["stop_reason"] = (f"early stop: no validation improvement in {loop['stale_evals']} "
-                               f"evaluations (best {loop['best_val']:.2f}% at step {loop['best_step']})")
+    loop.bad_evals += 1
+    loop.stale_evals += 1
+    if config.schedule == "plateau" and loop.bad_evals >= config.plateau_patience:
+        loop.lr_scale *= config.plateau_factor
+        loop.bad_evals = 0
+    if config.early_stop_patience and loop.stale_evals >= config.early_stop_patience:
+        loop.stop_reason = (f"early stop: no validation improvement in {loop.stale_evals} "
+                               f"evaluations (best {loop.best_val:.2f}% at step {loop.best_step})")
     return False
 
 
-def new_loop_state() -> dict:
-    return {"best_val": -1.0, "best_step": -1, "bad_evals": 0, "stale_evals": 0, "lr_scale": 1.0,
-            "run_loss": 0.0, "run_acc": 0.0, "run_count": 0, "history": [], "train_s": 0.0,
-            "wall_s": 0.0, "cpu_s": 0.0, "compile_s": 0.0, "images_seen": 0, "stop_reason": "",
-            "timing": []}
+@dataclass
+class LoopState:
+    """What the step loop carries between steps and saves with every checkpoint (as JSON).
+
+    best_val / best_step: the best validation accuracy (%) so far and its step (-1: none yet);
+    bad_evals (plateau) and stale_evals (early stopping): validations since the last better one;
+    lr_scale: the plateau schedule's factor on ``lr``; run_loss / run_acc / run_count: sums over
+    the steps since the last validation; history / timing: one row per validation (metrics and
+    seconds so far); train_s, wall_s, cpu_s, compile_s: seconds of training steps (wall), of the
+    whole loop (wall), of process CPU, and of compilation; images_seen; stop_reason ("" while
+    training on).
+    """
+
+    best_val: float = -1.0
+    best_step: int = -1
+    bad_evals: int = 0
+    stale_evals: int = 0
+    lr_scale: float = 1.0
+    run_loss: float = 0.0
+    run_acc: float = 0.0
+    run_count: int = 0
+    history: list = field(default_factory=list)
+    train_s: float = 0.0
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    compile_s: float = 0.0
+    images_seen: int = 0
+    stop_reason: str = ""
+    timing: list = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, saved: dict) -> "LoopState":
+        """The state of a checkpoint's JSON (a field it lacks keeps its default)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in saved.items() if k in names})
+
+    def new_best(self, val_acc: float, step: int) -> None:
+        self.best_val, self.best_step, self.bad_evals, self.stale_evals = val_acc, step, 0, 0
+
+    def reset_running(self) -> None:
+        self.run_loss, self.run_acc, self.run_count = 0.0, 0.0, 0
+
+
+def new_loop_state() -> LoopState:
+    return LoopState()
 
 
 # ---------------------------------------------------------------- run folder
@@ -360,24 +403,24 @@ def _train(config: TrainConfig, run_dir: str | Path, *, callback: Callable[[int,
     loop = new_loop_state()
     if latest.latest_step() is not None:
         tree, saved = _restore(latest, latest.latest_step(), _state_tree(state), with_loop=True)
-        state, loop = _apply_tree(state, tree), {**loop, **saved}
-        if loop["stop_reason"].startswith("time budget") and not (
-                config.time_budget_s and loop["train_s"] >= config.time_budget_s):
-            loop["stop_reason"] = ""  # resumed with a larger (or no) budget: train on
+        state, loop = _apply_tree(state, tree), LoopState.from_json(saved)
+        if loop.stop_reason.startswith("time budget") and not (
+                config.time_budget_s and loop.train_s >= config.time_budget_s):
+            loop.stop_reason = ""  # resumed with a larger (or no) budget: train on
     start = int(state.step)
     if start and config.progress:
         print(f"resuming {run_dir} from step {start} (its latest checkpoint)", flush=True)
     info = device_info()
     state, step = _steps(config, run_dir, algorithm, state, data, prepare, loop, (latest, best), callback)
-    if not loop["stop_reason"]:
-        loop["stop_reason"] = f"reached max_steps={config.max_steps}"
+    if not loop.stop_reason:
+        loop.stop_reason = f"reached max_steps={config.max_steps}"
     summary = {
-        "run_dir": str(run_dir), "steps": step, "resumed_from": start, "stop_reason": loop["stop_reason"],
-        "best_step": loop["best_step"], "best_val_acc": loop["best_val"],
-        "wall_s": loop["wall_s"], "train_s": loop["train_s"], "cpu_s": loop["cpu_s"],
-        "compile_s": loop["compile_s"], "images_seen": loop["images_seen"],
-        "images_per_s": loop["images_seen"] / max(loop["train_s"], 1e-9),
-        "accelerator_hours": accelerator_hours(loop["wall_s"], info), **info,
+        "run_dir": str(run_dir), "steps": step, "resumed_from": start, "stop_reason": loop.stop_reason,
+        "best_step": loop.best_step, "best_val_acc": loop.best_val,
+        "wall_s": loop.wall_s, "train_s": loop.train_s, "cpu_s": loop.cpu_s,
+        "compile_s": loop.compile_s, "images_seen": loop.images_seen,
+        "images_per_s": loop.images_seen / max(loop.train_s, 1e-9),
+        "accelerator_hours": accelerator_hours(loop.wall_s, info), **info,
     }
     if evaluate_test:
         final = restore_for_eval(run_dir, state, "best")
@@ -407,11 +450,11 @@ def _steps(config, run_dir, algorithm, state, data, prepare, loop, managers, cal
     per_step = images_per_step(config, algorithm.episodic)
     bar = tqdm(total=config.max_steps, initial=step, disable=not config.progress, dynamic_ncols=True,
                desc=f"{config.algorithm} {config.dataset} {config.shots}-shot")
-    t_wall, wall_before = time.perf_counter(), loop["wall_s"]
+    t_wall, wall_before = time.perf_counter(), loop.wall_s
     try:
-        while step < config.max_steps and not loop["stop_reason"]:
+        while step < config.max_steps and not loop.stop_reason:
             t0, c0 = time.perf_counter(), time.process_time()
-            lr = learning_rate(config, step, loop["lr_scale"])
+            lr = learning_rate(config, step, loop.lr_scale)
             state = set_learning_rate(state, lr)
             k_batch, k_step = jax.random.split(jax.random.fold_in(k_train, step))
             idx = batch_indices(config, data.train.labels, step, algorithm.episodic)
@@ -420,35 +463,35 @@ def _steps(config, run_dir, algorithm, state, data, prepare, loop, managers, cal
                 t1, c1 = time.perf_counter(), time.process_time()
                 step_fn = jitted.lower(state, batch, k_step).compile()
                 compile_s = time.perf_counter() - t1
-                loop["compile_s"] += compile_s
+                loop.compile_s += compile_s
                 t0, c0 = t0 + compile_s, c0 + time.process_time() - c1
             state, metrics = step_fn(state, batch, k_step)
             loss, acc = float(metrics["loss"]), float(metrics["acc"])
             step += 1
             _check_finite(config, loss, lr, step)
-            loop["run_loss"] += loss
-            loop["run_acc"] += acc
-            loop["run_count"] += 1
-            loop["images_seen"] += per_step
-            loop["train_s"] += time.perf_counter() - t0
-            loop["cpu_s"] += time.process_time() - c0
+            loop.run_loss += loss
+            loop.run_acc += acc
+            loop.run_count += 1
+            loop.images_seen += per_step
+            loop.train_s += time.perf_counter() - t0
+            loop.cpu_s += time.process_time() - c0
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.3f}", acc=f"{100 * acc:.1f}",
-                            val=f"{loop['best_val']:.1f}" if loop["best_val"] >= 0 else "-")
+                            val=f"{loop.best_val:.1f}" if loop.best_val >= 0 else "-")
             if step % config.eval_every == 0 or step == config.max_steps:
                 _validate(config, run_dir, algorithm, state, data, loop, step, lr, best)
-                loop["wall_s"] = wall_before + time.perf_counter() - t_wall
-            if step % config.checkpoint_every == 0 or step == config.max_steps or loop["stop_reason"]:
-                loop["wall_s"] = wall_before + time.perf_counter() - t_wall
+                loop.wall_s = wall_before + time.perf_counter() - t_wall
+            if step % config.checkpoint_every == 0 or step == config.max_steps or loop.stop_reason:
+                loop.wall_s = wall_before + time.perf_counter() - t_wall
                 _save(latest, step, _state_tree(state), loop)
             if callback is not None:
                 callback(step, loop)
-        if loop["stop_reason"]:  # stopped early: the bar ends full at the step it stopped
+        if loop.stop_reason:  # stopped early: the bar ends full at the step it stopped
             bar.total = step
             bar.refresh()
     finally:
         bar.close()
-    loop["wall_s"] = wall_before + time.perf_counter() - t_wall
+    loop.wall_s = wall_before + time.perf_counter() - t_wall
     return state, step
 
 
@@ -466,33 +509,33 @@ def _validate(config, run_dir, algorithm, state, data, loop, step: int, lr: floa
     results = [evaluate_state(config, algorithm, state, data, "val", head=h)[0] for h in config.heads]
     res = results[0]
     new_best = update_on_validation(config, loop, res.mean, step)
-    if config.time_budget_s and loop["train_s"] >= config.time_budget_s and not loop["stop_reason"]:
-        loop["stop_reason"] = (f"time budget: {loop['train_s']:.1f} s of training steps >= "
+    if config.time_budget_s and loop.train_s >= config.time_budget_s and not loop.stop_reason:
+        loop.stop_reason = (f"time budget: {loop.train_s:.1f} s of training steps >= "
                                f"time_budget_s={config.time_budget_s:g}")
-    row = {"step": step, "lr": lr, "train_loss": loop["run_loss"] / max(loop["run_count"], 1),
-           "train_acc": 100 * loop["run_acc"] / max(loop["run_count"], 1),
+    row = {"step": step, "lr": lr, "train_loss": loop.run_loss / max(loop.run_count, 1),
+           "train_acc": 100 * loop.run_acc / max(loop.run_count, 1),
            "val_acc": res.mean, "val_ci95": res.ci95, "val_episodes": res.episodes,
            "val_query": res.query, "shots": res.shots, "val_head": res.head,
-           "best_val": loop["best_val"], "images_per_s": loop["images_seen"] / max(loop["train_s"], 1e-9)}
+           "best_val": loop.best_val, "images_per_s": loop.images_seen / max(loop.train_s, 1e-9)}
     if config.val_heads:
         for h, r in zip(config.heads, results):
             row[f"val_{h}"], row[f"val_{h}_ci95"] = r.mean, r.ci95
-    loop["history"].append(row)
-    loop["timing"].append({"step": step, "train_s": loop["train_s"], "cpu_s": loop["cpu_s"],
-                           "compile_s": loop["compile_s"]})
-    loop.update(run_loss=0.0, run_acc=0.0, run_count=0)
+    loop.history.append(row)
+    loop.timing.append({"step": step, "train_s": loop.train_s, "cpu_s": loop.cpu_s,
+                           "compile_s": loop.compile_s})
+    loop.reset_running()
     if new_best:
         _save(best, step, {"params": state.params, "batch_stats": state.batch_stats}, None)
     _write_metrics(run_dir, loop)
 
 
-def _write_metrics(run_dir: Path, loop: dict) -> None:
+def _write_metrics(run_dir: Path, loop: LoopState) -> None:
     """metrics.csv/json (a pure function of config and seed) and timing.csv (seconds so far at
     each validation: training wall, process CPU, compilation; these vary from run to run)."""
     import pandas as pd
-    write_csv(run_dir / "metrics.csv", pd.DataFrame(loop["history"]))
-    write_json(run_dir / "metrics.json", loop["history"])
-    write_csv(run_dir / "timing.csv", pd.DataFrame(loop["timing"]))
+    write_csv(run_dir / "metrics.csv", pd.DataFrame(loop.history))
+    write_json(run_dir / "metrics.json", loop.history)
+    write_csv(run_dir / "timing.csv", pd.DataFrame(loop.timing))
 
 
 def restore_for_eval(run_dir: Path, state, which: str = "best"):
