@@ -56,8 +56,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ntk_bridge.commands._fields import Flag, add_flags
 
 ALL_ALGORITHMS = ("mtl", "maml", "anil", "protonet", "metaoptnet-ridge")
 
@@ -78,34 +81,59 @@ SHARED_FIELDS = ("dataset", "root", "dataset_options", "algorithm", "algorithm_o
                  "val_heads", "seed", "progress")
 
 
+@dataclass(frozen=True)
+class Protocol:
+    """The comparison's shared protocol: its defaults, stated once (the flags are derived from it)."""
+
+    dataset: str = "omniglot"
+    root: str = ""
+    algorithms: str = ",".join(ALL_ALGORITHMS)
+    shots: str = "1,5"
+    n_way: int = 5
+    backbone: str = "conv4"
+    channels: int | None = None
+    meta_batch: int = 4
+    train_query: int = 5
+    time_budget: float = 90.0
+    max_steps: int = 100000
+    eval_every: int = 25
+    val_episodes: int = 100
+    val_query: int = 15
+    test_episodes: int = 600
+    test_query: int = 15
+    target: str = "auto"
+    seed: int = 0
+
+
+PROTOCOL_FLAGS = (
+    Flag("dataset", "data set name"),
+    Flag("root", "data folder", shown=lambda v: v or "the data layer's default"),
+    Flag("algorithms", f"comma-separated list from {','.join(ALL_ALGORITHMS)}"),
+    Flag("shots", "comma-separated shot settings"),
+    Flag("n_way", "classes per episode"),
+    Flag("backbone", "conv4 or resnet12"),
+    Flag("channels", "backbone width (Conv-4: one int)", parse=int, shown=lambda v: "the backbone's"),
+    Flag("meta_batch", "tasks / episodes per step"),
+    Flag("train_query", "queries per class in a training episode (MTL: extra images per class)"),
+    Flag("time_budget", "training wall-time budget per algorithm and shot setting, seconds"),
+    Flag("max_steps", "steps at most per run"),
+    Flag("eval_every", "steps between validations"),
+    Flag("val_episodes", "fixed validation episodes"),
+    Flag("val_query", "validation queries per class"),
+    Flag("test_episodes", "test episodes of the best-validation state"),
+    Flag("test_query", "test queries per class"),
+    Flag("target", "target validation accuracy in (0, 1] for time-to-target, 'auto' (the lowest best "
+                   "validation accuracy) or 'gbml-1' (the best GBML method's minus one point)"),
+    Flag("seed", "seed of every run"),
+)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ntk_bridge.train.options import describe_defaults
-    parser.add_argument("--dataset", default="omniglot", help="data set name (default omniglot)")
-    parser.add_argument("--root", default="", help="data folder (default: the data layer's default)")
+    add_flags(parser, Protocol(), PROTOCOL_FLAGS[:3])
     parser.add_argument("--rotations", action="store_true",
                         help="Omniglot: rotated copies (90/180/270 degrees) as extra classes")
-    parser.add_argument("--algorithms", default=",".join(ALL_ALGORITHMS),
-                        help=f"comma-separated list from {','.join(ALL_ALGORITHMS)}")
-    parser.add_argument("--shots", default="1,5", help="comma-separated shot settings (default 1,5)")
-    parser.add_argument("--n-way", type=int, default=5)
-    parser.add_argument("--backbone", default="conv4", help="conv4 or resnet12")
-    parser.add_argument("--channels", type=int, default=None,
-                        help="backbone width (Conv-4: one int; default the backbone's)")
-    parser.add_argument("--meta-batch", type=int, default=4, help="tasks / episodes per step")
-    parser.add_argument("--train-query", type=int, default=5,
-                        help="queries per class in a training episode (MTL: extra images per class)")
-    parser.add_argument("--time-budget", type=float, default=90.0,
-                        help="training wall-time budget per algorithm and shot setting, seconds")
-    parser.add_argument("--max-steps", type=int, default=100000)
-    parser.add_argument("--eval-every", type=int, default=25, help="steps between validations")
-    parser.add_argument("--val-episodes", type=int, default=100)
-    parser.add_argument("--val-query", type=int, default=15)
-    parser.add_argument("--test-episodes", type=int, default=600)
-    parser.add_argument("--test-query", type=int, default=15)
-    parser.add_argument("--target", default="auto",
-                        help="target validation accuracy in (0, 1] for time-to-target, 'auto' (the "
-                             "lowest best validation accuracy) or 'gbml-1' (the best GBML method's "
-                             "minus one point); default auto")
+    add_flags(parser, Protocol(), PROTOCOL_FLAGS[3:])
     parser.add_argument("--inner-lr", type=float, help="MAML/ANIL inner learning rate (default per "
                         "data set: " + "; ".join(describe_defaults(a) for a in ("maml",)) + ")")
     parser.add_argument("--inner-steps", type=int, help="MAML/ANIL inner steps in training")
@@ -115,7 +143,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="",
                         help="JSON file, or inline JSON, {algorithm: {key: value}} of per-algorithm "
                              "settings (typed options or run-config fields)")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="experiments/results/compare",
                         help="results folder (CSV, markdown, JSON, run folders)")
     parser.add_argument("--figure", default="", help="figure path (default OUT/compare.png)")
