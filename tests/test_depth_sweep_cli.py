@@ -108,7 +108,10 @@ def test_ctrl_c_leaves_the_previous_run_and_no_staging_folder(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "ntk_bridge.cli", "depth-sweep", "--depths", "1,2,4,8,16,32,64",
                              "--draws", "500", "--quiet", "--out", str(out), "--figure", str(fig)],
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            # a runner started in the background of a non-interactive shell ignores
+                            # SIGINT, and a child inherits that: give the sweep the default, as in a terminal
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
     while not list(tmp_path.glob(".depth.incomplete-*/config.json")):
         assert proc.poll() is None and time.time() < deadline, "the sweep ended before writing its first file"
