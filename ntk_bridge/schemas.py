@@ -2,8 +2,8 @@
 
 A producer writes its tables with :func:`write_table` (which refuses a frame lacking a declared
 column, so a renamed column fails where it is made, not in a reader) and lists its files with
-:meth:`ResultSchema.files`; ``ntk-bridge report`` reads them with :func:`read_table`, which
-refuses a file lacking a declared column by name. A table may carry more columns than it
+:meth:`ResultSchema.files`; ``ntk-bridge report`` reads the parts it needs by their keys and
+checks each table with :func:`check_columns`, which refuses a file lacking a declared column by name. A table may carry more columns than it
 declares; declared ones are a promise.
 
 Units: ``""`` dimensionless, ``"fraction"`` accuracy in [0, 1], ``"%"`` accuracy in percent,
