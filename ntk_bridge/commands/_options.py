@@ -1,12 +1,32 @@
 """Argument pieces shared by the kernel-side commands (depth-sweep, width-sweep, kernel-fewshot).
 
-Imports nothing heavy: the kernel modules load inside :func:`predictor_config`.
+Imports nothing heavy (``kernels`` and ``tasks`` for their name tuples: numpy only; neural-tangents
+loads later, in ``nt_backend``).
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+
+from ntk_bridge.commands._fields import Flag
+from ntk_bridge.kernels import ACTIVATIONS
+from ntk_bridge.tasks import FAMILIES
+
+# the network flags of every kernel-side command (fields of a NetSpec named ``net``)
+ACTIVATION_FLAG = Flag("net.activation", "hidden activation", name="--activation", choices=ACTIVATIONS)
+NET_STD_FLAGS = (
+    Flag("net.W_std", "hidden weight std", name="--W-std", shown=lambda v: f"{v:.4g} = sqrt 2, He"),
+    Flag("net.b_std", "hidden bias std", name="--b-std"),
+)
+# the synthetic task family's flags (fields of a FamilyConfig named ``family``)
+FAMILY_FLAGS = (
+    Flag("family.family", "synthetic task family (see ntk_bridge.tasks)", name="--family", choices=FAMILIES),
+    Flag("family.d", "input dimension", name="--d"),
+    Flag("family.n_train_tasks", "training tasks per draw", name="--train-tasks"),
+    Flag("family.n_test_tasks", "unseen test tasks per draw", name="--test-tasks"),
+    Flag("family.n_query", "queries per task", name="--n-query"),
+    Flag("family.n_support", "support points per task", name="--n-support"),
+)
 
 
 def int_list(text: str, allow_none: bool = False) -> tuple[int, ...]:

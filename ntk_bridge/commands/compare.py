@@ -130,10 +130,9 @@ PROTOCOL_FLAGS = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ntk_bridge.train.options import describe_defaults
-    add_flags(parser, Protocol(), PROTOCOL_FLAGS[:3])
+    add_flags(parser, Protocol(), PROTOCOL_FLAGS)
     parser.add_argument("--rotations", action="store_true",
                         help="Omniglot: rotated copies (90/180/270 degrees) as extra classes")
-    add_flags(parser, Protocol(), PROTOCOL_FLAGS[3:])
     parser.add_argument("--inner-lr", type=float, help="MAML/ANIL inner learning rate (default per "
                         "data set: " + "; ".join(describe_defaults(a) for a in ("maml",)) + ")")
     parser.add_argument("--inner-steps", type=int, help="MAML/ANIL inner steps in training")
@@ -427,8 +426,6 @@ def summary_rows(results: dict, curves: dict, target_arg: float | str | None) ->
                      "target_val": target, "time_to_target_s": tt, "cpu_to_target_s": tt_cpu,
                      "steps_to_target": ts})
     return rows
-
-
 
 
 def run(args: argparse.Namespace) -> int:

@@ -27,28 +27,17 @@ import argparse
 import time
 
 from ntk_bridge.commands._fields import Flag, add_flags, build
-from ntk_bridge.commands._options import add_predictor_arguments, predictor_config
-from ntk_bridge.kernels import ACTIVATIONS
-from ntk_bridge.tasks import FAMILIES
-
+from ntk_bridge.commands._options import (ACTIVATION_FLAG, FAMILY_FLAGS, NET_STD_FLAGS, add_predictor_arguments,
+                                          predictor_config)
+from ntk_bridge.schemas import DEPTH_SWEEP
 
 SWEEP_FLAGS = (
     Flag("depths", "comma-separated depths (hidden layers)"),
     Flag("draws", "random task draws"),
     Flag("seed", "seed of the first draw; draw i uses seed+i"),
 )
-NETWORK_FLAGS = (
-    Flag("net.activation", "hidden activation", name="--activation", choices=ACTIVATIONS),
-    Flag("net.W_std", "hidden weight std", name="--W-std", shown=lambda v: f"{v:.4g} = sqrt 2, He"),
-    Flag("net.b_std", "hidden bias std", name="--b-std"),
-)
-TASK_FLAGS = (
-    Flag("family.family", "synthetic task family (see ntk_bridge.tasks)", name="--family", choices=FAMILIES),
-    Flag("family.d", "input dimension", name="--d"),
-    Flag("family.n_train_tasks", "training tasks per draw", name="--train-tasks"),
-    Flag("family.n_test_tasks", "unseen test tasks per draw", name="--test-tasks"),
-    Flag("family.n_query", "queries per task", name="--n-query"),
-    Flag("family.n_support", "support points per task", name="--n-support"),
+NETWORK_FLAGS = (ACTIVATION_FLAG, *NET_STD_FLAGS)
+TASK_FLAGS = FAMILY_FLAGS + (
     Flag("family.spread", "how far task heads scatter around the shared one", name="--spread"),
     Flag("family.noise", "label noise std", name="--noise"),
 )
@@ -68,12 +57,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="folder for CSV/JSON (default experiments/results/depth_sweep, where `ntk-bridge report` looks)")
     g.add_argument("--figure", default="figures/depth_sweep.png", help="figure path (default figures/depth_sweep.png)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def result_files() -> tuple[str, ...]:
-    """What OUT holds (ntk_bridge.schemas.DEPTH_SWEEP)."""
-    from ntk_bridge.schemas import DEPTH_SWEEP
-    return DEPTH_SWEEP.files()
 
 
 def check_rank(family: str, d: int) -> None:
@@ -113,11 +96,11 @@ def run(args) -> int:
 
     from ntk_bridge import depth_study
     from ntk_bridge.io import result_set, save_figure, write_json
-    from ntk_bridge.schemas import DEPTH_SWEEP, write_table
+    from ntk_bridge.schemas import write_table
 
     config = config_from_args(args)                       # every check before anything is written
     out = Path(args.out)
-    with result_set(out, args.figure, replaces=result_files()) as (tmp, figure):
+    with result_set(out, args.figure, replaces=DEPTH_SWEEP.files()) as (tmp, figure):
         write_json(tmp / DEPTH_SWEEP.file("config"), {"command": "depth-sweep", **config.as_dict()})
         start = time.time()
         frame = depth_study.run(config, progress=not args.quiet)

@@ -62,15 +62,13 @@ import time
 from pathlib import Path
 
 from ntk_bridge.commands._fields import Flag, add_flags, build
-from ntk_bridge.commands._options import add_predictor_arguments, int_list, int_list_or_none, predictor_config
+from ntk_bridge.commands._options import (ACTIVATION_FLAG, NET_STD_FLAGS, add_predictor_arguments, int_list,
+                                          int_list_or_none, predictor_config)
+from ntk_bridge.schemas import KERNEL_FEWSHOT
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SYNTHETIC = REPO / "experiments" / "results" / "depth_sweep" / "depth_sweep.csv"
 DEFAULT_CACHE = Path.home() / ".cache" / "ntk_bridge" / "conv_kernels"
-def result_files() -> tuple[str, ...]:
-    """What OUT holds (ntk_bridge.schemas.KERNEL_FEWSHOT)."""
-    from ntk_bridge.schemas import KERNEL_FEWSHOT
-    return KERNEL_FEWSHOT.files()
 
 
 def label_list(text: str) -> tuple[str, ...]:
@@ -119,9 +117,7 @@ LABEL_FLAGS = (
                      "(MTL runs)", choices=("mean-feature", "head-row")),
 )
 FC_FLAGS = (
-    Flag("net.activation", "hidden activation", name="--activation", choices=("relu", "erf")),
-    Flag("net.W_std", "hidden weight std", name="--W-std", shown=lambda v: f"{v:.4g} = sqrt 2, He"),
-    Flag("net.b_std", "hidden bias std", name="--b-std"),
+    ACTIVATION_FLAG, *NET_STD_FLAGS,
     Flag("tile_rows", "test points per kernel evaluation call (memory: 2 x depths x tile x train points x 8 bytes)"),
     Flag("group_rows", "test points whose predictions share one assembled Gram (memory per depth: "
                        "2 x (train points + group)^2 x 8 bytes); training-side solves are redone per group"),
@@ -255,14 +251,14 @@ def title_of(config) -> str:
 def run(args) -> int:
     from ntk_bridge import kernel_fewshot as kf
     from ntk_bridge.io import check_figure_path, result_set, save_figure, write_json
-    from ntk_bridge.schemas import KERNEL_FEWSHOT, write_table
+    from ntk_bridge.schemas import write_table
 
     config = config_from_args(args)
     check_figure_path(args.figure, "--figure")
     synthetic_path, synthetic_note = resolve_synthetic(args.synthetic)
     synthetic = kf.synthetic_distances(synthetic_path) if synthetic_path is not None else None
     out = Path(args.out)
-    with result_set(out, args.figure, replaces=result_files()) as (tmp, figure):
+    with result_set(out, args.figure, replaces=KERNEL_FEWSHOT.files()) as (tmp, figure):
         start = time.time()
         res = kf.run(config, progress=not args.quiet)
         elapsed = time.time() - start
@@ -276,8 +272,9 @@ def run(args) -> int:
                            ("comparison", comparison(table))):
             write_table(tmp, KERNEL_FEWSHOT.parts[key], frame)
         save_figure(figure, kf.plot(table, res["distances"], synthetic, title))
-        write_json(tmp / KERNEL_FEWSHOT.file("run"), {"seconds": round(elapsed, 1), "title": title, "synthetic": synthetic_note,
-                                                      "interval": "mean +- t(0.975, n-1) std / sqrt(n) over the n test episodes"})
+        write_json(tmp / KERNEL_FEWSHOT.file("run"), {
+            "seconds": round(elapsed, 1), "title": title, "synthetic": synthetic_note,
+            "interval": "mean +- t(0.975, n-1) std / sqrt(n) over the n test episodes"})
     summarise(config, title, elapsed, out, args.figure, table, merged, rates, res["timing"], synthetic_note)
     return 0
 

@@ -41,11 +41,7 @@ import time
 from pathlib import Path
 
 from ntk_bridge.commands._fields import Flag, add_flags, build
-
-def result_files() -> tuple[str, ...]:
-    """What OUT holds (ntk_bridge.schemas.REGIME_MAP)."""
-    from ntk_bridge.schemas import REGIME_MAP
-    return REGIME_MAP.files()
+from ntk_bridge.schemas import REGIME_MAP
 
 
 def _times(text: str) -> tuple[float, ...]:
@@ -111,11 +107,11 @@ def run(args) -> int:
     from ntk_bridge import regime_map
     from ntk_bridge.io import result_set, save_figure, write_json
     from ntk_bridge.regime_report import plot, verdict_frame, print_verdicts
-    from ntk_bridge.schemas import REGIME_MAP, write_table
+    from ntk_bridge.schemas import write_table
 
     config = config_from_args(args)                      # every check before anything is written
     cache = cache_folder(args)
-    with result_set(args.out, args.figure, replaces=result_files()) as (tmp, figure):
+    with result_set(args.out, args.figure, replaces=REGIME_MAP.files()) as (tmp, figure):
         _make_cache(cache)
         start = time.time()
         frame = regime_map.compute(config, cache, progress=not args.quiet)

@@ -50,6 +50,7 @@ import argparse
 import time
 
 from ntk_bridge.commands._fields import Flag, add_flags, build
+from ntk_bridge.commands._options import FAMILY_FLAGS, NET_STD_FLAGS
 
 # every flag's default is the WidthSweepConfig field's (ntk_bridge.finite.sweep), stated there once
 SWEEP_FLAGS = (
@@ -58,19 +59,8 @@ SWEEP_FLAGS = (
     Flag("seed", "first seed; seed i uses seed+i"),
     Flag("methods", "comma-separated methods"),
 )
-NETWORK_FLAGS = (
-    Flag("net.depth", "hidden layers", name="--depth"),
-    Flag("net.W_std", "hidden weight std", name="--W-std", shown=lambda v: f"{v:.4g} = sqrt 2, He"),
-    Flag("net.b_std", "hidden bias std", name="--b-std"),
-)
-TASK_FLAGS = (
-    Flag("family.family", "synthetic task family (see ntk_bridge.tasks)", name="--family", choices=("teacher", "subspace")),
-    Flag("family.d", "input dimension", name="--d"),
-    Flag("family.n_train_tasks", "training tasks", name="--train-tasks"),
-    Flag("family.n_test_tasks", "test tasks", name="--test-tasks"),
-    Flag("family.n_query", "queries per task", name="--n-query"),
-    Flag("family.n_support", "support points per task", name="--n-support"),
-)
+NETWORK_FLAGS = (Flag("net.depth", "hidden layers", name="--depth"), *NET_STD_FLAGS)
+TASK_FLAGS = FAMILY_FLAGS
 TRAINING_FLAGS = (
     Flag("inner_step", "inner / fine-tuning step a", name="--inner-step-size"),
     Flag("inner_steps", "inner / fine-tuning steps k"),
