@@ -47,7 +47,8 @@ from bench_common import Report, finish, int_tuple, load, out_path  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ntk_bridge.errors import BridgeError, require  # noqa: E402
-from ntk_bridge.kernels import NetSpec, depth_sweep, nt_kernels, to_sphere  # noqa: E402
+from ntk_bridge.kernels import NetSpec, depth_sweep, to_sphere  # noqa: E402
+from ntk_bridge.nt_reference import nt_kernels  # noqa: E402
 
 METHODS = ("nt-per-depth", "nt-one-pass", "numpy-one-pass", "jax-jit-step", "ntk_bridge")
 
@@ -146,11 +147,11 @@ def make_nt_one_pass(spec: NetSpec) -> Callable:
 def make_jax_step(spec: NetSpec) -> Callable:
     """The numpy recursion with one jitted float64 XLA layer step; ``run(x, depth)`` as above.
 
-    float64 is switched on only inside ``run`` (``jax.experimental.enable_x64``).
+    float64 is switched on only inside ``run`` (``jax.enable_x64(True)``, via ``nt_backend.float64``).
     """
     import jax
     import jax.numpy as jnp
-    from jax.experimental import enable_x64
+    from ntk_bridge.nt_backend import float64 as enable_x64
 
     w2, b2, rw2, rb2 = spec.W_std ** 2, spec.b_std ** 2, spec.readout_W_std ** 2, spec.readout_b_std ** 2
 

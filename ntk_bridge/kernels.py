@@ -3,17 +3,16 @@
 docs/theory.md section 2. For ``f(x) = w . phi(x) / sqrt(m)`` with body ``phi`` of ``depth`` hidden
 layers (Dense + activation, NTK parameterisation) and a linear readout:
 
-- ``Theta(x, x')``: the full NTK, ``kernel_fn(x, x', 'ntk')`` of the neural-tangents network;
+- ``Theta(x, x')``: the full NTK (neural-tangents' ``kernel_fn(x, x', 'ntk')`` of the same network);
 - ``K(x, x')``: the readout's share ``readout_W_std^2 * nngp_body + readout_b_std^2``, which is
-  exactly ``kernel_fn(x, x', 'nngp')`` of the same network;
+  exactly the NNGP kernel (``kernel_fn(x, x', 'nngp')``);
 - ``Theta_b = Theta - K``: the body's share.
 
-Two ways to compute them, equal to 1e-10 (tested):
-
-- :func:`nt_kernels`: neural-tangents' own ``kernel_fn`` for one depth;
-- :func:`depth_sweep`: one pass through the layer recursion that yields every depth up to
-  ``max(depths)`` (the kernels at depth l + 1 follow from those at depth l), O(L_max n^2)
-  instead of O(L_max^2 n^2) for per-depth calls.
+This module is the project's own engine for them (no neural-tangents at run time):
+:func:`depth_sweep` runs the layer recursion once and yields every depth up to ``max(depths)``
+(the kernels at depth l + 1 follow from those at depth l), O(L_max n^2) instead of O(L_max^2 n^2)
+for per-depth calls; :func:`fc_kernels` is one depth. Both equal neural-tangents' ``kernel_fn`` to
+1e-10 relative in float64 (:mod:`ntk_bridge.nt_reference`, tests/test_engine_reference.py).
 
 Inputs must lie on the sphere of radius sqrt(d) (``x . x / d = 1``), see :func:`on_sphere`.
 All outputs are float64 numpy arrays.
@@ -80,6 +79,16 @@ class Kernels:
     def theta_b(self) -> np.ndarray:
         return self.theta - self.k
 
+    @property
+    def ntk(self) -> np.ndarray:
+        """The NTK Theta (neural-tangents' name)."""
+        return self.theta
+
+    @property
+    def nngp(self) -> np.ndarray:
+        """The NNGP kernel K, the readout's share of Theta (neural-tangents' name)."""
+        return self.k
+
 
 # ----------------------------------------------------------------------------- inputs
 
@@ -125,47 +134,25 @@ def on_sphere(x: np.ndarray, normalize: bool = False, name: str = "inputs") -> n
     raise BridgeError(msg + "; pass normalize=True or call ntk_bridge.kernels.to_sphere(x)")
 
 
-# ----------------------------------------------------------------------------- neural-tangents
+# ----------------------------------------------------------------------------- kernels of one depth
 
-def stax_layers(spec: NetSpec, width: int, out_dim: int = 1) -> tuple[list, object]:
-    """The stax layers of ``spec`` at ``width``: (hidden layers, readout layer)."""
-    from ntk_bridge.nt_backend import stax as _stax
-
-    stax = _stax()
-    require(isinstance(width, (int, np.integer)) and width >= 1,
-            f"width must be an integer >= 1 (got {width!r})")
-    act = stax.Relu() if spec.activation == "relu" else stax.Erf()
-    b = spec.b_std if spec.b_std > 0 else None
-    hidden = []
-    for _ in range(spec.depth):
-        hidden += [stax.Dense(int(width), W_std=spec.W_std, b_std=b), act]
-    rb = spec.readout_b_std if spec.readout_b_std > 0 else None
-    readout = stax.Dense(int(out_dim), W_std=spec.readout_W_std, b_std=rb)
-    return hidden, readout
+def fc_kernels(spec: NetSpec, x1: np.ndarray, x2: np.ndarray | None = None,
+            normalize: bool = False) -> Kernels:
+    """(Theta, K) at ``spec.depth`` between x1 (n1, d) and x2 (n2, d) (default x1): the one-pass
+    recursion of :func:`depth_sweep` stopped at ``spec.depth``. Equal to neural-tangents'
+    ``kernel_fn(x1, x2, ('ntk', 'nngp'))`` to 1e-10 relative (:mod:`ntk_bridge.nt_reference`, tested)."""
+    return depth_sweep(spec, x1, x2, depths=[spec.depth], normalize=normalize)[spec.depth]
 
 
 def network(spec: NetSpec, width: int = 512, out_dim: int = 1):
-    """``(init_fn, apply_fn, kernel_fn)`` of ``spec`` (neural-tangents ``stax.serial``).
+    """``(init_fn, apply_fn)`` of ``spec`` at finite ``width`` (:func:`ntk_bridge.networks.fc_network`).
 
-    The finite network of width ``width`` and its infinite-width kernels come from one
-    definition; ``params[-1]`` is the readout (head) and ``params[:-1]`` the body.
+    The finite network and its infinite-width kernels come from one definition; ``params[-1]`` is
+    the readout (head) and ``params[:-1]`` the body.
     """
-    from ntk_bridge.nt_backend import stax as _stax
+    from ntk_bridge.networks import fc_network
 
-    hidden, readout = stax_layers(spec, width, out_dim)
-    return _stax().serial(*hidden, readout)
-
-
-@in_float64
-def nt_kernels(spec: NetSpec, x1: np.ndarray, x2: np.ndarray | None = None,
-               normalize: bool = False) -> Kernels:
-    """(Theta, K) at ``spec.depth`` from neural-tangents' ``kernel_fn(x1, x2, ('ntk', 'nngp'))``."""
-    x1, x2 = check_inputs(x1, x2)
-    x1 = on_sphere(x1, normalize, "x1")
-    x2 = on_sphere(x2, normalize, "x2")
-    _, _, kernel_fn = network(spec)
-    out = kernel_fn(x1, x2, ("ntk", "nngp"))
-    return Kernels(theta=np.asarray(out[0], np.float64), k=np.asarray(out[1], np.float64))
+    return fc_network(spec, width, out_dim)
 
 
 @in_float64
@@ -175,25 +162,19 @@ def empirical_kernels(spec: NetSpec, width: int, seed: int, x1: np.ndarray,
 
     ``theta``: Jacobian contraction over all parameters; ``k``: over the readout parameters only
     (training only the head is kernel regression with K). Both -> the analytic kernels as
-    width -> infinity, with O(width^-1/2) fluctuations.
+    width -> infinity, with O(width^-1/2) fluctuations. The network is ``network(spec, width)``
+    initialised from ``PRNGKey(seed)``.
     """
     import jax
 
-    from ntk_bridge.nt_backend import nt as _nt
+    from ntk_bridge.empirical import empirical_ntk
 
-    nt = _nt()
     x1, x2 = check_inputs(x1, x2)
-    init_fn, apply_fn, _ = network(spec, width)
+    init_fn, apply_fn = network(spec, width)
     _, params = init_fn(jax.random.PRNGKey(seed), x1.shape)
-    impl = nt.NtkImplementation.JACOBIAN_CONTRACTION
-    theta = nt.empirical_ntk_fn(apply_fn, implementation=impl)(x1, x2, params)
-
     body = params[:-1]
-
-    def head_apply(head, x, **kw):
-        return apply_fn(list(body) + [head], x, **kw)
-
-    k = nt.empirical_ntk_fn(head_apply, implementation=impl)(x1, x2, params[-1])
+    theta = empirical_ntk(apply_fn, params, x1, x2)
+    k = empirical_ntk(lambda head, x: apply_fn(list(body) + [head], x), params[-1], x1, x2)
     return Kernels(theta=np.asarray(theta, np.float64), k=np.asarray(k, np.float64))
 
 

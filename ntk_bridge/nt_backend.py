@@ -1,35 +1,31 @@
-"""The one place that imports neural-tangents, and the float64 context of the kernel side.
-
-neural-tangents imports TensorFlow on load (several seconds), so nothing else in the package
-imports it: code that needs a ``stax`` network or an empirical kernel goes through here, and
-only when it is called.
+"""The float64 context of the kernel side, and the one door to neural-tangents.
 
 Float64 is asked for explicitly, never switched on for the whole process: the closed forms at
 depth are ill-conditioned (docs/theory.md section 2), so every kernel-side function that computes
-with JAX runs inside :func:`float64` (``jax.experimental.enable_x64``), usually through the
-:func:`in_float64` decorator. Arrays it returns are float64 numpy arrays; the trainer, which
-never enters the context, computes in float32 whatever ran before it in the same process.
+with JAX runs inside :func:`float64` (JAX's ``jax.enable_x64(True)`` context, which scopes the
+``jax_enable_x64`` flag to the ``with`` block; ``jax.experimental.enable_x64`` was removed in JAX
+0.9), usually through the :func:`in_float64` decorator. Arrays it returns are float64 numpy
+arrays; the trainer, which never enters the context, computes in float32 whatever ran before it in
+the same process.
+
+neural-tangents is optional: the project's own engine computes every kernel, and neural-tangents
+is the tests' reference and the bridge for a user's own ``stax`` network. :func:`nt` imports it
+through :mod:`ntk_bridge.nt_compat` (which supplies the names that current JAX moved); nothing
+else in the package imports it, and no command's runtime path calls it.
 """
 
 from __future__ import annotations
 
 import functools
-import os
-from functools import lru_cache
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-@lru_cache(maxsize=None)
 def nt():
-    """Return the ``neural_tangents`` module (imported once)."""
-    try:
-        import neural_tangents
-    except AttributeError as err:  # jax.core.Jaxpr moved in JAX 0.6
-        raise ImportError(
-            f"neural-tangents 0.6.5 needs JAX < 0.6 ({err}); reinstall with "
-            "`pip install -e .` to get the pinned jax==0.5.3") from err
-    return neural_tangents
+    """Return the ``neural_tangents`` module (imported once, through :mod:`ntk_bridge.nt_compat`).
+
+    Raises :class:`~ntk_bridge.errors.BridgeError` in one line if it is missing or does not import."""
+    from ntk_bridge.nt_compat import import_neural_tangents
+
+    return import_neural_tangents()
 
 
 def stax():
@@ -38,15 +34,15 @@ def stax():
 
 
 def jacobian_contraction():
-    """The empirical-NTK implementation that works with JAX 0.5 (STRUCTURED_DERIVATIVES fails)."""
+    """neural-tangents' JACOBIAN_CONTRACTION empirical-NTK implementation (the reference's choice)."""
     return nt().NtkImplementation.JACOBIAN_CONTRACTION
 
 
 def float64():
-    """A context in which JAX computes in float64 (``jax.experimental.enable_x64()``)."""
-    from jax.experimental import enable_x64
+    """A context in which JAX computes in float64 (``jax.enable_x64(True)``)."""
+    import jax
 
-    return enable_x64()
+    return jax.enable_x64(True)
 
 
 def in_float64(fn):

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-jax = pytest.importorskip("jax")
+import jax
 import jax.numpy as jnp  # noqa: E402
-from jax.experimental import enable_x64  # noqa: E402
+from ntk_bridge.nt_backend import float64 as enable_x64  # noqa: E402
 
 from ntk_bridge.train import gbml_core as core  # noqa: E402
 

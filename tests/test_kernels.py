@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from ntk_bridge.errors import BridgeError
-from ntk_bridge.kernels import NetSpec, depth_sweep, empirical_kernels, nt_kernels, on_sphere, to_sphere
+from ntk_bridge.kernels import NetSpec, depth_sweep, empirical_kernels, on_sphere, to_sphere
+from ntk_bridge.nt_reference import nt_kernels
 
 
 def _points(n, d=8, seed=0):

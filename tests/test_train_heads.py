@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-jax = pytest.importorskip("jax")
+import jax
 import jax.numpy as jnp  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 
@@ -91,7 +91,7 @@ def test_heads_keep_float32_when_float64_is_enabled():
     import importlib
 
     import jax
-    from jax.experimental import enable_x64
+    from ntk_bridge.nt_backend import float64 as enable_x64
 
     from ntk_bridge.train import heads
 

@@ -80,7 +80,6 @@ def test_gbml_reads_the_typed_options():
 @pytest.mark.slow
 def test_maml_inner_lr_changes_the_run_and_is_checked_on_resume(tmp_path):
     """The silent trap of issue 12: two runs that differ only in MAML's inner_lr must differ."""
-    pytest.importorskip("jax")
     from helpers.train_data import synthetic_data, tiny_config
 
     from ntk_bridge.train.loop import prepare_run_dir, train

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-jax = pytest.importorskip("jax")
+import jax
 
 from helpers.train_data import synthetic_data, tiny_config  # noqa: E402  (tests/ on sys.path, conftest.py)
 

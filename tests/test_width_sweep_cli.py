@@ -42,7 +42,6 @@ def test_huge_width_fails_in_one_line_before_any_heavy_import(tmp_path):
 def test_parameter_count_matches_the_real_network_and_the_memory_bound():
     """n_params against the leaves of an initialised network; peak_bytes is MAML's
     2 n_train (k + 1) P words; check_cost refuses exactly above 80% of the memory given."""
-    pytest.importorskip("neural_tangents")
     import jax
 
     from ntk_bridge.finite.training import init_net
@@ -176,7 +175,6 @@ def test_a_failed_network_is_a_row_with_its_reason_not_a_crash(monkeypatch):
     """A network whose training raises (diverges at finite width while the closed form, with
     lr * lam_max = 0.5 of the infinite-width kernel, is fine) gives NaN errors and the one-line
     reason; the closed-form columns are still filled. Training is replaced by the failure."""
-    pytest.importorskip("neural_tangents")
     from ntk_bridge.errors import BridgeError
     from ntk_bridge.finite import training
     from ntk_bridge.finite.closed import infinite_gram
@@ -204,7 +202,6 @@ def test_a_failed_network_is_a_row_with_its_reason_not_a_crash(monkeypatch):
 def test_float32_training_changes_the_result_far_less_than_the_width_does():
     """--dtype float32 is an honest speed-up only if its effect is small next to the quantity
     measured: here below 1% of the network's distance to its closed form at width 64, depth 2."""
-    pytest.importorskip("neural_tangents")
     from ntk_bridge.finite.closed import closed_form, infinite_gram
     from ntk_bridge.finite.training import init_net, initial_outputs, train_and_predict
     from ntk_bridge.metrics import d_rel

@@ -27,7 +27,8 @@ import numpy as np
 
 from ntk_bridge import predictors
 from ntk_bridge.finite.training import FiniteNet, GDConfig
-from ntk_bridge.kernels import Kernels, NetSpec, nt_kernels
+from ntk_bridge.empirical import empirical_ntk
+from ntk_bridge.kernels import Kernels, NetSpec, fc_kernels
 from ntk_bridge.predictors import PredictorConfig
 from ntk_bridge.tasks import TaskSet
 from ntk_bridge.nt_backend import in_float64
@@ -51,8 +52,8 @@ def closed_form(method: str, tasks: TaskSet, gram: Kernels, config: GDConfig,
 
 
 def infinite_gram(spec: NetSpec, tasks: TaskSet) -> Kernels:
-    """(Theta, K) of ``spec`` over every point of ``tasks`` (neural-tangents kernel_fn)."""
-    return nt_kernels(spec, tasks.points)
+    """(Theta, K) of ``spec`` over every point of ``tasks`` (:func:`ntk_bridge.kernels.fc_kernels`)."""
+    return fc_kernels(spec, tasks.points)
 
 
 @in_float64
@@ -64,14 +65,9 @@ def empirical_gram(net: FiniteNet, x: np.ndarray) -> Kernels:
     """
     import jax.numpy as jnp
 
-    from ntk_bridge.nt_backend import jacobian_contraction, nt
-
-    ntk = nt().empirical_ntk_fn
-    impl = jacobian_contraction()
     x = jnp.asarray(x, jnp.float64)
     p0 = net.params0
-    theta = ntk(net.apply_fn, implementation=impl, trace_axes=(-1,))(x, None, p0)
+    theta = empirical_ntk(net.apply_fn, p0, x)
     body = list(p0[:-1])
-    k = ntk(lambda h, xx, **kw: net.apply_fn(body + [h], xx, **kw), implementation=impl,
-            trace_axes=(-1,))(x, None, p0[-1])
+    k = empirical_ntk(lambda h, xx: net.apply_fn(body + [h], xx), p0[-1], x)
     return Kernels(theta=np.asarray(theta, np.float64), k=np.asarray(k, np.float64))

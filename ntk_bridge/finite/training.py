@@ -28,7 +28,7 @@ Methods (docs/theory.md sections 4-5):
 Non-zero initial output: the networks are NOT centred. The initial function
 ``f_0 = apply(params0, .)`` is kept and the closed forms carry it exactly through docs/theory.md's
 f_0 terms (see :mod:`ntk_bridge.finite.closed`). Exactness of both sides is tested on the
-linearised network (``neural_tangents.linearize``), where training and closed forms with the
+linearised network (:func:`ntk_bridge.empirical.linearize`), where training and closed forms with the
 empirical kernels agree to rounding.
 
 Divergence: losses are recorded at every outer step; a non-finite loss or one above
@@ -52,7 +52,7 @@ from ntk_bridge.tasks import TaskSet
 from ntk_bridge.nt_backend import in_float64
 
 FINITE_METHODS = ("mtl-a", "mtl-b", "anil", "maml", "ntk", "head-only")
-Params = Any  # the stax parameter list: [(W, b), (), ..., (W_head, b_head)]
+Params = Any  # the stax-layout parameter list (ntk_bridge.networks): [(W, b), (), ..., (W_head, b_head)]
 
 
 @dataclass(frozen=True)
@@ -121,8 +121,7 @@ class FiniteNet:
 @lru_cache(maxsize=16)
 def _network(spec: NetSpec, width: int):
     """One (init_fn, apply_fn) per (spec, width), so jitted trainers are reused across seeds."""
-    init_fn, apply_fn, _ = network(spec, int(width))
-    return init_fn, apply_fn
+    return network(spec, int(width))
 
 
 @in_float64

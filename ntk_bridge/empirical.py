@@ -1,0 +1,56 @@
+"""Empirical NTK and linearised network of any JAX function ``apply_fn(params, x)``, in plain JAX.
+
+docs/theory.md sections 2 and 6. For a network ``f(params, x)`` with outputs (n, c):
+
+- :func:`empirical_ntk`: ``Theta(x1, x2) = (1/c) sum_c J_c(x1) J_c(x2)^T`` (n1, n2), ``J_c`` the
+  Jacobian of output c with respect to every leaf of ``params``: the per-output kernel, averaged
+  over the c outputs (neural-tangents' ``trace_axes=(-1,)``, which normalises its trace by c); each
+  output of an NTK-parameterised network has the same limit, which the closed forms use for all c;
+  computed as Jacobians (``jax.jacrev``) contracted leaf by leaf;
+- :func:`linearize`: ``f_lin(p, x) = f(p0, x) + J(x) (p - p0)``, one ``jax.jvp``; training it is
+  exactly kernel regression with ``Theta`` at ``p0``.
+
+Inputs are used at the dtype of the parameters (float64 inside :func:`ntk_bridge.nt_backend.float64`).
+Both equal neural-tangents' ``empirical_ntk_fn`` (JACOBIAN_CONTRACTION) and ``linearize`` to
+rounding (tests/test_engine_reference.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+Params = Any
+
+
+def _jacobian_leaves(apply_fn: Callable, params: Params, x) -> list:
+    """Jacobian of ``apply_fn(params, x)`` (n, c) w.r.t. each leaf: arrays (n, c, leaf.size)."""
+    import jax
+    import jax.numpy as jnp
+
+    jac = jax.jacrev(apply_fn)(params, x)
+    n_out = jnp.shape(apply_fn(params, x))
+    return [j.reshape(n_out + (-1,)) for j in jax.tree_util.tree_leaves(jac)]
+
+
+def empirical_ntk(apply_fn: Callable, params: Params, x1, x2=None):
+    """``Theta(x1, x2)`` (n1, n2) of ``apply_fn`` at ``params``: ``(1/c) sum_c J_c(x1) J_c(x2)^T``.
+
+    ``x2 = None`` means ``x2 = x1`` (the Jacobian is computed once)."""
+    import jax.numpy as jnp
+
+    j1 = _jacobian_leaves(apply_fn, params, x1)
+    j2 = j1 if x2 is None else _jacobian_leaves(apply_fn, params, x2)
+    c = j1[0].shape[1]
+    return sum(jnp.einsum("icp,jcp->ij", a, b) for a, b in zip(j1, j2)) / c
+
+
+def linearize(apply_fn: Callable, params0: Params) -> Callable:
+    """``f_lin(params, x) = f(params0, x) + J_params0(x) (params - params0)`` (one ``jax.jvp``)."""
+    import jax
+
+    def f_lin(params, x, **kwargs):
+        delta = jax.tree_util.tree_map(lambda p, p0: p - p0, params, params0)
+        f0, df = jax.jvp(lambda p: apply_fn(p, x), (params0,), (delta,))
+        return f0 + df
+
+    return f_lin
