@@ -24,7 +24,7 @@ with ntk_bridge's at every depth (max abs difference, all entries and off the di
 neural-tangents' own diagonal carries arccos rounding of ~1e-8 per layer). The load average is
 printed at the start, per size and at the end.
 
-    TF_CPP_MIN_LOG_LEVEL=3 python experiments/bench_depth_sweep.py \\
+    python experiments/bench_depth_sweep.py \\
         [--points 100,200,400,800,1600] [--depths 32,256] [--out experiments/results/bench/bench_depth_sweep.txt]
 """
 
@@ -307,7 +307,7 @@ def main(argv=None) -> int:
         return 2
     say = Report(out)
     spec = NetSpec()
-    say(f"command: TF_CPP_MIN_LOG_LEVEL=3 python experiments/bench_depth_sweep.py {' '.join(sys.argv[1:])}")
+    say(f"command: python experiments/bench_depth_sweep.py {' '.join(sys.argv[1:])}")
     say(f"start {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}; {load()}; "
         f"{platform.processor() or platform.machine()}; numpy {np.__version__}")
     say(f"ReLU network {spec.describe()}, float64, d = {config.d}, x2 = x1; times in seconds")

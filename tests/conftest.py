@@ -6,14 +6,11 @@
   import each other.
 - The ``slow`` mark (registered in pyproject.toml) flags tests that train networks or run whole
   commands; ``pytest -m "not slow"`` is the quick loop, the full suite is what CI runs.
-- TensorFlow (loaded by neural-tangents) is kept quiet.
 """
 
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))

@@ -134,7 +134,7 @@ def run(args) -> int:
     from ntk_bridge.finite.sweep import check_cost
 
     config = config_from_args(args)
-    check_cost(config)                       # before any allocation or TensorFlow import
+    check_cost(config)                       # before any allocation or JAX import
     figure = args.figure or "figures/width_sweep.png"
     check_outputs(args.out, figure)
     return _sweep(config, Path(args.out), figure, quiet=args.quiet)
