@@ -15,7 +15,7 @@ Writes the report (theory claims with their measured status; distance vs depth a
 kernel-regime vs trained accuracy on the same tasks; MTL vs GBML accuracy and cost; the paper's
 reference numbers beside ours, with the protocol of each) and figures ``report_*.png``.
 Every number in the report is read from those files; nothing is typed in except the paper's
-reference table (shared/docs/benchmarks.md), which is labelled as such.
+reference table (docs/benchmarks.md), which is labelled as such.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ COMMANDS = {
     "runs": "ntk-bridge train --dataset omniglot --shots 5 --run-dir runs/omniglot_5shot_mtl",
 }
 
-# shared/docs/benchmarks.md: 5-way accuracy %, as quoted by the MTL paper (Wang, Zhao & Li, ICML 2021).
+# docs/benchmarks.md: 5-way accuracy %, as quoted by the MTL paper (Wang, Zhao & Li, ICML 2021).
 PAPER_TABLE = [  # as printed there (strings, so 75.60 stays 75.60)
     ("MTL (the paper)", "ResNet-12", "59.84 77.72 67.11 83.69 69.5 84.1 42.4 57.7".split()),
     ("MetaOptNet-SVM", "ResNet-12", "62.64 78.63 65.99 81.56 72.0 84.2 41.1 55.5".split()),
@@ -690,7 +690,7 @@ def _section_reference(inp: _Inputs, figures_dir: Path, figs: dict) -> list[str]
     L: list[str] = []
     # 6. reference numbers
     L += ["## 6. The paper's reference numbers beside ours", "",
-          f"Reference rows: shared/docs/benchmarks.md ({PAPER_PROTOCOL}). 'ours' = the best test accuracy "
+          f"Reference rows: docs/benchmarks.md ({PAPER_PROTOCOL}). 'ours' = the best test accuracy "
           "measured here for that data set and shot setting, with its protocol; data sets without local data "
           "are marked not run.", ""]
     header = ["method", "backbone"] + [f"{d} {s}-shot" for d, s in PAPER_SETTINGS]

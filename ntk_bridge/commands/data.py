@@ -3,7 +3,7 @@
     ntk-bridge data info --dataset NAME --root DIR [--out PNG]
 
 Looks for NAME (omniglot, cifarfs, fc100, miniimagenet, tieredimagenet) in DIR in every format
-the loaders accept (see shared/docs/benchmarks.md), prints what was found: the file format,
+the loaders accept (see docs/benchmarks.md), prints what was found: the file format,
 classes and images per split, image shape and images per class, and saves a PNG grid of
 sample images (one row per split, one image per class) so you can see the data is right,
 plus a JSON summary beside the PNG. A split that cannot be read gets a one-line reason.

@@ -17,7 +17,7 @@ from ntk_bridge.errors import BridgeError
 DATASETS: tuple[str, ...] = ("omniglot", "cifarfs", "fc100", "miniimagenet", "tieredimagenet")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
-# Per-channel mean / std in [0, 1] units (shared/docs/benchmarks.md).
+# Per-channel mean / std in [0, 1] units (docs/benchmarks.md).
 _IMAGENET_STATS = ((120.39586422 / 255, 115.59361427 / 255, 104.54012653 / 255),
                    (70.68188272 / 255, 68.27635443 / 255, 72.54505529 / 255))
 _CIFAR_STATS = ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761))

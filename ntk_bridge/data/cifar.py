@@ -1,7 +1,7 @@
 """CIFAR-FS and FC100 from ``cifar-100-python.tar.gz`` or from the MetaOptNet pickles.
 
 Both use all 60,000 CIFAR-100 images (train + test pooled by fine class, 600 per class, 32x32).
-CIFAR-FS: 64/16/20 classes, the val/test class lists of shared/docs/benchmarks.md, train the
+CIFAR-FS: 64/16/20 classes, the val/test class lists of docs/benchmarks.md, train the
 other 64. FC100: 12/4/4 superclasses (60/20/20 classes). In a split, class ids follow the
 CIFAR-100 fine label order (alphabetical), images the archive order (train file, then test).
 

@@ -184,7 +184,7 @@ def fetch_dataset(dataset: str, root, *, progress: bool = True) -> list[Path]:
     for src in missing_sources(name, root):
         if src.url is None:
             raise BridgeError(f"{name} has no stable public download; obtain {src.name} (see "
-                              f"shared/docs/benchmarks.md for the formats) and put it in "
+                              f"docs/benchmarks.md for the formats) and put it in "
                               f"{str(root)!r}")
         out.append(download(src.url, root / src.name, md5=src.md5, size=src.size,
                             kind=src.kind, progress=progress))
