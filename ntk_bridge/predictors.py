@@ -110,6 +110,10 @@ def outer_solve(m: np.ndarray, rhs: np.ndarray, config: PredictorConfig, name: s
 
 def _check(method: str, tasks: TaskSet, gram: Kernels, f0):
     require(method in METHODS, f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    require(isinstance(tasks, TaskSet), f"tasks must be a TaskSet (got {type(tasks).__name__}); build one with "
+                                        "ntk_bridge.task_set(train=..., test=...) or TaskSet(train, test)")
+    require(isinstance(gram, Kernels), f"gram must be a Kernels (got {type(gram).__name__}); wrap your own "
+                                       "matrices with ntk_bridge.gram(ntk=..., nngp=...)")
     n = tasks.points.shape[0]
     for name in ("theta", "k"):
         shape = getattr(gram, name).shape

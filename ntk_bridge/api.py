@@ -1,0 +1,310 @@
+"""The public API for scripts and notebooks: ``import ntk_bridge as nb``.
+
+Conventions are neural-tangents' and scikit-learn's: kernels are named ``ntk`` (Theta) and
+``nngp`` (K, the readout's share of Theta); inputs are plain numpy arrays with the number of points
+first; studies return pandas DataFrames (one row per depth x pair x draw, tidy). Every input is
+checked here and refused with one :class:`~ntk_bridge.errors.BridgeError` line naming the problem and
+the fix (never an AttributeError deep inside).
+
+Shapes (T tasks, n_q query and n_s support points per task, d input dimensions, c outputs):
+
+- tasks: :func:`task_set` from arrays x_query (T, n_q, d), y_query (T, n_q) or (T, n_q, c),
+  x_support (T, n_s, d), y_support (T, n_s) or (T, n_s, c), one tuple for the training tasks and
+  one for the test tasks; ``tasks.points`` (n, d) lays out every point, n = sum of all tasks' n_q + n_s;
+- kernels on those points: :func:`ntk_bridge.kernels.fc_kernels` (one depth) or
+  :func:`ntk_bridge.kernels.depth_sweep` (every depth in one pass) of a :class:`NetSpec`, a user's own
+  neural-tangents ``stax`` kernel_fn through :func:`ntk_bridge.nt_reference.kernels_from_kernel_fn`,
+  or a user's own Gram matrices through :func:`gram` (``ntk`` and ``nngp``, each (n, n));
+- :func:`predict` / :func:`adaptation_only`: test-query predictions (T_test, n_q, c);
+- :func:`ntk_bridge.metrics.d_rel`, :func:`ntk_bridge.metrics.d_tr`: distances between predictions;
+- :func:`run_depth_study`, :func:`run_regime_study`, :func:`run_width_study`: the studies as DataFrames.
+
+The formulas are docs/theory.md's; this module adds no mathematics, only the front door.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ntk_bridge.errors import BridgeError, require
+from ntk_bridge.kernels import Kernels, NetSpec, depth_sweep
+from ntk_bridge.predictors import METHODS, PAIRS, PredictorConfig
+from ntk_bridge.tasks import Task, TaskSet
+
+# (depth, points (n, d)) -> Kernels on those points: how a user's own kernel enters run_depth_study
+KernelFamily = Callable[[int, np.ndarray], Kernels]
+
+
+# ----------------------------------------------------------------------------- tasks
+
+def _task_arrays(arrays, group: str) -> tuple[np.ndarray, ...]:
+    """Four arrays (T, n_q, d), (T, n_q[, c]), (T, n_s, d), (T, n_s[, c]) as float64, checked."""
+    require(isinstance(arrays, (tuple, list)) and len(arrays) == 4,
+            f"{group} must be a tuple (x_query, y_query, x_support, y_support) of arrays; "
+            f"got {type(arrays).__name__}{'' if not hasattr(arrays, '__len__') else f' of length {len(arrays)}'}")
+    names = ("x_query", "y_query", "x_support", "y_support")
+    out = []
+    for name, a in zip(names, arrays):
+        try:
+            a = np.asarray(a, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise BridgeError(f"{group} {name} is not a numeric array; pass numpy arrays") from None
+        if name.startswith("y") and a.ndim == 2:
+            a = a[..., None]
+        require(a.ndim == 3, f"{group} {name} must have shape (tasks, points, {'d' if name[0] == 'x' else 'c'})"
+                             f"{'' if name[0] == 'x' else ' or (tasks, points)'}; got {a.shape}")
+        out.append(a)
+    n_tasks = {a.shape[0] for a in out}
+    require(len(n_tasks) == 1, f"{group} arrays disagree on the number of tasks (first axis): "
+                               f"{[a.shape[0] for a in out]}")
+    return tuple(out)
+
+
+def task_set(train, test) -> TaskSet:
+    """A :class:`TaskSet` from plain arrays.
+
+    ``train`` and ``test`` are each a tuple ``(x_query, y_query, x_support, y_support)`` with shapes
+    (T, n_q, d), (T, n_q) or (T, n_q, c), (T, n_s, d), (T, n_s) or (T, n_s, c); or a list of
+    :class:`Task`. Inputs must lie on the sphere of radius sqrt(d) for the engine's kernels
+    (:func:`ntk_bridge.kernels.to_sphere` projects them).
+    """
+    groups = []
+    for group, value in (("train", train), ("test", test)):
+        if isinstance(value, (list, tuple)) and value and all(isinstance(t, Task) for t in value):
+            groups.append(tuple(value))
+            continue
+        xq, yq, xs, ys = _task_arrays(value, group)
+        groups.append(tuple(Task(xq[i], yq[i], xs[i], ys[i]) for i in range(xq.shape[0])))
+    return TaskSet(groups[0], groups[1])
+
+
+def as_task_set(tasks, name: str = "tasks") -> TaskSet:
+    """``tasks`` if it is a :class:`TaskSet`; otherwise one BridgeError saying how to make one."""
+    if isinstance(tasks, TaskSet):
+        return tasks
+    if isinstance(tasks, (list, tuple)) and tasks and all(isinstance(t, Task) for t in tasks):
+        raise BridgeError(f"{name} is a {type(tasks).__name__} of {len(tasks)} Task objects but a TaskSet is "
+                          "expected (training and test tasks); use ntk_bridge.TaskSet(train=..., test=...) or "
+                          "ntk_bridge.task_set(train=(xq, yq, xs, ys), test=(xq, yq, xs, ys))")
+    raise BridgeError(f"{name} must be a TaskSet (got {type(tasks).__name__}); build one with "
+                      "ntk_bridge.task_set(train=(xq, yq, xs, ys), test=(xq, yq, xs, ys))")
+
+
+# ----------------------------------------------------------------------------- kernels
+
+def gram(ntk, nngp) -> Kernels:
+    """A user's own Gram matrices as :class:`Kernels`: ``ntk`` = Theta and ``nngp`` = K, each (n, n).
+
+    For a network with a linear readout, K is the readout's share of Theta (the NNGP kernel), so
+    Theta - K (the body's share) must be positive semi-definite; this is not checked here (the
+    predictors refuse a Gram whose solve fails). Both must be finite, square, symmetric and of one shape.
+    """
+    out = {}
+    for name, m in (("ntk", ntk), ("nngp", nngp)):
+        try:
+            m = np.asarray(m, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise BridgeError(f"{name} is not a numeric matrix; pass a numpy array (n, n)") from None
+        require(m.ndim == 2 and m.shape[0] == m.shape[1] and m.shape[0] >= 1,
+                f"{name} must be a square matrix (n, n) over tasks.points; got shape {m.shape}")
+        require(bool(np.all(np.isfinite(m))), f"{name} contains NaN or inf; check the kernel computation")
+        scale = max(float(np.max(np.abs(m))), 1e-300)
+        require(float(np.max(np.abs(m - m.T))) <= 1e-8 * scale,
+                f"{name} is not symmetric (max |M - M^T| = {np.max(np.abs(m - m.T)):.3g}); "
+                "pass the Gram of the points with themselves")
+        out[name] = m
+    require(out["ntk"].shape == out["nngp"].shape,
+            f"ntk {out['ntk'].shape} and nngp {out['nngp'].shape} must have the same shape")
+    return Kernels(theta=out["ntk"], k=out["nngp"])
+
+
+def _as_kernels(value, n: int, name: str) -> Kernels:
+    require(isinstance(value, Kernels),
+            f"{name} must be a Kernels (got {type(value).__name__}); wrap your own matrices with "
+            "ntk_bridge.gram(ntk=..., nngp=...)")
+    for attr in ("theta", "k"):
+        shape = np.shape(getattr(value, attr))
+        require(shape == (n, n), f"{name}.{attr} has shape {shape} but the task set has {n} points; "
+                                 "compute the kernels on tasks.points")
+    return value
+
+
+def _check_method(method: str) -> None:
+    require(isinstance(method, str) and method in METHODS,
+            f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+
+
+def _check_config(config) -> PredictorConfig:
+    config = PredictorConfig() if config is None else config
+    require(isinstance(config, PredictorConfig),
+            f"config must be a PredictorConfig (got {type(config).__name__}); e.g. "
+            "ntk_bridge.PredictorConfig(inner=ntk_bridge.InnerLoop('flow', tau=1.0), outer_time=math.inf)")
+    return config
+
+
+# ----------------------------------------------------------------------------- predictors
+
+def predict(method: str, tasks: TaskSet, gram: Kernels, config: PredictorConfig | None = None,
+            f0: np.ndarray | None = None) -> np.ndarray:
+    """Closed-form test-query predictions of ``method``, shape (T_test, n_q, c).
+
+    ``method`` is one of mtl-a, mtl-b, anil, maml, head-only, ntk (docs/theory.md 3-5);
+    ``gram`` holds Theta and K over ``tasks.points`` (n, n); ``f0`` (n, c), optional, the
+    network's outputs at initialisation (0 when omitted).
+    """
+    from ntk_bridge import predictors
+
+    tasks = as_task_set(tasks)
+    _check_method(method)
+    return predictors.predict(method, tasks, _as_kernels(gram, len(tasks.points), "gram"), _check_config(config), f0)
+
+
+def adaptation_only(method: str, tasks: TaskSet, gram: Kernels, config: PredictorConfig | None = None) -> np.ndarray:
+    """The t = 0 predictor K_in(X, X') T' Y' (Theta for maml, K otherwise), (T_test, n_q, c): what
+    ``method`` predicts from the test supports alone, the denominator of d_tr."""
+    from ntk_bridge import predictors
+
+    tasks = as_task_set(tasks)
+    _check_method(method)
+    return predictors.adaptation_only(method, tasks, _as_kernels(gram, len(tasks.points), "gram"),
+                                      _check_config(config))
+
+
+# ----------------------------------------------------------------------------- the depth study
+
+def _task_draws(tasks) -> list[TaskSet]:
+    if isinstance(tasks, TaskSet):
+        return [tasks]
+    require(isinstance(tasks, (list, tuple)) and len(tasks) >= 1 and all(isinstance(t, TaskSet) for t in tasks),
+            "tasks must be a TaskSet or a non-empty list of TaskSets (one per draw)"
+            + ("; got Task objects: group them with ntk_bridge.task_set" if isinstance(tasks, (list, tuple))
+               and any(isinstance(t, Task) for t in tasks) else f"; got {type(tasks).__name__}"))
+    return list(tasks)
+
+
+def _check_depths(depths) -> tuple[int, ...]:
+    depths = tuple(depths)
+    require(len(depths) >= 1 and all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1
+                                     for d in depths),
+            f"depths must be a non-empty list of integers >= 1 (got {list(depths)})")
+    return tuple(sorted(set(int(d) for d in depths)))
+
+
+def _kernels_by_depth(kernels, tasks: TaskSet, depths) -> dict[int, Kernels]:
+    """{depth: Kernels on tasks.points} from a NetSpec, a mapping or a callable (depth, points)."""
+    n = len(tasks.points)
+    if isinstance(kernels, NetSpec):
+        depths = _check_depths(depths if depths is not None else range(1, kernels.depth + 1))
+        return depth_sweep(kernels, tasks.points, depths=depths)
+    if isinstance(kernels, Mapping):
+        chosen = _check_depths(kernels.keys() if depths is None else depths)
+        missing = [d for d in chosen if d not in kernels]
+        require(not missing, f"kernels has no entry for depths {missing}; give one Kernels per depth")
+        return {d: _as_kernels(kernels[d], n, f"kernels[{d}]") for d in chosen}
+    require(callable(kernels), "kernels must be a NetSpec, a mapping {depth: Kernels} or a function "
+                               f"(depth, points) -> Kernels; got {type(kernels).__name__}")
+    require(depths is not None, "with a kernel function, give the depths to study (depths=[1, 2, 4, ...])")
+    return {d: _as_kernels(kernels(d, tasks.points), n, f"kernels({d}, points)") for d in _check_depths(depths)}
+
+
+def run_depth_study(tasks, kernels=NetSpec(depth=16), depths: Sequence[int] | None = None,
+                config: PredictorConfig | None = None,
+                pairs: Sequence[tuple[str, str]] = PAIRS) -> pd.DataFrame:
+    """MTL vs GBML distances and test errors at every depth, as a tidy DataFrame.
+
+    ``tasks``: a TaskSet, or a list of TaskSets (one per draw). ``kernels``: a :class:`NetSpec`
+    (the engine's kernels at ``depths``, default 1..spec.depth, in one pass per draw); a function
+    ``(depth, points (n, d)) -> Kernels`` (e.g. a user's stax network through
+    :func:`ntk_bridge.nt_reference.kernels_from_kernel_fn`); or, for one TaskSet, a mapping
+    ``{depth: Kernels}`` already on ``tasks.points``. ``pairs``: (method, anil|maml) pairs.
+
+    Returns one row per depth x pair x draw with columns depth, pair, draw, d_rel, d_tr, method_a,
+    method_b, err_a, err_b, err_head_only (errors are ||F - Y||^2 / ||Y||^2 on the test queries).
+    :func:`ntk_bridge.depth_study.summarize` fits the log-log rates of such a frame.
+    """
+    from ntk_bridge.depth_study import DepthStudyConfig, rows_from_kernels
+
+    draws = _task_draws(tasks)
+    require(not isinstance(kernels, Mapping) or len(draws) == 1,
+            "a mapping {depth: Kernels} holds the kernels of one TaskSet; for several draws pass a NetSpec "
+            "or a function (depth, points) -> Kernels")
+    pairs = tuple(tuple(p) for p in pairs)
+    for p in pairs:
+        require(len(p) == 2 and p[0] in METHODS and p[1] in ("anil", "maml"),
+                f"a pair is (method, anil|maml) with method in {', '.join(METHODS)}; got {p!r}")
+    config = _check_config(config)
+    rows = []
+    for draw, ts in enumerate(draws):
+        by_depth = _kernels_by_depth(kernels, ts, depths)
+        study = DepthStudyConfig(depths=tuple(by_depth), draws=1, predictor=config, pairs=pairs)
+        rows += rows_from_kernels(study, ts, by_depth, draw)
+    return pd.DataFrame(rows)
+
+
+def depth_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per pair: mean distances at the smallest and largest depth and the fitted log-log rates
+    (:func:`ntk_bridge.depth_study.summarize`)."""
+    from ntk_bridge.depth_study import summarize
+
+    require(isinstance(frame, pd.DataFrame) and {"pair", "depth", "d_rel", "d_tr"} <= set(frame.columns),
+            "depth_summary needs the DataFrame returned by ntk_bridge.run_depth_study")
+    return summarize(frame)
+
+
+# ----------------------------------------------------------------------------- regime and width studies
+
+def run_regime_study(config=None, cache: str | Path | None = None, progress: bool = False) -> pd.DataFrame:
+    """The regime map (network x inner-loop scale x outer time, every depth) as a tidy DataFrame.
+
+    ``config``: a :class:`ntk_bridge.regime_map.RegimeMapConfig` (default: its ``QUICK`` grid, seconds);
+    ``cache``: a folder for the per-cell results (resumable; default a temporary folder). One row
+    per cell x depth x pair x draw (columns cell, net, inner, outer_time, depth, pair, draw, d_rel,
+    d_tr, err_a, err_b, err_head_only, status). :func:`regime_verdicts` says where MTL and GBML meet.
+    """
+    from ntk_bridge.regime_map import QUICK, RegimeMapConfig, compute
+
+    config = QUICK if config is None else config
+    require(isinstance(config, RegimeMapConfig), f"config must be a RegimeMapConfig (got {type(config).__name__})")
+    if cache is None:
+        with tempfile.TemporaryDirectory(prefix="ntk_bridge_regime_") as tmp:
+            return compute(config, Path(tmp), progress=progress)
+    return compute(config, Path(cache), progress=progress)
+
+
+def regime_verdicts(frame: pd.DataFrame, deep_from: int = 64) -> pd.DataFrame:
+    """Per cell and pair: the fitted deep rates and gains (rates over depths >= ``deep_from``),
+    merged with the verdict on whether MTL-B and GBML meet while both beat head-only."""
+    from ntk_bridge.regime_map import summarize_cells, verdicts
+    from ntk_bridge.regime_report import verdict_frame
+
+    require(isinstance(frame, pd.DataFrame) and {"cell", "pair", "depth", "draw"} <= set(frame.columns),
+            "regime_verdicts needs the DataFrame returned by ntk_bridge.run_regime_study")
+    require(sum(d >= deep_from for d in frame["depth"].unique()) >= 2,
+            f"at least two depths must be >= deep_from = {deep_from} to fit a deep rate; lower deep_from")
+    summary = summarize_cells(frame, deep_from)
+    return summary.merge(verdict_frame(verdicts(summary)), on=["cell", "pair"], how="left")
+
+
+def run_width_study(config=None, progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Finite networks trained by gradient descent vs their closed forms, over widths.
+
+    ``config``: a :class:`ntk_bridge.finite.sweep.WidthSweepConfig` (widths, seeds, network, tasks,
+    methods; its default is minutes of CPU). Returns ``(errors, pairs)``: one row per width x seed x
+    method (relative error of the trained network to the closed form) and one per width x seed x pair
+    (network and closed-form distances); :func:`ntk_bridge.finite.sweep.slope_table` fits the slopes.
+    """
+    from ntk_bridge.finite.sweep import WidthSweepConfig, check_cost, run
+
+    config = WidthSweepConfig() if config is None else config
+    require(isinstance(config, WidthSweepConfig), f"config must be a WidthSweepConfig (got {type(config).__name__})")
+    check_cost(config)
+    return run(config, progress=progress)
+
+
+__all__ = ["task_set", "as_task_set", "gram", "predict", "adaptation_only", "run_depth_study", "depth_summary",
+           "run_regime_study", "regime_verdicts", "run_width_study", "KernelFamily"]
