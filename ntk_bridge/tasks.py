@@ -12,6 +12,13 @@ Families (both share structure across tasks, so training tasks can help a test t
   any learner can carry over from the training tasks.
 - ``subspace``: tasks share a low-dimensional subspace ``P`` (``rank`` orthonormal directions):
   ``y = c_i . tanh(P x) / sqrt(rank) + noise`` with ``c_i = c_0 + spread * xi_i``.
+- ``quadratic``: tasks share a low-rank NONLINEAR feature with no linear part: the degree-2
+  Hermite features of the same kind of projection, ``y = c_i . He2(P x) / sqrt(rank) + noise``
+  with ``He2(z) = (z^2 - 1) / sqrt(2)`` (unit variance for ``z ~ N(0, 1)``), ``c_i`` as above.
+
+For ``subspace`` and ``quadratic`` the ground-truth representation is known: ``meta["subspace"]``
+holds ``P`` (rank, d), orthonormal rows, so a learned representation can be scored against it
+(:func:`ntk_bridge.feature_map.alignment`).
 """
 
 from __future__ import annotations
@@ -25,7 +32,8 @@ import numpy as np
 from ntk_bridge.errors import require
 from ntk_bridge.kernels import to_sphere
 
-FAMILIES = ("teacher", "subspace")
+FAMILIES = ("teacher", "subspace", "quadratic")
+SUBSPACE_FAMILIES = ("subspace", "quadratic")     # the families with a known shared subspace P
 
 
 @dataclass(frozen=True)
@@ -164,8 +172,8 @@ class FamilyConfig:
             v = getattr(self, name)
             require(isinstance(v, (int, np.integer)) and v >= 1, f"{name} must be an integer >= 1 (got {v!r})")
         require(self.spread >= 0 and self.noise >= 0, "spread and noise must be >= 0")
-        require(self.family != "subspace" or self.rank <= self.d,
-                f"the subspace family's rank ({self.rank}) cannot exceed the input dimension d ({self.d})")
+        require(self.family not in SUBSPACE_FAMILIES or self.rank <= self.d,
+                f"the {self.family} family's rank ({self.rank}) cannot exceed the input dimension d ({self.d})")
 
     def describe(self) -> str:
         """One line for figure titles and printouts: family, d, task counts, n_q, n_s."""
@@ -181,6 +189,7 @@ def make_tasks(config: FamilyConfig, seed: int) -> TaskSet:
     """Draw a :class:`TaskSet` of ``config.family`` from ``np.random.default_rng(seed)``."""
     rng = np.random.default_rng(seed)
     d = config.d
+    proj = None
     if config.family == "teacher":
         m = config.teacher_width
         w_body = rng.standard_normal((d, m))
@@ -197,7 +206,8 @@ def make_tasks(config: FamilyConfig, seed: int) -> TaskSet:
         c0 = rng.standard_normal(config.rank)
 
         def features(x):
-            return np.tanh(x @ proj.T)
+            z = x @ proj.T
+            return np.tanh(z) if config.family == "subspace" else (z ** 2 - 1.0) / math.sqrt(2.0)
 
         def head():
             return (c0 + config.spread * rng.standard_normal(config.rank)) / math.sqrt(config.rank)
@@ -213,7 +223,10 @@ def make_tasks(config: FamilyConfig, seed: int) -> TaskSet:
 
     train = tuple(task() for _ in range(config.n_train_tasks))
     test = tuple(task() for _ in range(config.n_test_tasks))
-    return TaskSet(train, test, meta={"family": config.family, "seed": int(seed)})
+    meta = {"family": config.family, "seed": int(seed)}
+    if proj is not None:
+        meta["subspace"] = proj
+    return TaskSet(train, test, meta=meta)
 
 
 def stack_tasks(tasks: Sequence[Task]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

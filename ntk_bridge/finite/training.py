@@ -1,7 +1,9 @@
 """Finite-width networks trained by full-batch gradient descent (MTL, ANIL, MAML, NTK regression).
 
 The network is the kernel core's :func:`ntk_bridge.kernels.network` at a finite width (NTK
-parameterisation, float64: the public functions run inside :func:`ntk_bridge.nt_backend.float64`): ``params[-1]``
+parameterisation by default; ``init_net(..., param=)`` selects standard or muP, whose per-layer
+SGD step factors (:mod:`ntk_bridge.parameterisation`) every gradient step below applies, inner
+loops included; float64: the public functions run inside :func:`ntk_bridge.nt_backend.float64`): ``params[-1]``
 is the head (readout), ``params[:-1]`` the body. Every loss is the squared loss with a 1/2,
 ``(1/2) sum ||f - Y||^2`` (summed, not averaged), so that a gradient step of size ``a`` is
 function-space time ``a`` of docs/theory.md's flows:
@@ -22,6 +24,8 @@ Methods (docs/theory.md sections 4-5):
   the network's initial head (independent of the training heads).
 - ``anil`` / ``maml``: outer gradients through the inner loop (second order, plain ``jax.grad``
   through ``lax.fori_loop``), inner loop on the support, outer loss on the query.
+  With ``GDConfig(first_order=True)`` the outer gradient is the query loss's gradient at the
+  adapted parameters, the inner loop held constant (first-order MAML / ANIL, Finn et al. 2017).
 - ``ntk``: the whole network trained on all training queries, no adaptation.
 - ``head-only``: the initial network's head fine-tuned on the test support (no training tasks).
 
@@ -50,6 +54,7 @@ from ntk_bridge.inner_loop import InnerLoop
 from ntk_bridge.kernels import NetSpec, network
 from ntk_bridge.tasks import TaskSet
 from ntk_bridge.nt_backend import in_float64
+from ntk_bridge.parameterisation import NTK, Parameterisation, lr_factors
 
 FINITE_METHODS = ("mtl-a", "mtl-b", "anil", "maml", "ntk", "head-only")
 Params = Any  # the stax-layout parameter list (ntk_bridge.networks): [(W, b), (), ..., (W_head, b_head)]
@@ -65,6 +70,7 @@ class GDConfig:
     ``outer_lr * outer_steps``), checked for divergence every ``chunk`` steps. ``dtype`` is the
     precision of training and test-time adaptation ("float64", the default and what the exactness
     tests use, or "float32", about twice as fast on CPU; the closed forms stay float64).
+    ``first_order``: ANIL / MAML outer gradients without the inner loop's second-order terms.
     """
 
     inner_step: float = 0.2
@@ -74,8 +80,10 @@ class GDConfig:
     chunk: int = 100
     explode: float = 1e3
     dtype: str = "float64"
+    first_order: bool = False
 
     def __post_init__(self):
+        require(isinstance(self.first_order, bool), f"first_order must be a bool (got {self.first_order!r})")
         require(self.dtype in ("float64", "float32"), f"dtype must be float64 or float32 (got {self.dtype!r})")
         require(np.isfinite(self.inner_step) and self.inner_step >= 0,
                 f"inner step size must be finite and >= 0 (got {self.inner_step!r})")
@@ -108,6 +116,8 @@ class FiniteNet:
     """A finite network, its initial parameters and the independent heads of MTL variant A.
 
     ``heads_a`` stacks ``n_heads`` independent initial heads (leading axis n_heads).
+    ``param`` is the parameterisation; ``lr_factors`` its SGD step factor per entry of the
+    parameter list (None for NTK: every factor 1, the plain update).
     """
 
     spec: NetSpec
@@ -116,28 +126,38 @@ class FiniteNet:
     apply_fn: Callable
     params0: Params
     heads_a: Params
+    param: Parameterisation = NTK
+    lr_factors: tuple | None = None
 
 
 @lru_cache(maxsize=16)
-def _network(spec: NetSpec, width: int):
-    """One (init_fn, apply_fn) per (spec, width), so jitted trainers are reused across seeds."""
-    return network(spec, int(width))
+def _network(spec: NetSpec, width: int, param: Parameterisation = NTK, d: int | None = None):
+    """One (init_fn, apply_fn) per (spec, width, param), so jitted trainers are reused across seeds."""
+    if param == NTK:
+        return network(spec, int(width))
+    from ntk_bridge.networks import fc_network
+
+    return fc_network(spec, int(width), 1, param, d)
 
 
 @in_float64
-def init_net(spec: NetSpec, width: int, seed: int, d: int, n_heads: int) -> FiniteNet:
-    """Initialise a network of ``width`` from ``PRNGKey(seed)``; heads of variant A from folds 1.."""
+def init_net(spec: NetSpec, width: int, seed: int, d: int, n_heads: int,
+             param: Parameterisation = NTK) -> FiniteNet:
+    """Initialise a network of ``width`` from ``PRNGKey(seed)``; heads of variant A from folds 1..
+    (the same keys in every parameterisation: only the scales of the table differ)."""
     import jax
 
     require(isinstance(width, (int, np.integer)) and not isinstance(width, bool) and width >= 1,
             f"width must be an integer >= 1 (got {width!r})")
     require(isinstance(d, (int, np.integer)) and d >= 1, f"input dimension d must be >= 1 (got {d!r})")
-    init_fn, apply_fn = _network(spec, int(width))
+    init_fn, apply_fn = _network(spec, int(width), param, None if param == NTK else int(d))
     key = jax.random.PRNGKey(int(seed))
     _, params0 = init_fn(jax.random.fold_in(key, 0), (1, d))
     heads = [init_fn(jax.random.fold_in(key, 1 + i), (1, d))[1][-1] for i in range(n_heads)]
     heads_a = jax.tree_util.tree_map(lambda *h: jax.numpy.stack(h), *heads)
-    return FiniteNet(spec, int(width), int(seed), apply_fn, params0, heads_a)
+    factors = None if param == NTK else lr_factors(param, spec.depth, int(width), int(d), spec.W_std,
+                                                  spec.readout_W_std)
+    return FiniteNet(spec, int(width), int(seed), apply_fn, params0, heads_a, param, factors)
 
 
 # ----------------------------------------------------------------------------- losses
@@ -152,19 +172,33 @@ def _sq(f, y):
     return 0.5 * jnp.sum((f - y) ** 2)
 
 
-def adapt(apply_fn: Callable, params: Params, xs, ys, step: float, steps: int, head_only: bool) -> Params:
-    """``steps`` gradient steps of size ``step`` on (1/2)||f(xs) - ys||^2; head only or all params."""
+def sgd_step(params: Params, grads: Params, lr, factors: tuple | None) -> Params:
+    """``p <- p - lr g`` (``factors`` None), or per entry of the parameter list
+    ``p_l <- p_l - (lr factors[l]) g_l`` (the parameterisation's per-layer step sizes)."""
+    import jax
+
+    tm = jax.tree_util.tree_map
+    if factors is None:
+        return tm(lambda w, g: w - lr * g, params, grads)
+    return [tm(lambda w, g, r=r: w - (lr * r) * g, p, g) for p, g, r in zip(params, grads, factors)]
+
+
+def adapt(apply_fn: Callable, params: Params, xs, ys, step: float, steps: int, head_only: bool,
+          factors: tuple | None = None) -> Params:
+    """``steps`` gradient steps of size ``step`` on (1/2)||f(xs) - ys||^2; head only or all params
+    (with the per-layer step ``factors`` of the parameterisation, None for all ones)."""
     import jax
 
     tm = jax.tree_util.tree_map
     if head_only:
         body = params[:-1]
+        head_step = step if factors is None else step * factors[-1]
 
         def loss(h):
             return _sq(apply_fn(_with_head(body, h), xs), ys)
 
         def body_fn(_, h):
-            return tm(lambda w, g: w - step * g, h, jax.grad(loss)(h))
+            return tm(lambda w, g: w - head_step * g, h, jax.grad(loss)(h))
 
         return _with_head(body, jax.lax.fori_loop(0, steps, body_fn, params[-1]))
 
@@ -172,7 +206,7 @@ def adapt(apply_fn: Callable, params: Params, xs, ys, step: float, steps: int, h
         return _sq(apply_fn(p, xs), ys)
 
     def body_all(_, p):
-        return tm(lambda w, g: w - step * g, p, jax.grad(loss_all)(p))
+        return sgd_step(p, jax.grad(loss_all)(p), step, factors)
 
     return jax.lax.fori_loop(0, steps, body_all, list(params))
 
@@ -189,14 +223,16 @@ def _mtl_loss(apply_fn):
     return loss
 
 
-def _gbml_loss(apply_fn, step, steps, head_only):
+def _gbml_loss(apply_fn, step, steps, head_only, factors=None, first_order=False):
     import jax
 
     def loss(params, data):
         xq, yq, xs, ys = data
 
         def one(xq, yq, xs, ys):
-            p = adapt(apply_fn, params, xs, ys, step, steps, head_only)
+            p = adapt(apply_fn, params, xs, ys, step, steps, head_only, factors)
+            if first_order:   # value of the adapted parameters, gradient of the identity
+                p = jax.tree_util.tree_map(lambda a, q: q + jax.lax.stop_gradient(a - q), p, list(params))
             return _sq(apply_fn(p, xq), yq)
 
         return jax.numpy.sum(jax.vmap(one)(xq, yq, xs, ys))
@@ -212,12 +248,12 @@ def _ntk_loss(apply_fn):
     return loss
 
 
-def _loss_of(apply_fn, kind: str, step: float, steps: int):
+def _loss_of(apply_fn, kind: str, step: float, steps: int, factors=None, first_order=False):
     """The outer loss of a method kind: "mtl" (both variants), "anil", "maml" or "ntk"."""
     if kind == "mtl":
         return _mtl_loss(apply_fn)
     if kind in ("anil", "maml"):
-        return _gbml_loss(apply_fn, step, steps, head_only=kind == "anil")
+        return _gbml_loss(apply_fn, step, steps, kind == "anil", factors, first_order)
     return _ntk_loss(apply_fn)
 
 
@@ -226,7 +262,8 @@ def _kind(method: str) -> str:
 
 
 @lru_cache(maxsize=128)
-def _trainer(apply_fn, kind: str, step: float, steps: int, chunk: int):
+def _trainer(apply_fn, kind: str, step: float, steps: int, chunk: int, factors: tuple | None = None,
+             first_order: bool = False):
     """Jitted ``run(params, data, lr, n)``: n <= chunk SGD steps ``p <- p - lr grad``.
 
     ``lr`` and ``n`` are traced, so one compilation per (network, kind, inner loop) serves every
@@ -236,15 +273,25 @@ def _trainer(apply_fn, kind: str, step: float, steps: int, chunk: int):
     import jax
     import jax.numpy as jnp
 
-    loss = _loss_of(apply_fn, kind, step, steps)
+    loss = _loss_of(apply_fn, kind, step, steps, factors, first_order)
     grad = jax.value_and_grad(loss)
+
+    def update(p, g, lr):
+        if factors is None:
+            return jax.tree_util.tree_map(lambda w, d: w - lr * d, p, g)
+        if kind == "mtl":   # (body, heads): the heads take the readout's factor
+            (body, heads), (g_body, g_heads) = p, g
+            r = factors[-1]
+            return (sgd_step(body, g_body, lr, factors[:-1]),
+                    jax.tree_util.tree_map(lambda w, d: w - (lr * r) * d, heads, g_heads))
+        return sgd_step(p, g, lr, factors)
 
     @jax.jit
     def run(params, data, lr, n):
         def body(i, carry):
             p, buf = carry
             value, g = grad(p, data)
-            p = jax.tree_util.tree_map(lambda w, d: w - lr * d, p, g)
+            p = update(p, g, lr)
             return p, buf.at[i].set(value.astype(buf.dtype))
 
         buf = jnp.full((chunk,), jnp.nan, dtype=jnp.float64)
@@ -268,8 +315,11 @@ def _stable_lr(losses: np.ndarray, lr: float) -> float:
     return lr / 2.0
 
 
-def gradient_descent(apply_fn, method: str, params, data, config: GDConfig, what: str):
+def gradient_descent(apply_fn, method: str, params, data, config: GDConfig, what: str,
+                     factors: tuple | None = None):
     """Run the outer loop of ``method`` from ``params``; returns (params, losses (S,)).
+
+    ``factors``: the parameterisation's per-layer step factors (None: all ones).
 
     Plain SGD ``p <- p - lr grad`` (what optax.sgd does without momentum), in chunks of
     ``config.chunk`` steps inside one jitted ``fori_loop``; the losses are checked after each
@@ -281,7 +331,8 @@ def gradient_descent(apply_fn, method: str, params, data, config: GDConfig, what
     done, total = 0, int(config.outer_steps)
     loss0 = None
     chunk = min(int(config.chunk), max(total, 1))
-    run = _trainer(apply_fn, _kind(method), float(config.inner_step), int(config.inner_steps), chunk)
+    run = _trainer(apply_fn, _kind(method), float(config.inner_step), int(config.inner_steps), chunk,
+                   factors, bool(config.first_order))
     lr = jnp.asarray(config.outer_lr, _dtype(config))
     while done < total:
         n = min(chunk, total - done)
@@ -328,23 +379,24 @@ def _task_arrays(tasks: TaskSet):
 
 
 @lru_cache(maxsize=128)
-def _predictor(apply_fn, step: float, steps: int, head_only: bool):
+def _predictor(apply_fn, step: float, steps: int, head_only: bool, factors: tuple | None = None):
     """Jitted: adapt params on each task's support (vmapped over tasks), predict its queries."""
     import jax
 
     @jax.jit
     def run(params, xq, xs, ys):
         def one(xq, xs, ys):
-            return apply_fn(adapt(apply_fn, params, xs, ys, step, steps, head_only), xq)
+            return apply_fn(adapt(apply_fn, params, xs, ys, step, steps, head_only, factors), xq)
 
         return jax.vmap(one)(xq, xs, ys)
 
     return run
 
 
-def _adapt_predict(apply_fn, params, test, config: GDConfig, head_only: bool) -> np.ndarray:
+def _adapt_predict(apply_fn, params, test, config: GDConfig, head_only: bool,
+                   factors: tuple | None = None) -> np.ndarray:
     """Adapt ``params`` on every test support, predict its queries: (n_test, n_q, c)."""
-    run = _predictor(apply_fn, float(config.inner_step), int(config.inner_steps), bool(head_only))
+    run = _predictor(apply_fn, float(config.inner_step), int(config.inner_steps), bool(head_only), factors)
     return np.asarray(run(params, test["xq"], test["xs"], test["ys"]), np.float64)
 
 
@@ -380,8 +432,9 @@ def train_and_predict(method: str, net: FiniteNet, tasks: TaskSet, config: GDCon
     train, test = _cast(_task_arrays(tasks), config)
     what = f"{method} at width {net.width} (seed {net.seed})"
     apply_fn, p0 = net.apply_fn, _cast(net.params0, config)
+    fs = net.lr_factors
     if method == "head-only":
-        preds = _adapt_predict(apply_fn, p0, test, config, head_only=True)
+        preds = _adapt_predict(apply_fn, p0, test, config, True, fs)
         losses = np.zeros(0)
         params = p0
     elif method in ("mtl-a", "mtl-b"):
@@ -393,19 +446,19 @@ def train_and_predict(method: str, net: FiniteNet, tasks: TaskSet, config: GDCon
         else:
             heads = jax.tree_util.tree_map(lambda w: w[:n], _cast(net.heads_a, config))
         (body, heads), losses = gradient_descent(
-            apply_fn, method, (list(p0[:-1]), heads), (train["z"], train["u"]), config, what)
+            apply_fn, method, (list(p0[:-1]), heads), (train["z"], train["u"]), config, what, fs)
         # the test head starts from the network's initial head w_0 (variant B: the common head;
         # variant A: a head independent of the training heads); body frozen, head fine-tuned.
         params = _with_head(body, p0[-1])
-        preds = _adapt_predict(apply_fn, params, test, config, head_only=True)
+        preds = _adapt_predict(apply_fn, params, test, config, True, fs)
     elif method in ("anil", "maml"):
         params, losses = gradient_descent(
-            apply_fn, method, list(p0), (train["xq"], train["yq"], train["xs"], train["ys"]), config, what)
-        preds = _adapt_predict(apply_fn, params, test, config, head_only=method == "anil")
+            apply_fn, method, list(p0), (train["xq"], train["yq"], train["xs"], train["ys"]), config, what, fs)
+        preds = _adapt_predict(apply_fn, params, test, config, method == "anil", fs)
     else:  # ntk: plain regression on every training query
         c = train["yq"].shape[-1]
         x, y = train["xq"].reshape(-1, train["xq"].shape[-1]), train["yq"].reshape(-1, c)
-        params, losses = gradient_descent(apply_fn, method, list(p0), (x, y), config, what)
+        params, losses = gradient_descent(apply_fn, method, list(p0), (x, y), config, what, fs)
         preds = np.asarray(jax.vmap(lambda xq: apply_fn(params, xq))(test["xq"]), np.float64)
     if not np.all(np.isfinite(preds)):
         raise BridgeError(f"{what}: the test predictions are not finite after training; "
