@@ -1,5 +1,8 @@
 """The ``ntk-bridge`` command line.
 
+Exit codes: 0 done, 2 bad input or a fault met (one ``error: ...`` line on stderr, no traceback),
+130 interrupted by Ctrl-C and 143 by SIGTERM (one ``interrupted (...)`` line saying what was kept).
+
 Each subcommand lives in ``ntk_bridge.commands.<name>`` and provides ``add_arguments(parser)``
 and ``run(args) -> int``. Command modules import nothing heavy at module level, so ``--help``
 is instant and JAX / neural-tangents load only for the command that needs them.
@@ -8,6 +11,7 @@ is instant and JAX / neural-tangents load only for the command that needs them.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 from typing import Sequence
@@ -19,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "depth-sweep": ("depth_sweep", "distance between MTL and GBML kernel predictors vs depth (main job)"),
     "regime-map": ("regime_map", "where MTL and GBML kernel predictors meet: depth x inner scale x biases x outer time"),
     "width-sweep": ("width_sweep", "finite networks trained by gradient descent vs the closed forms, vs width"),
+    "feature-map": ("feature_map", "MTL vs GBML where networks learn features: muP vs NTK parameterisation, vs width and depth"),
     "data": ("data", "inspect few-shot data sets on disk (data info --dataset NAME --root DIR)"),
     "train": ("train", "train a few-shot learner (MTL or a GBML baseline) and evaluate it"),
     "evaluate": ("evaluate", "evaluate a finished or interrupted run folder on test episodes"),
@@ -26,6 +31,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "kernel-fewshot": ("kernel_fewshot", "closed-form kernel predictors on real few-shot tasks"),
     "report": ("report", "collect every result into figures/ and one markdown report"),
 }
+
+
+# OSErrors that come from the machine (disk, permissions), not from the code: one line, exit 2
+ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM,
+                                errno.EIO, errno.ENAMETOOLONG, errno.EMFILE})
 
 
 def _load(name: str):
@@ -70,14 +80,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    from ntk_bridge.interrupts import exit_line, sigterm_as_interrupt
+
     try:
-        return int(args._run(args) or 0)
+        with sigterm_as_interrupt():
+            return int(args._run(args) or 0)
     except BridgeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except OSError as err:                    # a write that no result-set writer wrapped (last resort)
+        if err.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        from ntk_bridge.io import disk_error
+        print(f"error: {disk_error(err, err.filename or 'a file')}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as err:          # Ctrl-C 130, SIGTERM 143 (ntk_bridge.interrupts)
+        line, code = exit_line(err)
+        print(line, file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

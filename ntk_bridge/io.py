@@ -44,13 +44,29 @@ Result sets (several files that belong to one run) -- the design, for every comm
 
     Parent folders created for a result set that is then abandoned are removed again (when
     empty), so a failed start leaves nothing behind.
+
+Who may write a result folder
+    ``result_folder`` / ``result_set`` lock the output for the whole run (:func:`output_lock`, a
+    hidden ``.<name>.lock`` beside it): a second run on the same output is refused in one line
+    naming the first one's pid and the lock file. Given ``settings`` (the dict the command saves
+    as config.json), they refuse to replace a finished result set whose config.json differs
+    unless ``overwrite`` (the commands' ``--overwrite``); the same settings reproduce it.
+
+Faults
+    Every OSError met while writing (a full disk, an unwritable place) becomes one
+    :class:`BridgeError` line naming the file as the user knows it (:func:`disk_error`: the free
+    space there and what was needed when known); the staging copy is removed and the previous
+    results stay. JSON is written only through :func:`json_text` (strict: NaN and infinities as null).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
+import fcntl
 import json
+import math
 import os
 import re
 import secrets
@@ -70,28 +86,97 @@ def _umask() -> int:
     return mask
 
 
+# ----------------------------------------------------------------------------- disk errors
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def shown_path(path: str | os.PathLike) -> Path:
+    """``path`` as the user knows it: a staging component (``.NAME.incomplete-PID-HEX``) shown as NAME."""
+    parts = []
+    for part in Path(path).parts:
+        m = STAGING_RE.match(part)
+        parts.append(m["name"] if m else part)
+    return Path(*parts) if parts else Path(path)
+
+
+def _free_bytes(path: Path) -> int | None:
+    for anc in (path, *path.parents):
+        if anc.exists():
+            with contextlib.suppress(OSError):
+                return shutil.disk_usage(anc).free
+            return None
+    return None
+
+
+def disk_error(err: OSError, path: str | os.PathLike, needed: int | None = None,
+               what: str = "") -> BridgeError:
+    """One line for an OSError met while writing ``path``: the device full (with the free space there
+    and, when known, the bytes ``needed``), or the system's reason; earlier results are untouched
+    because every writer here stages first."""
+    shown = shown_path(path)
+    what = f"{what} " if what else ""
+    if err.errno in DISK_FULL:
+        free = _free_bytes(Path(path))
+        sizes = ", ".join(x for x in (f"{needed / 1e6:.3g} MB needed" if needed else "",
+                                      f"{free / 1e6:.3g} MB free there" if free is not None else "") if x)
+        return BridgeError(f"no space left on the device while writing {what}{shown}"
+                           + (f" ({sizes})" if sizes else "")
+                           + "; nothing was replaced: free some space (or choose another output location) and rerun")
+    return BridgeError(f"cannot write {what}{shown} ({err.strerror or err}); nothing was replaced: "
+                       "check the location and rerun")
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "w") -> Path:
-    """Call ``write(fh)`` on a temp file next to ``path``, fsync it, then rename onto ``path``."""
+    """Call ``write(fh)`` on a temp file next to ``path``, fsync it, then rename onto ``path``.
+
+    An OSError on the way (a full disk, an unwritable folder) removes the temp file and becomes one
+    :class:`BridgeError` line (:func:`disk_error`); ``path`` keeps its previous content.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.chmod(tmp, 0o666 & ~_umask())          # mkstemp makes 0600; results are for everyone to read
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.chmod(tmp, 0o666 & ~_umask())          # mkstemp makes 0600; results are for everyone to read
         with os.fdopen(fd, mode) as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as err:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError):
+            raise disk_error(err, path) from None
         raise
     return path
 
 
+def _finite_json(obj: Any) -> Any:
+    """``obj`` with every non-finite float (NaN, +-inf) as None and numpy scalars/arrays as Python
+    values: JSON (RFC 8259) has no NaN or Infinity, so they are written as ``null``."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_json(v) for v in obj]
+    if type(obj).__module__ == "numpy":
+        return _finite_json(obj.tolist()) if hasattr(obj, "tolist") else obj
+    return obj
+
+
+def json_text(obj: Any) -> str:
+    """The project's one way to write JSON: indented, sorted keys, strictly valid (``allow_nan=False``;
+    a non-finite number becomes ``null``, :func:`_finite_json`), other objects as their ``str``."""
+    return json.dumps(_finite_json(obj), indent=2, sort_keys=True, default=str, allow_nan=False)
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Atomically write ``obj`` as indented JSON."""
-    return atomic_write(path, lambda fh: json.dump(obj, fh, indent=2, sort_keys=True, default=str))
+    """Atomically write ``obj`` as indented, valid JSON (:func:`json_text`)."""
+    text = json_text(obj)
+    return atomic_write(path, lambda fh: fh.write(text))
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -265,6 +350,88 @@ def _commit_folder(staging: Path, target: Path, replaces: Iterable[str]) -> None
     shutil.rmtree(old, ignore_errors=True)
 
 
+# ----------------------------------------------------------------------------- lock, settings
+
+def lock_path(target: Path) -> Path:
+    """The lock file of the result path ``target``: a hidden sibling ``.<name>.lock``."""
+    return target.parent / f".{target.name}.lock"
+
+
+def _lock_holder(lock: Path) -> str:
+    with contextlib.suppress(OSError, ValueError):
+        return str(int(lock.read_text().split()[0]))
+    return "unknown"
+
+
+@contextlib.contextmanager
+def output_lock(target: Path, option: str, shown: Path) -> Iterator[Path]:
+    """Hold an exclusive lock on the result path ``target`` for the whole run (``flock`` on
+    :func:`lock_path`, which records the holder's pid); a second run on the same output is refused
+    in one line. The kernel drops the lock when its process dies, so a lock file left by a killed
+    run does not block the next one (it is taken over); the file is removed on leaving."""
+    lock = lock_path(target)
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        except OSError as err:
+            raise BridgeError(f"{option} {shown}: cannot create the lock file {lock} ({err.strerror}); "
+                              "choose a writable location") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            pid = _lock_holder(lock)
+            raise BridgeError(f"{option} {shown} is being written by another run (process {pid}, lock file {lock}); "
+                              f"wait for it to finish or choose another {option}; if no process {pid} is running, "
+                              f"the lock is stale: delete {lock}") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino   # not a file unlinked by the previous holder
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield lock
+    finally:
+        with contextlib.suppress(OSError):
+            lock.unlink()
+        os.close(fd)
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def settings_differences(saved: Any, settings: dict) -> list[str]:
+    """``"key: saved there vs new now"`` for each top-level key whose value differs (JSON-normalised)."""
+    now = json.loads(json_text(settings))
+    if not isinstance(saved, dict):
+        return [f"config.json: {_short(saved)} there"]
+    keys = sorted(set(saved) | set(now))
+    return [f"{k}: {_short(saved.get(k))} there vs {_short(now.get(k))} now" for k in keys if saved.get(k) != now.get(k)]
+
+
+def check_settings(target: Path, shown: Path, option: str, settings: dict | None, overwrite: bool) -> None:
+    """Refuse to replace a finished result set (``target/config.json``) made with other settings
+    unless ``overwrite``; the same settings reproduce it (and may replace it)."""
+    saved_path = target / "config.json"
+    if settings is None or overwrite or not saved_path.is_file():
+        return
+    try:
+        saved = json.loads(saved_path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        raise BridgeError(f"{option} {shown} holds results whose config.json cannot be read, so they may come from "
+                          f"other settings; add --overwrite to replace them, or choose another {option}") from None
+    diff = settings_differences(saved, settings)
+    more = f" and {len(diff) - 3} more" if len(diff) > 3 else ""
+    require(not diff, f"{option} {shown} holds results made with different settings ({'; '.join(diff[:3])}{more}); "
+                      f"add --overwrite to replace them, or choose another {option}")
+
+
 def _resolve_target(path: str | os.PathLike) -> Path:
     """The real folder a result path names (a symlinked result folder stays a link to the new run)."""
     path = Path(path)
@@ -273,11 +440,23 @@ def _resolve_target(path: str | os.PathLike) -> Path:
 
 @contextlib.contextmanager
 def result_folder(path: str | os.PathLike, option: str = "output folder",
-                  replaces: Iterable[str] = ()) -> Iterator[Path]:
+                  replaces: Iterable[str] = (), settings: dict | None = None,
+                  overwrite: bool = False) -> Iterator[Path]:
     """Yield a staging folder for the result set of ``path``; on success move it into place.
 
     ``option`` names the path in error messages (e.g. ``"--out"``). See the module docstring.
+    ``settings`` (what the command writes as config.json) is compared with the config.json of a
+    finished result set at ``path``: other settings are refused unless ``overwrite``. The output is
+    locked (:func:`output_lock`) from entering to the commit.
     """
+    with _locked_target(path, option, settings, overwrite) as (shown, target):
+        with _staged_folder(shown, target, option, replaces) as staging:
+            yield staging
+
+
+@contextlib.contextmanager
+def _locked_target(path, option: str, settings: dict | None, overwrite: bool) -> Iterator[tuple[Path, Path]]:
+    """Validate the result path, make its parent, lock it, check its settings: (shown, target)."""
     shown, target = Path(path), _resolve_target(path)
     require(not target.exists() or target.is_dir(),
             f"{option} {shown} is a file, not a folder; give a folder path")
@@ -287,20 +466,31 @@ def result_folder(path: str | os.PathLike, option: str = "output folder",
             f"{option} {shown} is the working folder, holds it, or is a git checkout: the whole folder is "
             "replaced by the results, so give a folder of its own (e.g. experiments/results/NAME)")
     created = _make_parents(target.parent, option, shown)
+    try:
+        with output_lock(target, option, shown):
+            check_settings(target, shown, option, settings, overwrite)
+            yield shown, target
+    finally:
+        _remove_empty(created)
+
+
+@contextlib.contextmanager
+def _staged_folder(shown: Path, target: Path, option: str, replaces: Iterable[str]) -> Iterator[Path]:
+    """The staging folder beside ``target``; committed on success, removed on any exception."""
     clean_stale(target)
     staging = target.parent / f".{target.name}.incomplete-{_token()}"
     try:
         staging.mkdir()
     except OSError as err:
-        _remove_empty(created)
         raise BridgeError(f"{option} {shown}: cannot write in {target.parent} ({err.strerror}); "
                           "choose a writable location") from None
     try:
         yield staging
         _commit_folder(staging, target, replaces)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(staging, ignore_errors=True)
-        _remove_empty(created)
+        if isinstance(err, OSError):
+            raise disk_error(err, shown, what="the result set") from None
         raise
 
 
@@ -332,20 +522,24 @@ def staged_files(finals: Sequence[str | os.PathLike], option: str = "output file
             if temp.exists():
                 os.replace(temp, _resolve_target(final))
         _remove_empty(created)                       # folders made for files that were not written
-    except BaseException:
+    except BaseException as err:
         for temp in temps:
             with contextlib.suppress(OSError):
                 temp.unlink()
         _remove_empty(created)
+        if isinstance(err, OSError):
+            raise disk_error(err, err.filename or (finals[0] if finals else "."), what=option) from None
         raise
 
 
 @contextlib.contextmanager
 def result_set(out: str | os.PathLike, figure: str | os.PathLike, replaces: Iterable[str] = (),
-               out_option: str = "--out", figure_option: str = "--figure") -> Iterator[tuple[Path, Path]]:
+               out_option: str = "--out", figure_option: str = "--figure", settings: dict | None = None,
+               overwrite: bool = False) -> Iterator[tuple[Path, Path]]:
     """A result folder and its figure, committed together: yields (staging folder, figure temp path).
 
-    Entering checks the figure format and both output paths, before any work.
+    Entering checks the figure format and both output paths, locks ``out`` and compares
+    ``settings`` with a finished result set there (:func:`result_folder`), before any work.
 
     The figure may live elsewhere (then :func:`staged_files` puts it in place after the folder)
     or inside ``out`` (then it is written into the staging folder and moves with it; staging it
@@ -357,7 +551,7 @@ def result_set(out: str | os.PathLike, figure: str | os.PathLike, replaces: Iter
     except ValueError:
         inside = None
     with staged_files([] if inside is not None else [figure], figure_option) as temps, \
-            result_folder(out, out_option, replaces=replaces) as tmp:
+            result_folder(out, out_option, replaces=replaces, settings=settings, overwrite=overwrite) as tmp:
         fig = temps[0] if inside is None else tmp / inside
         fig.parent.mkdir(parents=True, exist_ok=True)
         yield tmp, fig

@@ -72,7 +72,7 @@ def test_a_sweep_killed_after_its_first_file_is_not_read_as_a_finished_run(tmp_p
     before, fig_before = _files(out), fig.read_bytes()
     env = dict(os.environ)
     proc = subprocess.Popen([sys.executable, "-m", "ntk_bridge.cli", "depth-sweep", "--depths", "1,2,4,8,16,32,64",
-                             "--draws", "500", "--quiet", "--out", str(out), "--figure", str(fig)],
+                             "--draws", "500", "--quiet", "--out", str(out), "--figure", str(fig), "--overwrite"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 240
@@ -95,7 +95,7 @@ def test_a_sweep_killed_after_its_first_file_is_not_read_as_a_finished_run(tmp_p
     assert main([*args, "--depth-sweep", str(staging), "--out", str(tmp_path / "r2.md")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unfinished result folder" in err[0] and not (tmp_path / "r2.md").exists()
-    assert main(["depth-sweep", *small, "--draws", "1", "--out", str(out), "--figure", str(fig)]) == 0
+    assert main(["depth-sweep", *small, "--draws", "1", "--out", str(out), "--figure", str(fig), "--overwrite"]) == 0
     assert not staging.exists() and json.loads((out / "config.json").read_text())["draws"] == 1
 
 
@@ -106,7 +106,7 @@ def test_ctrl_c_leaves_the_previous_run_and_no_staging_folder(tmp_path):
                  "--quiet", "--out", str(out), "--figure", str(fig)]) == 0
     before, fig_before = _files(out), fig.read_bytes()
     proc = subprocess.Popen([sys.executable, "-m", "ntk_bridge.cli", "depth-sweep", "--depths", "1,2,4,8,16,32,64",
-                             "--draws", "500", "--quiet", "--out", str(out), "--figure", str(fig)],
+                             "--draws", "500", "--quiet", "--out", str(out), "--figure", str(fig), "--overwrite"],
                             env=dict(os.environ),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             # a runner started in the background of a non-interactive shell ignores
@@ -118,6 +118,6 @@ def test_ctrl_c_leaves_the_previous_run_and_no_staging_folder(tmp_path):
         time.sleep(0.02)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "Traceback" not in err and err.strip().splitlines()[-1] == "interrupted"
+    assert proc.returncode == 130 and "Traceback" not in err and err.strip().splitlines()[-1].startswith("interrupted (SIGINT)")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["depth", "depth.png"]   # staging removed
     assert _files(out) == before and fig.read_bytes() == fig_before

@@ -29,6 +29,23 @@ FAMILY_FLAGS = (
 )
 
 
+OVERWRITE_HELP = ("replace a finished result set in --out that was made with different settings (its "
+                  "config.json differs); without it such a folder is refused, and the same settings reproduce it")
+
+
+def add_output_flags(g, out_default: str, out_what: str, figure_default: str | None = None,
+                     figure_what: str = "figure path") -> None:
+    """--out (its default stated in the help), --figure when the command draws one, and --overwrite.
+
+    Every result folder is locked while a command writes it and replaced whole at the end
+    (ntk_bridge.io.result_folder); --overwrite is the one way to replace results of other settings.
+    """
+    g.add_argument("--out", default=out_default, help=f"{out_what} (default {out_default})")
+    if figure_default is not None:
+        g.add_argument("--figure", default=figure_default, help=f"{figure_what} (default {figure_default})")
+    g.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+
+
 def int_list(text: str, allow_none: bool = False) -> tuple[int, ...]:
     """Parse ``"1,2,4"`` into ``(1, 2, 4)``; with ``allow_none``, ``"none"`` or ``""`` gives ``()``.
 

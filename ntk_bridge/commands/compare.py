@@ -143,7 +143,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="JSON file, or inline JSON, {algorithm: {key: value}} of per-algorithm "
                              "settings (typed options or run-config fields)")
     parser.add_argument("--out", default="experiments/results/compare",
-                        help="results folder (CSV, markdown, JSON, run folders)")
+                        help="results folder: CSV, markdown, JSON and the resumable run folders under "
+                             "OUT/runs/ (default experiments/results/compare; a run folder made with other "
+                             "settings is refused, and the folder is locked while a comparison writes it)")
     parser.add_argument("--figure", default="", help="figure path (default OUT/compare.png)")
     parser.add_argument("--time-axis", choices=("wall", "cpu"), default="wall",
                         help="the figure's x axis: training wall time or process CPU time (steadier on "

@@ -27,8 +27,8 @@ import argparse
 import time
 
 from ntk_bridge.commands._fields import Flag, add_flags, build
-from ntk_bridge.commands._options import (ACTIVATION_FLAG, FAMILY_FLAGS, NET_STD_FLAGS, add_predictor_arguments,
-                                          predictor_config)
+from ntk_bridge.commands._options import (ACTIVATION_FLAG, FAMILY_FLAGS, NET_STD_FLAGS, add_output_flags,
+                                          add_predictor_arguments, predictor_config)
 from ntk_bridge.schemas import DEPTH_SWEEP
 
 SWEEP_FLAGS = (
@@ -53,9 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         add_flags(p.add_argument_group(title), defaults, flags)
     add_predictor_arguments(p, outer_ridge_help="ridge on Phi / Theta_MTL when t = inf")
     g = p.add_argument_group("output")
-    g.add_argument("--out", default="experiments/results/depth_sweep",
-                   help="folder for CSV/JSON (default experiments/results/depth_sweep, where `ntk-bridge report` looks)")
-    g.add_argument("--figure", default="figures/depth_sweep.png", help="figure path (default figures/depth_sweep.png)")
+    add_output_flags(g, "experiments/results/depth_sweep", "folder for CSV/JSON, where `ntk-bridge report` looks",
+                     "figures/depth_sweep.png")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -100,8 +99,10 @@ def run(args) -> int:
 
     config = config_from_args(args)                       # every check before anything is written
     out = Path(args.out)
-    with result_set(out, args.figure, replaces=DEPTH_SWEEP.files()) as (tmp, figure):
-        write_json(tmp / DEPTH_SWEEP.file("config"), {"command": "depth-sweep", **config.as_dict()})
+    settings = {"command": "depth-sweep", **config.as_dict()}
+    with result_set(out, args.figure, replaces=DEPTH_SWEEP.files(), settings=settings,
+                    overwrite=args.overwrite) as (tmp, figure):
+        write_json(tmp / DEPTH_SWEEP.file("config"), settings)
         start = time.time()
         frame = depth_study.run(config, progress=not args.quiet)
         elapsed = time.time() - start

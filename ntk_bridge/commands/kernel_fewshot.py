@@ -62,7 +62,7 @@ import time
 from pathlib import Path
 
 from ntk_bridge.commands._fields import Flag, add_flags, build
-from ntk_bridge.commands._options import (ACTIVATION_FLAG, NET_STD_FLAGS, add_predictor_arguments, int_list,
+from ntk_bridge.commands._options import (ACTIVATION_FLAG, NET_STD_FLAGS, add_output_flags, add_predictor_arguments, int_list,
                                           int_list_or_none, predictor_config)
 from ntk_bridge.schemas import KERNEL_FEWSHOT
 
@@ -150,8 +150,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_flags(p.add_argument_group("convolutional kernel"), defaults, CONV_FLAGS)
     add_predictor_arguments(p, outer_ridge_help="ridge on Phi / Theta_MTL / Theta when t = inf")
     g = p.add_argument_group("output")
-    g.add_argument("--out", default="experiments/results/kernel_fewshot", help="results folder")
-    g.add_argument("--figure", default="figures/kernel_fewshot.png", help="figure path")
+    add_output_flags(g, "experiments/results/kernel_fewshot", "results folder", "figures/kernel_fewshot.png")
     g.add_argument("--synthetic", default=None,
                    help="the synthetic depth sweep's depth_sweep.csv, shown beside the real-task distances "
                         f"(default: the repository's {DEFAULT_SYNTHETIC.relative_to(REPO)}, skipped with a note if "
@@ -258,7 +257,9 @@ def run(args) -> int:
     synthetic_path, synthetic_note = resolve_synthetic(args.synthetic)
     synthetic = kf.synthetic_distances(synthetic_path) if synthetic_path is not None else None
     out = Path(args.out)
-    with result_set(out, args.figure, replaces=KERNEL_FEWSHOT.files()) as (tmp, figure):
+    settings = {"command": "kernel-fewshot", **config.as_dict()}
+    with result_set(out, args.figure, replaces=KERNEL_FEWSHOT.files(), settings=settings,
+                    overwrite=args.overwrite) as (tmp, figure):
         start = time.time()
         res = kf.run(config, progress=not args.quiet)
         elapsed = time.time() - start
@@ -266,7 +267,7 @@ def run(args) -> int:
         merged = vs_synthetic(res["distances"], synthetic)
         rates = rate_rows(merged)
         title = title_of(config)
-        write_json(tmp / KERNEL_FEWSHOT.file("config"), {"command": "kernel-fewshot", **config.as_dict()})
+        write_json(tmp / KERNEL_FEWSHOT.file("config"), settings)
         for key, frame in (("episodes", res["accuracy"]), ("accuracy", table), ("distances", res["distances"]),
                            ("vs_synthetic", merged), ("rates", rates), ("timing", res["timing"]),
                            ("comparison", comparison(table))):

@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 
 from ntk_bridge.commands._fields import Flag, add_flags, build
+from ntk_bridge.commands._options import add_output_flags
 from ntk_bridge.schemas import REGIME_MAP
 
 
@@ -74,8 +75,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the grid options below are then ignored")
     add_flags(g, RegimeMapConfig(), GRID_FLAGS)
     g = p.add_argument_group("output")
-    g.add_argument("--out", default="experiments/results/regime_map", help="result folder (default experiments/results/regime_map)")
-    g.add_argument("--figure", default="figures/regime_map.png", help="heatmap figure (default figures/regime_map.png)")
+    add_output_flags(g, "experiments/results/regime_map", "result folder", "figures/regime_map.png", "heatmap figure")
     g.add_argument("--cache", default=None, help="cache folder (default: .<out name>.cache next to OUT)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -111,14 +111,16 @@ def run(args) -> int:
 
     config = config_from_args(args)                      # every check before anything is written
     cache = cache_folder(args)
-    with result_set(args.out, args.figure, replaces=REGIME_MAP.files()) as (tmp, figure):
+    settings = {"command": "regime-map", **config.as_dict()}
+    with result_set(args.out, args.figure, replaces=REGIME_MAP.files(), settings=settings,
+                    overwrite=args.overwrite) as (tmp, figure):
         _make_cache(cache)
         start = time.time()
         frame = regime_map.compute(config, cache, progress=not args.quiet)
         elapsed = time.time() - start
         summary = regime_map.summarize_cells(frame, config.deep_from)
         verdicts = verdict_frame(regime_map.verdicts(summary))
-        write_json(tmp / REGIME_MAP.file("config"), {"command": "regime-map", **config.as_dict()})
+        write_json(tmp / REGIME_MAP.file("config"), settings)
         for key, table in (("frame", frame), ("cells", summary), ("verdicts", verdicts)):
             write_table(tmp, REGIME_MAP.parts[key], table)
         write_json(tmp / REGIME_MAP.file("run"), _run_info(elapsed, cache))

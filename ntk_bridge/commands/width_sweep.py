@@ -30,8 +30,16 @@ eigenvalue, i.e. with depth); second-order MAML dominates (depth 4, widths 64-51
 float32: 1524 s wall on the shared machine, 887 s of it MAML at width 512). ``--dtype float32`` trains about twice
 as fast on CPU (the closed forms stay float64; see experiments/results/width_sweep/README.md for the
 measured float32-vs-float64 gap). A sweep whose widest network cannot fit in memory is refused in
-one line before anything is allocated or written. ``run.json`` is written last: while it says
-``"complete": false`` the folder holds the widths listed in it only.
+one line before anything is allocated or written.
+
+OUT is written whole into a hidden staging folder and moved into place when the sweep has
+finished (ntk_bridge.io.result_folder), locked meanwhile against a second run; a finished OUT made
+with other settings is replaced only with --overwrite. Every finished (width, seed, method) unit is
+kept at once in the hidden sibling .<OUT name>.resume/ (removed when the sweep is done): Ctrl-C
+(exit 130) or SIGTERM (143) stops within a few seconds (the outer steps run in jitted chunks of
+about 2 s, ntk_bridge.finite.sweep.chunk_steps), leaves the previous OUT as it was, and the same
+command resumes from the kept units, giving the files of an uninterrupted run (the per-network
+``seconds`` are those of the run that trained it).
 
 ``--combine`` trains nothing: it reads the sweep in --out and in each sub-folder with an
 errors.csv (one folder per depth), writes OUT/at_depth.csv (one row per depth x method x width, t
@@ -50,7 +58,7 @@ import argparse
 import time
 
 from ntk_bridge.commands._fields import Flag, add_flags, build
-from ntk_bridge.commands._options import FAMILY_FLAGS, NET_STD_FLAGS
+from ntk_bridge.commands._options import FAMILY_FLAGS, NET_STD_FLAGS, OVERWRITE_HELP
 
 # every flag's default is the WidthSweepConfig field's (ntk_bridge.finite.sweep), stated there once
 SWEEP_FLAGS = (
@@ -80,7 +88,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                          ("training", TRAINING_FLAGS)):
         add_flags(p.add_argument_group(title), defaults, flags)
     g = p.add_argument_group("output")
-    g.add_argument("--out", default="experiments/results/width_sweep", help="folder for CSV/JSON")
+    g.add_argument("--out", default="experiments/results/width_sweep",
+                   help="folder for CSV/JSON (default experiments/results/width_sweep, the committed depth-1 sweep: "
+                        "give your own --out for other settings)")
     g.add_argument("--figure", default=None,
                    help="figure path (default figures/width_sweep.png; with --combine figures/width_at_depth.png)")
     g.add_argument("--combine", action="store_true",
@@ -89,6 +99,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--from-rows", action="store_true",
                    help="train nothing: recompute OUT's summary.csv, error_table.csv, run.json and the figure "
                         "from its config.json, errors.csv and pairs.csv (the rows of a finished sweep)")
+    g.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -137,7 +148,7 @@ def run(args) -> int:
     check_cost(config)                       # before any allocation or JAX import
     figure = args.figure or "figures/width_sweep.png"
     check_outputs(args.out, figure)
-    return _sweep(config, Path(args.out), figure, quiet=args.quiet)
+    return _sweep(config, Path(args.out), figure, quiet=args.quiet, overwrite=args.overwrite)
 
 
 def _combine(args) -> int:
@@ -157,29 +168,52 @@ def _title(config) -> str:
             f"{config.dtype}; {config.seeds} seeds")
 
 
-def _sweep(config, out, figure: str, quiet: bool) -> int:
-    """Train, write errors/pairs after every width (run.json says which), then the summaries."""
+def resume_folder(out) -> "Path":
+    """Where the finished units of sweeps into ``out`` wait for a resume: the hidden sibling
+    ``.<out name>.resume/`` (one sub-folder per unit settings, ntk_bridge.finite.sweep.UnitStore)."""
+    from pathlib import Path
+
+    out = Path(out)
+    return out.parent / f".{out.name}.resume"
+
+
+def _sweep(config, out, figure: str, quiet: bool, overwrite: bool = False) -> int:
+    """Train into a staging folder (OUT moves into place at the end, locked meanwhile), every
+    finished (width, seed, method) unit kept in :func:`resume_folder` so that a stopped sweep resumes."""
+    import shutil
+
     from ntk_bridge.finite import sweep
-    from ntk_bridge.io import write_json
+    from ntk_bridge.interrupts import Interrupted
+    from ntk_bridge.io import result_set, write_json
     from ntk_bridge.schemas import WIDTH_SWEEP, write_table
 
-    start = time.time()
-    write_json(out / WIDTH_SWEEP.file("run"), {"complete": False, "widths_done": []})   # marks the folder unfinished first
-    write_json(out / WIDTH_SWEEP.file("config"), {"command": "width-sweep", **config.as_dict()})
-
-    def save_partial(errors, pairs):  # a stopped sweep keeps every finished width
-        write_table(out, WIDTH_SWEEP.parts["errors"], errors)
-        write_table(out, WIDTH_SWEEP.parts["pairs"], pairs)
-        write_json(out / WIDTH_SWEEP.file("run"), {"complete": False, "widths_done": sorted(int(w) for w in errors["width"].unique()),
-                                                   "seconds": round(time.time() - start, 1)})
-
-    errors, pairs = sweep.run(config, progress=not quiet, on_width=save_partial)
-    _summarize(config, errors, pairs, out, figure, time.time() - start)
+    settings = {"command": "width-sweep", **config.as_dict()}
+    with result_set(out, figure, replaces=WIDTH_SWEEP.files(), settings=settings,
+                    overwrite=overwrite) as (tmp, fig):
+        store = sweep.UnitStore.for_config(resume_folder(out), config)
+        if len(store) and not quiet:
+            print(f"resuming: {len(store)} finished units in {store.folder}", flush=True)
+        start = time.time()
+        try:
+            errors, pairs = sweep.run(config, progress=not quiet, store=store)
+        except KeyboardInterrupt as err:
+            raise Interrupted(getattr(err, "signum", 2),
+                              f"{len(store)} finished (width, seed, method) units kept in {store.folder}; "
+                              f"rerun the same command to resume; {out} is as it was") from None
+        write_json(tmp / WIDTH_SWEEP.file("config"), settings)
+        write_table(tmp, WIDTH_SWEEP.parts["errors"], errors)
+        write_table(tmp, WIDTH_SWEEP.parts["pairs"], pairs)
+        printout = _summarize(config, errors, pairs, tmp, fig, time.time() - start)
+    shutil.rmtree(store.folder, ignore_errors=True)
+    with __import__("contextlib").suppress(OSError):
+        resume_folder(out).rmdir()
+    printout(out, figure)
     return 0
 
 
-def _summarize(config, errors, pairs, out, figure: str, elapsed: float) -> None:
-    """Write summary.csv, error_table.csv, the figure and the final run.json; print the tables."""
+def _summarize(config, errors, pairs, out, figure, elapsed: float):
+    """Write summary.csv, error_table.csv, the figure and the final run.json into ``out`` / ``figure``;
+    returns ``printout(out, figure)``, which prints the tables naming the final paths."""
     from ntk_bridge.finite import sweep
     from ntk_bridge.io import save_figure, write_json
     from ntk_bridge.schemas import WIDTH_SWEEP, write_table
@@ -199,7 +233,8 @@ def _summarize(config, errors, pairs, out, figure: str, elapsed: float) -> None:
     write_json(out / WIDTH_SWEEP.file("run"), {"complete": True, "widths_done": sorted(int(w) for w in errors["width"].unique()),
                                                "seconds": round(elapsed, 1), "rows": len(errors), "failed": failed,
                                                "measured": measured, "slopes": slopes.to_dict(orient="records")})
-    _print(title, errors, table, slopes, dist, measured, elapsed, out, figure)
+    return lambda shown_out, shown_figure: _print(title, errors, table, slopes, dist, measured, elapsed,
+                                                  shown_out, shown_figure)
 
 
 def _from_rows(args) -> int:
@@ -222,7 +257,7 @@ def _from_rows(args) -> int:
     errors, pairs = pd.read_csv(out / "errors.csv"), pd.read_csv(out / "pairs.csv")
     if "failed" not in errors:
         errors["failed"] = ""
-    _summarize(config, errors, pairs, out, figure, float(run.get("seconds", float("nan"))))
+    _summarize(config, errors, pairs, out, figure, float(run.get("seconds") or float("nan")))(out, figure)
     return 0
 
 

@@ -151,6 +151,24 @@ def check_cost(config: WidthSweepConfig, memory: int | None = None) -> None:
             + (" or leave maml out of --methods" if "maml" in config.methods else ""))
 
 
+# ----------------------------------------------------------------------------- interrupt granularity
+
+CHUNK_BYTES = 1e10   # memory traffic of one jitted chunk of outer steps: about 2 s of one CPU core
+
+
+def chunk_steps(config: WidthSweepConfig, method: str, width: int, most: int = 100) -> int:
+    """Outer steps per jitted chunk, so that Ctrl-C (checked by Python between chunks) acts within
+    seconds at every width: ``CHUNK_BYTES`` / (passes over the P parameters per step x P x word),
+    between 1 and ``most``. Passes per step: about 3 (forward, backward) per point set for MTL /
+    ntk, times (k + 1) inner steps for ANIL, times 2 (k + 1) per training task for second-order
+    MAML. The chunk only splits the loop: every step computes the same numbers."""
+    p = n_params(config.net, config.family.d, width)
+    word = 4 if config.dtype == "float32" else 8
+    n, k = config.family.n_train_tasks, config.inner_steps
+    passes = {"maml": 6 * n * (k + 1), "anil": 3 * (k + 1)}.get(method, 3)
+    return int(min(most, max(1, CHUNK_BYTES // (passes * p * word))))
+
+
 # ----------------------------------------------------------------------------- schedule
 
 def objective_kernel(method: str, tasks: TaskSet, gram: Kernels, inner: InnerLoop) -> np.ndarray:
@@ -195,16 +213,25 @@ def schedule(method: str, tasks: TaskSet, gram: Kernels, config: WidthSweepConfi
     return replace(base, outer_lr=config.outer_time / steps, outer_steps=steps)
 
 
+def _at_width(tc: GDConfig, config: WidthSweepConfig, method: str, width: int) -> GDConfig:
+    """``tc`` with the chunk of :func:`chunk_steps` at ``width`` (the numbers do not change)."""
+    return replace(tc, chunk=chunk_steps(config, method, width, most=tc.chunk))
+
+
 # ----------------------------------------------------------------------------- the sweep
 
 def run(config: WidthSweepConfig, progress: bool = True,
-        on_width: Callable[[pd.DataFrame, pd.DataFrame], None] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        on_width: Callable[[pd.DataFrame, pd.DataFrame], None] | None = None,
+        store: "UnitStore | None" = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run the sweep; returns (errors: one row per width x seed x method, pairs: per width x seed x pair).
 
     Widths run in increasing order; ``on_width(errors, pairs)``, if given, receives the rows so
-    far after each width (to save a long sweep as it goes: the rows of the finished widths are
-    exactly those of a sweep over those widths alone). A network whose training fails (diverges)
-    gives a row with NaN errors and the one-line reason in ``failed``; the sweep goes on.
+    far after each width (the rows of the finished widths are exactly those of a sweep over those
+    widths alone). With a ``store`` (:class:`UnitStore`), every finished (width, seed, method)
+    unit is saved there at once and a unit already there is read instead of trained: an
+    interrupted sweep resumes where it stopped and gives the rows of an uninterrupted one (its
+    ``seconds`` are those of the run that trained the unit). A network whose training fails
+    (diverges) gives a row with NaN errors and the one-line reason in ``failed``; the sweep goes on.
     """
     from tqdm import tqdm
 
@@ -214,7 +241,7 @@ def run(config: WidthSweepConfig, progress: bool = True,
                desc="width sweep", unit="run")
     for width in config.widths:
         for draw in draws:
-            errs, prs = _one_network(config, width, draw, bar)
+            errs, prs = _one_network(config, width, draw, bar, store)
             err_rows += errs
             pair_rows += prs
         if on_width is not None:
@@ -254,15 +281,17 @@ class _Trained:
     closed: np.ndarray
     closed0: np.ndarray
     failed: str = ""
+    net0: np.ndarray | None = None    # the network's predictions with no outer step (pairs' F_b(t = 0))
 
 
-def _one_method(method: str, net, draw: _Draw, f0: np.ndarray) -> tuple[dict, _Trained]:
-    """Train one network with ``method``; its error row (NaN errors if training failed)."""
+def _one_method(method: str, net, draw: _Draw, f0: np.ndarray, tc: GDConfig | None = None) -> tuple[dict, _Trained]:
+    """Train one network with ``method`` (``tc``: its GDConfig, default the draw's schedule); its
+    error row (NaN errors if training failed)."""
     from ntk_bridge.errors import BridgeError
     from ntk_bridge.finite.closed import closed_form
     from ntk_bridge.finite.training import train_and_predict
 
-    tasks, gram, tc = draw.tasks, draw.gram, draw.schedules[method]
+    tasks, gram, tc = draw.tasks, draw.gram, tc or draw.schedules[method]
     start = time.perf_counter()
     try:
         res = train_and_predict(method, net, tasks, tc)
@@ -290,17 +319,29 @@ def _one_method(method: str, net, draw: _Draw, f0: np.ndarray) -> tuple[dict, _T
     return row, _Trained(preds, cf, cf0, failed)
 
 
-def _one_network(config: WidthSweepConfig, width: int, draw: _Draw, bar) -> tuple[list[dict], list[dict]]:
-    """Every method at one (width, seed): error rows and pair rows."""
-    from ntk_bridge.errors import BridgeError
-    from ntk_bridge.finite.training import init_net, initial_outputs, train_and_predict
+def _one_network(config: WidthSweepConfig, width: int, draw: _Draw, bar,
+                 store: "UnitStore | None" = None) -> tuple[list[dict], list[dict]]:
+    """Every method at one (width, seed): error rows and pair rows (units read from / saved to ``store``)."""
+    from ntk_bridge.finite.training import init_net, initial_outputs
 
-    net = init_net(config.net, width, draw.seed, config.family.d, config.family.n_train_tasks)
-    f0 = initial_outputs(net, draw.tasks.points)
+    net = f0 = None
     rows, got = [], {}
+    bases = {b for _, b in config.pairs}
     for method in config.methods:
-        row, got[method] = _one_method(method, net, draw, f0)
-        rows.append(row)
+        unit = store.get(width, draw.seed, method) if store is not None else None
+        if unit is None:
+            if net is None:
+                net = init_net(config.net, width, draw.seed, config.family.d, config.family.n_train_tasks)
+                f0 = initial_outputs(net, draw.tasks.points)
+            tc = _at_width(draw.schedules[method], config, method, width)
+            row, trained = _one_method(method, net, draw, f0, tc)
+            if method in bases:
+                trained.net0 = _untrained(method, net, draw, tc) if trained.net is not None else None
+            unit = (row, trained)
+            if store is not None:
+                store.put(width, draw.seed, method, *unit)
+        rows.append(unit[0])
+        got[method] = unit[1]
         bar.update(1)
     pair_rows = []
     nan = float("nan")
@@ -308,12 +349,7 @@ def _one_network(config: WidthSweepConfig, width: int, draw: _Draw, bar) -> tupl
         if a not in got or b not in got:
             continue
         fa, fb = got[a], got[b]
-        fin0 = None
-        if fb.net is not None:
-            try:
-                fin0 = train_and_predict(b, net, draw.tasks, replace(draw.schedules[b], outer_steps=0)).predictions
-            except BridgeError:
-                fin0 = None
+        fin0 = fb.net0
         ok = fa.net is not None and fb.net is not None
         pair_rows.append(dict(
             depth=config.net.depth, width=width, seed=draw.seed, pair=f"{a} vs {b}",
@@ -321,6 +357,88 @@ def _one_network(config: WidthSweepConfig, width: int, draw: _Draw, bar) -> tupl
             d_tr_net=_d_tr(fa.net, fb.net, fin0) if ok and fin0 is not None else nan,
             d_tr_closed=_d_tr(fa.closed, fb.closed, fb.closed0)))
     return rows, pair_rows
+
+
+def _untrained(method: str, net, draw: _Draw, tc: GDConfig) -> np.ndarray | None:
+    """The test predictions of ``method`` with no outer step (F_b(t = 0) of d_tr); None if that fails."""
+    from ntk_bridge.errors import BridgeError
+    from ntk_bridge.finite.training import train_and_predict
+
+    try:
+        return train_and_predict(method, net, draw.tasks, replace(tc, outer_steps=0)).predictions
+    except BridgeError:
+        return None
+
+
+# ----------------------------------------------------------------------------- resume
+
+UNIT_SETTINGS = ("net", "family", "inner_step", "inner_steps", "outer_time", "lr_fraction", "pairs", "dtype")
+_ROW_TEXT = ("method", "dtype", "failed")
+
+
+class UnitStore:
+    """Finished (width, seed, method) units of width sweeps, one file each, so that a sweep resumes.
+
+    A unit depends on the settings :data:`UNIT_SETTINGS` (not on the list of widths, seeds or
+    methods), so the store of a sweep lives in ``folder / key`` with ``key`` a hash of them
+    (:meth:`for_config`). Each unit is ``w<width>-s<seed>-<method>.npz`` (written to a temp name
+    and renamed: a kill never leaves half a unit) holding the error row (as valid JSON) and the
+    predictions the pairs need: the trained network's, the closed form, the closed form at t = 0
+    and, for a pair's second method, the network's with no outer step.
+    """
+
+    def __init__(self, folder) -> None:
+        from pathlib import Path
+
+        self.folder = Path(folder)
+
+    @staticmethod
+    def key(config: WidthSweepConfig) -> str:
+        import hashlib
+
+        from ntk_bridge.io import json_text
+
+        d = config.as_dict()
+        return hashlib.sha256(json_text({k: d[k] for k in UNIT_SETTINGS}).encode()).hexdigest()[:12]
+
+    @classmethod
+    def for_config(cls, root, config: WidthSweepConfig) -> "UnitStore":
+        from pathlib import Path
+
+        return cls(Path(root) / cls.key(config))
+
+    def _path(self, width: int, seed: int, method: str):
+        return self.folder / f"w{int(width)}-s{int(seed)}-{method}.npz"
+
+    def __len__(self) -> int:
+        return len(list(self.folder.glob("w*-s*-*.npz"))) if self.folder.is_dir() else 0
+
+    def get(self, width: int, seed: int, method: str) -> tuple[dict, _Trained] | None:
+        """The unit's (error row, predictions), or None if it is not there (or unreadable: retrained)."""
+        import json
+        import zipfile
+
+        path = self._path(width, seed, method)
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                row = dict(json.loads(str(z["row"])))          # [key, value] pairs: the row's column order
+                arrays = {k: (np.array(z[k]) if k in z.files else None) for k in ("net", "closed", "closed0", "net0")}
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            return None
+        row = {k: (float("nan") if v is None and k not in _ROW_TEXT else v) for k, v in row.items()}
+        trained = _Trained(arrays["net"], arrays["closed"], arrays["closed0"], row.get("failed", ""))
+        trained.net0 = arrays["net0"]
+        return row, trained
+
+    def put(self, width: int, seed: int, method: str, row: dict, trained: _Trained) -> None:
+        from ntk_bridge.io import atomic_write, json_text
+
+        arrays = {"row": np.array(json_text(list(row.items()))), "closed": trained.closed, "closed0": trained.closed0}
+        arrays.update({k: v for k, v in (("net", trained.net), ("net0", trained.net0)) if v is not None})
+        self.folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(self._path(width, seed, method), lambda fh: np.savez(fh, **arrays), mode="wb")
 
 
 def _d_tr(fa: np.ndarray, fb: np.ndarray, fb0: np.ndarray) -> float:
