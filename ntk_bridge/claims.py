@@ -206,12 +206,16 @@ def random_slots_claim(kernel: Loaded) -> list[Verdict]:
 
 
 def _cost_text(name: str, shots, t) -> str:
-    """MTL's test accuracy, the best other method's, and every method's time per step relative to MTL."""
+    """MTL's test accuracy, that of the other method with the best validation accuracy (chosen on
+    validation, :func:`ntk_bridge.selection.best_on_validation`), and every method's time per step relative to MTL."""
+    from ntk_bridge.selection import best_on_validation
+
     others = [a for a in t.index if a != "mtl"]
     txt = f"{name} {shots}-shot: MTL {t.loc['mtl', 'test_own']:.1f} +- {t.loc['mtl', 'test_own_ci']:.1f}%"
     if others:
-        best = max(others, key=lambda a: t.loc[a, "test_own"])
-        txt += f", best other ({best}) {t.loc[best, 'test_own']:.1f} +- {t.loc[best, 'test_own_ci']:.1f}%"
+        row = best_on_validation(t.loc[others], "best_val_own") if "best_val_own" in t.columns else None
+        if row is not None:
+            txt += (f", best other on validation ({row.name}) {row['test_own']:.1f} +- {row['test_own_ci']:.1f}%")
         ms = t.loc["mtl", "step_ms"]
         ratios = ", ".join(f"{a} {t.loc[a, 'step_ms'] / ms:.1f}x" for a in others if math.isfinite(t.loc[a, "step_ms"]))
         txt += f"; time per step relative to MTL: {ratios}"

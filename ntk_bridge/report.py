@@ -7,14 +7,17 @@ the command that produces it):
 - width sweeps (``ntk-bridge width-sweep``): summary.csv, error_table.csv, pairs.csv, run.json in
   the folder and in its sub-folders (e.g. one per depth);
 - the kernel few-shot run (``ntk-bridge kernel-fewshot``): accuracy.csv, distances.csv,
-  distance_vs_synthetic.csv;
+  distance_vs_synthetic.csv; and the same run scored on validation episodes (``--test-split val``,
+  folder ``<kernel folder>_val``), on which each kernel predictor's depth is chosen;
 - trainer comparisons (``ntk-bridge compare``): summary.csv + config.json of every folder given;
 - trainer run folders (``ntk-bridge train``): summary.json + config.json under a runs folder.
 
 Writes the report (theory claims with their measured status; distance vs depth and width;
 kernel-regime vs trained accuracy on the same tasks; MTL vs GBML accuracy and cost; the paper's
 reference numbers beside ours, with the protocol of each) and figures ``report_*.png``.
-Every number in the report is read from those files; nothing is typed in except the paper's
+Every selection (a kernel predictor's depth, the best run of a setting, the best other method) is
+made on validation accuracy (:mod:`ntk_bridge.selection`) and said so beside it; test accuracy is
+only read at the chosen candidate. Every number in the report is read from those files; nothing is typed in except the paper's
 reference table (docs/benchmarks.md), which is labelled as such.
 """
 
@@ -33,12 +36,15 @@ from ntk_bridge import schemas
 from ntk_bridge.claims import claims
 from ntk_bridge.errors import BridgeError, require
 from ntk_bridge.io import STAGING_RE, is_staging
+from ntk_bridge.selection import best_on_validation
 
 COMMANDS = {
     "depth": "ntk-bridge depth-sweep --out experiments/results/depth_sweep --figure figures/depth_sweep.png",
     "regime": "ntk-bridge regime-map --out experiments/results/regime_map --figure figures/regime_map.png",
     "width": "ntk-bridge width-sweep --out experiments/results/width_sweep",
     "kernel": "ntk-bridge kernel-fewshot --out experiments/results/kernel_fewshot",
+    "kernel_val": ("ntk-bridge kernel-fewshot --test-split val --labels random-slots "
+                   "--out experiments/results/kernel_fewshot_val"),
     "compare": "ntk-bridge compare --dataset omniglot --out experiments/results/compare_omniglot",
     "runs": "ntk-bridge train --dataset omniglot --shots 5 --run-dir runs/omniglot_5shot_mtl",
 }
@@ -68,6 +74,7 @@ class Sources:
     depth_sweep: Path = Path("experiments/results/depth_sweep")
     width_sweep: Path = Path("experiments/results/width_sweep")
     kernel_fewshot: Path = Path("experiments/results/kernel_fewshot")
+    kernel_validation: Path | None = None              # None: the kernel folder's name + "_val"
     compare: list = field(default_factory=list)        # folders; empty = experiments/results/compare*
     runs: Path = Path("experiments/results/omniglot_mtl")
     regime_map: Path = Path("experiments/results/regime_map")
@@ -202,6 +209,29 @@ def load_kernel_variants(path: Path) -> list[Loaded]:
                   COMMANDS["kernel"]) for p in subs]
 
 
+# what a validation run must share with the test run (it differs in test_split, test episodes, labels)
+VALIDATION_SAME = ("dataset", "train_split", "n_way", "n_query", "train_episodes", "image_size", "centre", "depths",
+                   "net", "predictor", "conv_depths", "conv_image_size", "conv_train_episodes", "seed")
+
+
+def load_kernel_validation(path: Path, kernel: Loaded) -> Loaded:
+    """The kernel few-shot run on validation episodes that chooses the depths of ``kernel``'s run.
+
+    Missing, or made with another protocol than ``kernel`` (a field of :data:`VALIDATION_SAME`
+    differs, or it was scored on the test split itself): returned as not run, with the reason."""
+    name, command = "kernel few-shot on validation episodes (chooses depths)", COMMANDS["kernel_val"]
+    val = _load(name, Path(path), schemas.KERNEL_FEWSHOT, ("accuracy", "config"), command)
+    if not (val.data and kernel.data):
+        return val
+    cfg_v, cfg_t = val.data["config"], kernel.data["config"]
+    differ = [k for k in VALIDATION_SAME if cfg_v.get(k) != cfg_t.get(k)]
+    if differ or cfg_v.get("test_split") == cfg_t.get("test_split"):
+        why = (f"its {', '.join(differ)} differ from {kernel.path}" if differ
+               else f"it was scored on the {cfg_v.get('test_split')!r} split, the test run's own")
+        return Loaded(name, val.path, None, f"not usable: {why}", command)
+    return val
+
+
 PRIMARY_LABELS = "random-slots"      # the label space of the kernel few-shot sections (class slots at random)
 
 
@@ -289,6 +319,7 @@ def load_runs(path: Path) -> Loaded:
                      "algorithm": c.get("algorithm", "?"), "backbone": c.get("backbone", "?"),
                      "channels": c.get("channels"), "shots": t.get("shots"), "n_way": t.get("n_way"),
                      "acc": t["mean"], "ci95": t.get("ci95"), "episodes": t.get("episodes"),
+                     "val": s.get("best_val_acc") if s.get("best_val_acc") is not None else float("nan"),
                      "query": t.get("query"), "head": t.get("head"), "split": t.get("split"),
                      "steps": s.get("steps"), "wall_s": s.get("wall_s"), "train_s": s.get("train_s"),
                      "platform": s.get("platform"), "accelerator_hours": s.get("accelerator_hours")})
@@ -378,36 +409,43 @@ def figure_width(widths: list[Loaded]):
     return fig
 
 
-def figure_accuracy(kernel: Loaded, trained: pd.DataFrame):
-    """Omniglot 5-way accuracy: kernel predictors (best depth and depth 1) and trained networks."""
+def _short_source(source: str) -> str:
+    return Path(str(source)).name
+
+
+def figure_accuracy(chosen: pd.DataFrame, trained: pd.DataFrame):
+    """Omniglot 5-way test accuracy: each kernel predictor at its depth chosen on validation episodes
+    (``chosen``, from :func:`kernel_depth_choice`) beside the trained networks (best-validation states)."""
     plt = _plt()
-    shots_list = sorted(set(trained["shots"]) | (set(kernel.data["accuracy"]["shots"]) if kernel.data else set()))
-    fig, axes = plt.subplots(1, max(1, len(shots_list)), figsize=(6.5 * max(1, len(shots_list)), 4.5), squeeze=False)
+    shots_list = sorted(set(trained["shots"]) | (set(chosen["shots"]) if len(chosen) else set()))
+    rows = [len(chosen[chosen["shots"] == s]) + len(trained[trained["shots"] == s]) for s in shots_list] or [1]
+    fig, axes = plt.subplots(1, max(1, len(shots_list)), figsize=(11, 1.2 + 0.19 * max(rows)), squeeze=False)
     for ax, shots in zip(axes[0], shots_list):
         labels, vals, errs, colors = [], [], [], []
-        if kernel.data:
-            a = kernel.data["accuracy"]
-            a = a[(a["shots"] == shots)]
-            for (kname, m), g in a.groupby(["kernel", "method"], sort=True):
-                r = g.loc[g["acc_mean"].idxmax()]
-                labels.append(f"{kname} {m} (L={int(r.depth)})")
-                vals.append(r.acc_mean)
-                errs.append(r.acc_ci95)
-                colors.append("C0" if kname == "fc" else "C2")
-        t = trained[trained["shots"] == shots]
-        for r in t.itertuples():
-            labels.append(f"trained {r.algorithm} ({r.source})")
+        mine = chosen[chosen["shots"] == shots] if len(chosen) else chosen.iloc[0:0]
+        for r in (mine.sort_values(["kernel", "method"], ascending=False).itertuples() if len(mine) else ()):
+            how = "val" if r.chosen_by == "validation" else "fixed"
+            labels.append(f"{r.kernel} {r.method} (L={int(r.depth)}, {how})")
+            vals.append(r.acc_mean)
+            errs.append(r.acc_ci95)
+            colors.append("C0" if r.kernel == "fc" else "C2")
+        for r in trained[trained["shots"] == shots].sort_values(["source", "algorithm"], ascending=False).itertuples():
+            labels.append(f"{r.algorithm} ({_short_source(r.source)})")
             vals.append(r.acc)
             errs.append(r.ci95)
             colors.append("C1")
         y = np.arange(len(labels))
-        ax.barh(y, vals, xerr=errs, color=colors, capsize=2)
-        ax.set_yticks(y, labels, fontsize=6)
+        ax.barh(y, vals, xerr=errs, color=colors, capsize=1.5, height=0.75, error_kw={"lw": 0.8})
+        ax.set_yticks(y, labels, fontsize=7)
+        ax.set_ylim(-0.6, len(labels) - 0.4)
         ax.axvline(20.0, color="grey", lw=0.8, linestyle=":")
-        ax.set_xlabel("5-way accuracy % (mean +- 95% CI over test episodes)")
-        ax.set_title(f"Omniglot {shots}-shot: kernel regime (blue FC, green conv; best depth) vs trained (orange)",
-                     fontsize=8)
+        ax.set_xlim(0, 100)
+        ax.set_xlabel("5-way test accuracy % (mean +- 95% CI over test episodes)", fontsize=8)
+        ax.set_title(f"Omniglot {shots}-shot", fontsize=9)
         ax.grid(True, axis="x", alpha=0.3)
+    fig.suptitle("Kernel predictors (blue FC, green conv) at the depth chosen on validation episodes "
+                 "(val; 'fixed' = smallest depth, no validation run)\nvs trained networks (orange, best-validation "
+                 "checkpoints); dotted line: chance", fontsize=8.5)
     fig.tight_layout()
     return fig
 
@@ -424,6 +462,7 @@ def trained_table(compares: list[Loaded], runs: Loaded) -> pd.DataFrame:
         for r in c.data["summary"].itertuples():
             rows.append({"source": Path(c.path).name, "dataset": cfg.get("dataset", "?"), "algorithm": r.algorithm,
                          "shots": int(r.shots), "acc": float(r.test_own), "ci95": float(r.test_own_ci),
+                         "val": 100.0 * float(getattr(r, "best_val_own", float("nan"))),
                          "logreg": float(getattr(r, "test_logreg", float("nan"))),
                          "logreg_ci95": float(getattr(r, "test_logreg_ci", float("nan"))),
                          "episodes": cfg.get("test_episodes"), "query": cfg.get("test_query"),
@@ -435,13 +474,13 @@ def trained_table(compares: list[Loaded], runs: Loaded) -> pd.DataFrame:
     if runs.data:
         for r in runs.data["runs"].itertuples():
             rows.append({"source": r.run, "dataset": r.dataset, "algorithm": r.algorithm, "shots": int(r.shots),
-                         "acc": float(r.acc), "ci95": float(r.ci95), "logreg": float("nan"),
+                         "acc": float(r.acc), "ci95": float(r.ci95), "val": float(r.val), "logreg": float("nan"),
                          "logreg_ci95": float("nan"), "episodes": r.episodes, "query": r.query,
                          "backbone": f"{r.backbone}" + (f" ({r.channels} ch)" if r.channels else ""),
                          "train_s": float(r.train_s) if r.train_s is not None else float("nan"),
                          "step_ms": (1000.0 * r.train_s / r.steps) if r.train_s and r.steps else float("nan"),
                          "time_to_target_s": float("nan"), "head": r.head})
-    cols = ["source", "dataset", "algorithm", "shots", "acc", "ci95", "logreg", "logreg_ci95", "episodes", "query",
+    cols = ["source", "dataset", "algorithm", "shots", "acc", "ci95", "val", "logreg", "logreg_ci95", "episodes", "query",
             "backbone", "train_s", "step_ms", "time_to_target_s", "head"]
     return pd.DataFrame(rows, columns=cols)
 
@@ -489,6 +528,16 @@ class _Inputs:
     runs: Loaded
     trained: pd.DataFrame
     om: pd.DataFrame
+    kernel_val: Loaded | None = None
+
+
+def kernel_depth_choice(kernel: Loaded, kernel_val: Loaded | None) -> pd.DataFrame:
+    """Each kernel predictor's test accuracy at the depth chosen on validation episodes
+    (:func:`ntk_bridge.selection.choose_depths`; the smallest depth where there are none)."""
+    from ntk_bridge.selection import choose_depths
+
+    val = kernel_val.data["accuracy"] if kernel_val is not None and kernel_val.data else None
+    return choose_depths(kernel.data["accuracy"], val)
 
 
 def _section_depth(inp: _Inputs, figures_dir: Path, figs: dict) -> list[str]:
@@ -633,11 +682,35 @@ def _section_kernel_vs_trained(inp: _Inputs, figures_dir: Path, figs: dict) -> l
         L.append("")
     else:
         L += [f"Trained networks on Omniglot: not run (`{COMMANDS['compare']}` or `{COMMANDS['runs']}`).", ""]
+    chosen = kernel_depth_choice(kernel, inp.kernel_val) if kernel.data else pd.DataFrame(columns=["shots"])
+    if kernel.data:
+        L += _depth_choice_lines(chosen, inp.kernel_val)
     if kernel.data or len(om):
-        figs["report_accuracy.png"] = figure_accuracy(kernel, om)
+        figs["report_accuracy.png"] = figure_accuracy(chosen, om)
         L += [f"![kernel vs trained accuracy]({Path(figures_dir) / 'report_accuracy.png'})", ""]
 
     return L
+
+def _depth_choice_lines(chosen: pd.DataFrame, kernel_val: Loaded | None) -> list[str]:
+    """Markdown: how each kernel predictor's depth in the figure was chosen, and its accuracies there."""
+    if kernel_val is not None and kernel_val.data:
+        cfg = kernel_val.data["config"]
+        how = (f"Depths in the figure below are chosen on **validation episodes** (`{kernel_val.path}`: the same "
+               f"training episodes and predictors, scored on {cfg.get('test_episodes')} episodes of the "
+               f"{cfg.get('test_split')!r} split, alphabets disjoint from the test ones; conv on its first "
+               f"{cfg.get('conv_test_episodes')}): for each kernel, shots and method the depth of highest validation "
+               "accuracy (the smallest on ties); its test accuracy is then read. No test number chooses anything.")
+    else:
+        why = kernel_val.missing if kernel_val is not None else "not given"
+        how = (f"No validation episodes for the kernel predictors ({why}; produce them with "
+               f"`{COMMANDS['kernel_val']}`): every kernel predictor is shown at the smallest depth, a rule fixed "
+               "before any result, never at its best test depth.")
+    rows = [[r.kernel, r.shots, r.method, int(r.depth), r.chosen_by,
+             _pm(r.val_acc, r.val_ci95, 1) if math.isfinite(r.val_acc) else "-", _pm(r.acc_mean, r.acc_ci95, 1)]
+            for r in chosen.sort_values(["kernel", "shots", "method"]).itertuples()]
+    return [how, ""] + _table(["kernel", "shots", "method", "depth", "chosen by", "validation acc %", "test acc %"],
+                              rows) + [""]
+
 
 def _section_cost(inp: _Inputs, figures_dir: Path, figs: dict) -> list[str]:
     """Section 5: MTL vs GBML accuracy and training cost. Adds its figures to ``figs``."""
@@ -690,19 +763,19 @@ def _section_reference(inp: _Inputs, figures_dir: Path, figs: dict) -> list[str]
     L: list[str] = []
     # 6. reference numbers
     L += ["## 6. The paper's reference numbers beside ours", "",
-          f"Reference rows: docs/benchmarks.md ({PAPER_PROTOCOL}). 'ours' = the best test accuracy "
-          "measured here for that data set and shot setting, with its protocol; data sets without local data "
-          "are marked not run.", ""]
+          f"Reference rows: docs/benchmarks.md ({PAPER_PROTOCOL}). 'ours' = the test accuracy of the run with "
+          "the best validation accuracy for that data set and shot setting (chosen on validation, never on "
+          "test), with its protocol; data sets without local data are marked not run.", ""]
     header = ["method", "backbone"] + [f"{d} {s}-shot" for d, s in PAPER_SETTINGS]
     rows = [[m, b] + list(vals) for m, b, vals in PAPER_TABLE]
     ours = []
     for d, s in PAPER_SETTINGS:
         t = trained[(trained["dataset"].astype(str).str.lower() == d) & (trained["shots"] == s)]
-        if len(t):
-            r = t.loc[t["acc"].idxmax()]
+        r = best_on_validation(t, "val") if len(t) else None
+        if r is not None:
             ours.append(f"{_pm(r.acc, r.ci95)} ({r.algorithm}, {r.backbone}, {r.episodes} ep x {r.query} q)")
         else:
-            ours.append("not run (no data here)")
+            ours.append("not run (no data here)" if not len(t) else "no run with a validation accuracy")
     rows.append(["ours (trained)", "-"] + ours)
     L += _table(header, rows)
     L.append("")
@@ -713,16 +786,16 @@ def _section_reference(inp: _Inputs, figures_dir: Path, figs: dict) -> list[str]
         for s in sorted(set(om["shots"]) | (set(kernel.data["accuracy"]["shots"]) if kernel.data else set())):
             cells = []
             t = om[om["shots"] == s]
-            if len(t):
-                r = t.loc[t["acc"].idxmax()]
-                cells.append(f"trained {r.algorithm}: {_pm(r.acc, r.ci95)} ({r.backbone}, {r.episodes} ep x {r.query} q)")
+            r = best_on_validation(t, "val") if len(t) else None
+            if r is not None:
+                cells.append(f"trained {r.algorithm} (best validation): {_pm(r.acc, r.ci95)} "
+                             f"({r.backbone}, {r.episodes} ep x {r.query} q)")
             if kernel.data:
-                a = kernel.data["accuracy"]
-                a = a[a["shots"] == s]
-                if len(a):
-                    r = a.loc[a["acc_mean"].idxmax()]
-                    cells.append(f"best kernel predictor {r.kernel} {r.method} L={int(r.depth)}: "
-                                 f"{_pm(r.acc_mean, r.acc_ci95, 1)} ({int(r.episodes)} ep x {int(r.n_query)} q)")
+                a = kernel_depth_choice(kernel, inp.kernel_val)
+                r = best_on_validation(a[a["shots"] == s], "val_acc")
+                cells.append(f"kernel predictor of best validation accuracy, {r.kernel} {r.method} L={int(r.depth)}: "
+                             f"{_pm(r.acc_mean, r.acc_ci95, 1)} ({int(r.episodes)} ep x {int(r.n_query)} q)"
+                             if r is not None else "kernel predictors: none chosen (no validation episodes)")
             orow.append([f"{s}-shot", "; ".join(cells)])
         L += _table(["setting", "ours"], orow)
         L.append("")
@@ -765,6 +838,8 @@ def build(sources: Sources, figures_dir: Path) -> tuple[str, dict]:
     depth = load_depth(sources.depth_sweep)
     widths = load_width(sources.width_sweep)
     kernel, variants = split_label_spaces(load_kernel(sources.kernel_fewshot))
+    kval_path = sources.kernel_validation or Path(str(sources.kernel_fewshot).rstrip("/") + "_val")
+    kernel_val = split_label_spaces(load_kernel_validation(kval_path, kernel))[0]
     for v in load_kernel_variants(sources.kernel_fewshot):
         primary, others = split_label_spaces(v)
         variants += [primary, *others]
@@ -774,7 +849,7 @@ def build(sources: Sources, figures_dir: Path) -> tuple[str, dict]:
     trained = trained_table(compares, runs)
     figs: dict = {}
     L: list[str] = ["# ntk_bridge report: MTL vs GBML, kernels and trained networks", ""]
-    everything = [depth, regime, *widths, kernel, *variants, *compares, runs]
+    everything = [depth, regime, *widths, kernel, kernel_val, *variants, *compares, runs]
     L += ["## Inputs", ""]
     L += _table(["result", "folder", "status"],
                 [[s.name, f"`{s.path}`", "read" if s.data else f"**not run** ({s.missing}); produce it with `{s.command}`"]
@@ -788,7 +863,7 @@ def build(sources: Sources, figures_dir: Path) -> tuple[str, dict]:
     L.append("")
 
     inp = _Inputs(depth, widths, kernel, variants, compares, runs, trained,
-                  trained[trained["dataset"].astype(str).str.lower() == "omniglot"])
+                  trained[trained["dataset"].astype(str).str.lower() == "omniglot"], kernel_val)
     L += _section_depth(inp, figures_dir, figs)
     L += _section_regime(regime)
     L += _section_width(inp, figures_dir, figs)

@@ -26,6 +26,11 @@ def outputs(tmp_path_factory):
                  "--depths", "1,4", "--conv-depths", "none", "--out", str(root / "kernel"),
                  "--figure", str(figs / "kernel.png"), "--synthetic", str(root / "depth" / "depth_sweep.csv"),
                  "--quiet"]) == 0
+    # the same predictors on validation episodes: the report chooses each kernel predictor's depth on them
+    assert main(["kernel-fewshot", "--root", data, "--shots", "1", "--train-episodes", "2", "--test-episodes", "3",
+                 "--test-split", "val", "--depths", "1,4", "--conv-depths", "none", "--out", str(root / "kernel_val"),
+                 "--figure", str(figs / "kernel_val.png"), "--synthetic", str(root / "depth" / "depth_sweep.csv"),
+                 "--quiet"]) == 0
     _train_commands(root, figs, data)   # float32: the kernel commands above asked for float64 only inside them
     return root
 
@@ -67,6 +72,7 @@ def test_report_end_to_end(outputs, tmp_path, capsys):
     a = acc[(acc["method"] == "head-only") & (acc["depth"] == 4)].iloc[0]
     assert f"{a.acc_mean:.1f} +- {a.acc_ci95:.1f}" in text
     assert "(3 test episodes x 5 queries/class, 2 training episodes)" in text
+    assert "chosen on **validation episodes**" in text and "| fixed: smallest depth |" not in text
     cmp_ = pd.read_csv(outputs / "compare" / "summary.csv")
     m = cmp_[cmp_["algorithm"] == "mtl"].iloc[0]
     assert f"{m.test_own:.2f} +- {m.test_own_ci:.2f}" in text
@@ -101,14 +107,14 @@ def test_report_lists_missing_inputs_with_their_commands(tmp_path, capsys):
                "--runs", str(tmp_path / "no"), "--out", str(out), "--figures", str(tmp_path / "f")])
     assert rc == 0
     text = out.read_text()
-    assert text.count("**not run**") == 5
+    assert text.count("**not run**") == 6          # the kernel run's validation episodes too
     for cmd in ("ntk-bridge depth-sweep", "ntk-bridge width-sweep", "ntk-bridge kernel-fewshot",
                 "ntk-bridge compare", "ntk-bridge train"):
         assert f"`{cmd}" in text
     assert "| MTL (the paper) | ResNet-12 |" in text
     assert not (tmp_path / "f").exists() or not any((tmp_path / "f").iterdir())
     printed = capsys.readouterr().out
-    assert "5 inputs not run" in printed
+    assert "6 inputs not run" in printed
 
 
 def test_report_refuses_a_half_written_file_by_name(outputs, tmp_path, capsys):
