@@ -613,10 +613,14 @@ def synthetic_distances(path) -> pd.DataFrame | None:
     return frame.groupby(["pair", "depth"], sort=True)[["d_rel", "d_tr"]].mean().reset_index()
 
 
+ROUNDOFF_D_REL = 1e-9     # d_rel below this is float64 round-off of an exact 0 (e.g. MTL-B = ANIL = head-only, global labels)
+
+
 def plot(table: pd.DataFrame, dist: pd.DataFrame, synthetic: pd.DataFrame | None, title: str):
     """Figure: one row per label space; accuracy vs depth per shot setting (FC, mean +- 95% t-interval;
     conv as open squares; the trained network as horizontal lines), and d_rel vs depth on the real
-    tasks next to the synthetic depth sweep."""
+    tasks next to the synthetic depth sweep. One legend for the accuracy panels, under the figure;
+    d_rel values at round-off level (exact zeros) are named in the panel, not drawn on the log axis."""
     import textwrap
 
     import matplotlib
@@ -628,20 +632,21 @@ def plot(table: pd.DataFrame, dist: pd.DataFrame, synthetic: pd.DataFrame | None
     dist = dist if "labels" in dist else dist.assign(labels="random-slots")
     shots_list = sorted(table["shots"].unique())
     spaces = [ls for ls in LABEL_SPACES if ls in set(table["labels"])]
-    fig, axes = plt.subplots(len(spaces), len(shots_list) + 1, figsize=(5.2 * (len(shots_list) + 1),
-                                                                       4.0 * len(spaces)), squeeze=False)
+    fig, axes = plt.subplots(len(spaces), len(shots_list) + 1, figsize=(5.4 * (len(shots_list) + 1),
+                             4.2 * len(spaces) + 1.4), squeeze=False, layout="constrained")
     colors = {m: f"C{i}" for i, m in enumerate(METHODS)}
     for r, space in enumerate(spaces):
         for ax, shots in zip(axes[r], shots_list):
             _accuracy_panel(ax, table[table["shots"] == shots], space, shots, colors)
         _distance_panel(axes[r, -1], dist[dist["labels"] == space], synthetic if r == 0 else None, space)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(8, len(labels)), fontsize=7.5, frameon=False)
     fig.suptitle("\n".join(textwrap.wrap(title, 150)), fontsize=9)
-    fig.tight_layout()
     return fig
 
 
 def _accuracy_panel(ax, table: pd.DataFrame, space: str, shots: int, colors: dict) -> None:
-    """Accuracy vs depth of one label space and shot setting on ``ax``."""
+    """Accuracy vs depth of one label space and shot setting on ``ax`` (its legend is the figure's)."""
     g = table[(table["kernel"] == "fc") & (table["labels"] == space)]
     for i, (m, gm) in enumerate(g.groupby("method", sort=False)):
         ax.errorbar(gm["depth"] * (1.0 + 0.03 * (i - 2.5)), gm["acc_mean"], yerr=gm["acc_ci95"], marker="o", ms=3,
@@ -656,24 +661,32 @@ def _accuracy_panel(ax, table: pd.DataFrame, space: str, shots: int, colors: dic
     ax.axhline(100.0 / n_way, color="grey", lw=0.8, linestyle=":")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("depth L (hidden layers)")
-    ax.set_ylabel(f"{n_way}-way accuracy % (mean +- 95% t-CI)")
+    ax.set_ylabel(f"{n_way}-way test accuracy % (mean +- 95% t-CI)", fontsize=8)
     eps = int(g["episodes"].iloc[0]) if len(g) else 0
     q = int(g["n_query"].iloc[0]) if len(g) else 0
     ax.set_title(f"{space} labels, {shots}-shot: {eps} test episodes x {q} queries/class", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=5, ncol=2)
 
 
 def _distance_panel(ax, dist: pd.DataFrame, synthetic: pd.DataFrame | None, space: str) -> None:
-    """d_rel vs depth (FC) of one label space, with the synthetic sweep if given."""
+    """d_rel vs depth (FC) of one label space, with the synthetic sweep if given; curves at round-off
+    level (every depth below :data:`ROUNDOFF_D_REL`: the two predictors are equal) are listed instead."""
+    exact = []
     for key, g in dist[dist["kernel"] == "fc"].groupby(["pair", "shots"], sort=True):
-        ax.plot(g["depth"], g["d_rel"], marker="o", label=f"Omniglot {key[1]}-shot: {key[0]}")
+        if (g["d_rel"] < ROUNDOFF_D_REL).all():
+            exact.append(f"{key[1]}-shot {key[0]}")
+            continue
+        ax.plot(g["depth"], g["d_rel"].where(g["d_rel"] >= ROUNDOFF_D_REL), marker="o",
+                label=f"Omniglot {key[1]}-shot: {key[0]}")
     if synthetic is not None:
         for pair, g in synthetic.groupby("pair", sort=True):
             ax.plot(g["depth"], g["d_rel"], linestyle="--", marker="x", label=f"synthetic: {pair}")
+    if exact:
+        ax.text(1.03, 0.0, f"not drawn: d_rel < {ROUNDOFF_D_REL:g}\n(equal up to round-off)\nat every depth:\n"
+                + "\n".join(exact), transform=ax.transAxes, fontsize=7, va="bottom")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("depth L (hidden layers)")
     ax.set_ylabel(r"$d_{rel}=\|F_a-F_b\|/\|F_b\|$ (" + space + ")")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=6)
+    ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)

@@ -537,15 +537,16 @@ def distance_table(pairs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def plot(errors: pd.DataFrame, pairs: pd.DataFrame, slopes: pd.DataFrame, title: str):
-    """Two log-log panels: rel_error vs width (fitted slopes), distances finite vs infinite."""
-    import matplotlib
+INFLUENCE_PAIR = "mtl-a vs head-only"      # MTL-A's training-task influence: its own panel, its own axis
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(13, 5))
-    slope_of = dict(zip(slopes["quantity"], slopes["slope"])) if len(slopes) else {}
+def _legend_below(ax, ncol: int = 2) -> None:
+    """The legend under the axes, never over the data."""
+    ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=ncol, frameon=False)
+
+
+def _error_panel(ax, errors: pd.DataFrame, slope_of: dict) -> None:
+    """rel_error = ||F_net - F_closed|| / ||F_closed|| vs width, per method, with fitted slopes."""
     table = error_table(errors)
     for method, g in table.groupby("method", sort=True):
         w, m, h = g["width"].values, g["rel_error"].values, g["rel_error_ci95"].values
@@ -558,23 +559,56 @@ def plot(errors: pd.DataFrame, pairs: pd.DataFrame, slopes: pd.DataFrame, title:
     if len(w):
         ref = table.groupby("width")["rel_error"].mean().values
         ax.plot(w, ref[0] * (w / w[0]) ** -0.5, "k--", lw=1, label="width$^{-1/2}$")
-    ax.set(xscale="log", yscale="log", xlabel="width m", ylabel="||F_net - F_closed|| / ||F_closed||",
-           title="finite network vs closed form (mean, 95% t-interval over seeds)")
-    ax.legend(fontsize=8)
-    if len(pairs):
-        dist = distance_table(pairs)
-        for pair, g in dist.groupby("pair", sort=True):
-            if pair == "mtl-a vs head-only":
-                label = f"MTL-A training-task influence (slope {slope_of.get('mtl-a influence', np.nan):+.2f})"
-                bx.plot(g["width"], g["d_rel_net"], "k-o", ms=4, label=label)
-                continue
-            line = bx.plot(g["width"], g["d_rel_net"], marker="o", ms=4, label=f"{pair}: network d_rel")
-            # the closed form carries each network's own f_0, so it changes with width: per width
-            bx.plot(g["width"], g["d_rel_closed"], ls="--", marker="x", ms=4, color=line[0].get_color(), lw=1,
-                    label=f"{pair}: closed form (infinite-width kernels, same f_0)")
-        bx.set(xscale="log", yscale="log", xlabel="width m", ylabel="d_rel = ||F_a - F_b|| / ||F_b||",
-               title="MTL vs GBML distance: finite width (o) vs closed form per width (x, dashed)")
-        bx.legend(fontsize=7)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    ax.set(xscale="log", yscale="log", xlabel="width m", ylabel=r"$\|F_{net}-F_{closed}\|\,/\,\|F_{closed}\|$")
+    ax.set_title("finite network vs its closed form\n(mean, 95% t-interval over seeds)", fontsize=9)
+    _legend_below(ax, ncol=3)
+
+
+def _distance_panel(ax, dist: pd.DataFrame) -> None:
+    """d_rel between MTL and GBML predictors: finite networks (o) and closed forms per width (x)."""
+    for pair, g in dist[dist["pair"] != INFLUENCE_PAIR].groupby("pair", sort=True):
+        line = ax.plot(g["width"], g["d_rel_net"], marker="o", ms=4, label=f"{pair}: networks")
+        # the closed form carries each network's own f_0, so it changes with width: per width
+        ax.plot(g["width"], g["d_rel_closed"], ls="--", marker="x", ms=4, color=line[0].get_color(), lw=1,
+                label=f"{pair}: closed forms (same f_0)")
+    ax.set(xscale="log", yscale="log", xlabel="width m", ylabel=r"$d_{rel}=\|F_a-F_b\|\,/\,\|F_b\|$")
+    ax.set_title("MTL vs GBML distance: networks (o)\nvs closed forms at each width (x, dashed)", fontsize=9)
+    _legend_below(ax)
+
+
+def _influence_panel(ax, dist: pd.DataFrame, slope_of: dict) -> None:
+    """MTL-A's distance to head-only (0 at infinite width: MTL-A = head-only, docs/theory.md 5)."""
+    g = dist[dist["pair"] == INFLUENCE_PAIR]
+    ax.plot(g["width"], g["d_rel_net"], "k-o", ms=4,
+            label=f"networks (slope {slope_of.get('mtl-a influence', np.nan):+.2f})")
+    ax.set(xscale="log", yscale="log", xlabel="width m",
+           ylabel=r"$\|F_{MTL\text{-}A}-F_{head}\|\,/\,\|F_{head}\|$")
+    ax.set_title("MTL-A's training-task influence\n(its distance to head-only; 0 at infinite width)", fontsize=9)
+    _legend_below(ax, ncol=1)
+
+
+def plot(errors: pd.DataFrame, pairs: pd.DataFrame, slopes: pd.DataFrame, title: str):
+    """Log-log panels, one quantity per axis: rel_error vs width; MTL-GBML d_rel (networks and closed
+    forms); and, when measured, MTL-A's distance to head-only. Legends sit under the axes."""
+    import textwrap
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dist = distance_table(pairs) if len(pairs) else pd.DataFrame(columns=["pair"])
+    panels = [_error_panel] + ([_distance_panel] if (dist["pair"] != INFLUENCE_PAIR).any() else []) \
+        + ([_influence_panel] if (dist["pair"] == INFLUENCE_PAIR).any() else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 5.6), squeeze=False, layout="constrained")
+    slope_of = dict(zip(slopes["quantity"], slopes["slope"])) if len(slopes) else {}
+    for ax, panel in zip(axes[0], panels):
+        if panel is _error_panel:
+            panel(ax, errors, slope_of)
+        elif panel is _distance_panel:
+            panel(ax, dist)
+        else:
+            panel(ax, dist, slope_of)
+        ax.grid(True, which="both", alpha=0.3)
+    fig.suptitle("\n".join(textwrap.wrap(title, 150)), fontsize=9)
     return fig
