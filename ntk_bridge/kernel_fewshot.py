@@ -12,8 +12,8 @@ same points (:func:`relabel`); one kernel evaluation serves every label space
 
 Kernels: the fully connected ReLU NTK / head kernel for every depth from one pass of
 :func:`ntk_bridge.kernels.depth_sweep`, or a convolutional kernel
-(neural-tangents ``[Conv 3x3 + Relu] * depth + GlobalAvgPool + Dense``; Theta = 'ntk',
-K = 'nngp' of the same network, docs/theory.md 2).
+(``[Conv 3x3 + Relu] * depth + GlobalAvgPool + Dense``, infinite channels; Theta = 'ntk',
+K = 'nngp' of the same network, docs/theory.md 2; the project's engine, :mod:`ntk_bridge.conv_engine`).
 
 Tiling. Every predictor of :mod:`ntk_bridge.predictors` reads only three kinds of kernel
 blocks: training x training, test task x training, and each test task with itself. So the
@@ -27,8 +27,8 @@ test tasks are set to 0: no prediction depends on them (the predictors multiply 
 weights; the tiled-vs-full test checks that the predictions equal those on the full kernel), and every
 prediction is checked to be finite.
 Convolutional kernels (:mod:`ntk_bridge.conv_kernels`) are evaluated for all depths in one pass,
-in square sub-tiles of ``conv_tile`` points so that the (n1, n2, H, W, H, W) spatial covariance of
-neural-tangents stays small, and cached on disk by content hash.
+``conv_tile`` image pairs per engine step (each pair's state is two (H W) x (H W) arrays), a set against
+itself as its upper triangle, and cached on disk by content hash.
 """
 
 from __future__ import annotations
@@ -237,7 +237,7 @@ def fc_kernel_eval(net: NetSpec, depths: Sequence[int]) -> KernelEval:
 def conv_kernel_eval(depths: Sequence[int], image_size: int, tile: int, W_std: float = math.sqrt(2.0),
                      cache_dir: str | None = None):
     """Convolutional kernels ``[Conv(3x3, SAME) + Relu] * depth + GlobalAvgPool + Dense`` for every depth
-    in one pass of the layer recursion, in ``tile`` x ``tile`` point blocks, cached under ``cache_dir``
+    in one pass of the layer recursion, ``tile`` image pairs per engine step, cached under ``cache_dir``
     (:mod:`ntk_bridge.conv_kernels`). Rows of x are flattened (image_size, image_size, 1) images."""
     from ntk_bridge.conv_kernels import conv_kernel
 
@@ -515,7 +515,7 @@ def run_kernel(config: FewShotConfig, name: str, kernel, et: EpisodeTasks, codes
     log(f"{name} kernel, {meta['shots']}-shot: {len(tasks.train)} training / {len(tasks.test)} test episodes, "
         f"d={tasks.points.shape[1]}, {len(depths)} depths, label spaces {', '.join(codes)}; kernel tile = {tile} "
         f"test rows x <= {n_tr} training columns (~{2 * len(depths) * tile * n_tr * 8 / 2 ** 20:.0f} MB per tile)"
-        + (f" in {config.conv_tile}x{config.conv_tile}-point conv sub-tiles" if name == "conv" else "")
+        + (f" in conv engine steps of {config.conv_tile} image pairs" if name == "conv" else "")
         + f"; {len(plan)} prediction group(s) of {len(plan[0])} test tasks = {rows_group} rows "
         f"(~{2 * len(depths) * rows_group * n_tr * 8 / 2 ** 20:.0f} MB of group-vs-training kernels, "
         f"~{2 * (n_tr + rows_group) ** 2 * 8 / 2 ** 20:.0f} MB assembled Gram per depth)")

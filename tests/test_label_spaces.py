@@ -147,7 +147,8 @@ def test_support_prototypes_and_class_means():
 # ----------------------------------------------------------------------------- conv kernels and cache
 
 def test_conv_kernel_all_depths_match_unbatched_neural_tangents():
-    from ntk_bridge.conv_kernels import ConvKernel, ConvSpec, reference_kernel
+    from ntk_bridge.conv_kernels import ConvKernel, ConvSpec
+    from ntk_bridge.conv_reference import reference_kernel
 
     rng = np.random.default_rng(3)
     x1 = kf.normalise(rng.random((7, 4, 4, 1)), "image", None)
@@ -156,15 +157,16 @@ def test_conv_kernel_all_depths_match_unbatched_neural_tangents():
     kern = ConvKernel(spec)
     got, same = kern(x1, x2), kern(x1, None)
     for depth in (1, 3, 8):
-        t, k = reference_kernel(spec, depth, x1, x2)
+        t, k = reference_kernel(depth, x1, x2, spec.image_size)
         assert got[depth].theta.dtype == np.float64
         np.testing.assert_allclose(got[depth].theta, t, rtol=1e-10, atol=0)
         np.testing.assert_allclose(got[depth].k, k, rtol=1e-10, atol=0)
-        t, k = reference_kernel(spec, depth, x1, None)
+        t, k = reference_kernel(depth, x1, None, spec.image_size)
         off = ~np.eye(len(x1), dtype=bool)
         np.testing.assert_allclose(same[depth].theta[off], t[off], rtol=1e-10)
         np.testing.assert_allclose(same[depth].k, k, rtol=1e-10)
-        # the diagonal: rho = 1 up to rounding, which arccos turns into ~1e-8 (see kernel_fewshot tests)
+        # the diagonal: the engine sets rho = 1 exactly; neural-tangents' rho = 1 up to rounding, which
+        # arccos turns into ~1e-8 (see kernel_fewshot tests)
         np.testing.assert_allclose(np.diag(same[depth].theta), np.diag(t), rtol=1e-7)
     assert kern.stats.computed_entries == 7 * 5 + 7 * 8 // 2
 

@@ -30,11 +30,14 @@ own episode's n_way classes):
                 the identical test episodes.
 
 Convolutional kernel (--conv-depths, default 1,2,4,8): [Conv 3x3 + Relu] x L + global average pool
-+ Dense (neural-tangents), all depths in one pass of the layer recursion, evaluated in
---conv-tile point blocks and cached in --conv-cache by a SHA-256 of (images, network spec), so a
-rerun costs no kernel time. It costs O((H W)^2 L) per pair of images (a few thousand entries per
-second at 4x4 on 2 cores, hundreds at 7x7): the default uses 4x4 images (--conv-image-size) and the
-first --conv-train-episodes / --conv-test-episodes episodes. Kernel entries per second are reported.
++ Dense, infinite channels (the project's engine, ntk_bridge.conv_engine: neural-tangents' numbers to
+1e-10), all depths in one pass of the layer recursion, --conv-tile image pairs per engine step, a set
+against itself computed once per pair, and cached in --conv-cache by a SHA-256 of (images, network
+spec), so a rerun costs no kernel time. It costs O((H W)^2 L) per pair of images (on 2 shared cores,
+float64, all depths 1-8: thousands of entries per second at 7x7, a few hundred at 14x14; see
+experiments/results/bench/bench_conv_kernels.txt): the default uses 4x4 images (--conv-image-size)
+and the first --conv-train-episodes / --conv-test-episodes episodes. Kernel entries per second are
+reported.
 
 Kernels over a few thousand images are never formed whole: the training block is computed once
 and the test tasks' kernels are evaluated in tiles of --tile-rows points (printed), their
@@ -127,7 +130,7 @@ CONV_FLAGS = (
     Flag("conv_image_size", "image size for the conv kernel (it costs (size^2)^2 per pair)"),
     Flag("conv_train_episodes", "first N training episodes"),
     Flag("conv_test_episodes", "first N test episodes"),
-    Flag("conv_tile", "conv kernel evaluated in TILE x TILE point blocks"),
+    Flag("conv_tile", "image pairs per conv engine step (memory ~ TILE x (size^2)^2 x 8 bytes x 6)"),
     Flag("conv_cache", "folder of cached conv kernels, one .npz per (images, spec) hash; 'none': no cache", parse=str),
 )
 FLAGS = EPISODE_FLAGS + LABEL_FLAGS + FC_FLAGS + CONV_FLAGS

@@ -1,0 +1,237 @@
+"""The CNN-GAP kernel engine: ``[Conv 3x3 SAME + ReLU] * L + GlobalAvgPool + Dense``, infinite channels.
+
+NTK parameterisation, no biases, single-channel (H, W) inputs; the numbers of neural-tangents'
+``stax.serial(*[Conv(C, (3, 3), padding='SAME', W_std=W), Relu()] * L, GlobalAvgPool(),
+Dense(1, W_std=W_r))`` kernel_fn (Theta = 'ntk', K = 'nngp'), computed without it.
+
+Recursion for one pair of images (x, y), positions i, j in the H*W grid, c = W^2 / 9:
+
+    S(A)[i, j]  = sum_{d in {-1,0,1}^2} A[i + d, j + d]          (zero outside: SAME padding; the same
+                                                                  shift on both indices, separable)
+    layer 0:      Kr_0 = x y^T,  Tr_0 = 0                        (input covariance, mean over 1 channel)
+    layer l:      K_l = c S(Kr_{l-1}),  T_l = c S(Tr_{l-1} + Kr_{l-1})
+                  rho = K_l / sqrt(q_l(x)_i q_l(y)_j),  theta = acos(rho)                 (fast_math.arccos)
+                  Kr_l = (sqrt(q_l(x)_i q_l(y)_j) sqrt((1 - rho)(1 + rho)) + (pi - theta) K_l) / (2 pi)
+                  Tr_l = T_l (pi - theta) / (2 pi)
+    readout:      K^(l) = W_r^2 mean_{i,j} Kr_l,   Theta^(l) = W_r^2 mean_{i,j} (Kr_l + Tr_l)
+
+The per-image variances q_l(x)_i = K_l(x, x)[i, i] follow from the diagonal alone (S maps the diagonal
+to itself and ReLU halves it): q_1 = c box3x3(x^2), q_{l+1} = c box3x3(q_l / 2); they are computed once
+per image (:func:`variances`), not per pair. For the pair (x, x) of a set with itself rho is set to
+exactly 1 on the diagonal i = j (rounding would otherwise give acos(1 - 1e-16) ~ 1e-8).
+
+Every depth 1..L comes out of one pass (a ``lax.scan`` over layers, the readout after each layer);
+the state of a pair is the two (H W) x (H W) arrays K and T, nothing else. One jitted step maps a
+chunk of P pairs (P = ``chunk``) through all layers; pairs are streamed in chunks so memory is bounded
+at any N; for a set against itself only the pairs a <= b are computed and mirrored. A chunk is split
+over all local devices along the pair axis (``jax.sharding``, :func:`pair_sharding`): the same code on
+one CPU, 4 virtual CPU devices or a GPU.
+
+Cost model (per pair, per layer; n = H W positions, b = 8 bytes in float64, 4 in float32):
+  work    ~ n^2 elementwise maps (one arc-cosine, two square roots, ~30 flops) + 2 separable stencils
+          (4 shifted adds) over n^2 entries;  time per pair ~ L n^2 / R, with R the engine's
+          entry-layer rate (measured by experiments/bench_conv_kernels.py: see its committed output in
+          experiments/results/bench/, about 1e8 entry-layers/s in float64 on the 2 shared cores).
+  memory  ~ P n^2 b x (2 state arrays + ~4 temporaries): P = 64 at 14x14 (n = 196) in float64 is
+          64 x 38416 x 8 x 6 = 118 MB; at 28x28 (n = 784) ~ 1.9 GB, hence ``chunk`` ~ 8-16 there on CPU.
+  So entries/s (all depths) ~ R / (L n^2): 7x7 -> 16x the rate of 14x14, 28x28 -> 1/16 of it;
+  float32 doubles the SIMD width (about 2x) at a relative error vs float64 measured in the bench.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+
+from ntk_bridge.fast_math import arccos
+
+DTYPES = ("float64", "float32")
+
+
+def _box3(a: np.ndarray) -> np.ndarray:
+    """3x3 box sum with zero padding over the last two axes of a numpy array (..., H, W)."""
+    p = np.pad(a, [(0, 0)] * (a.ndim - 2) + [(1, 1), (1, 1)])
+    h, w = a.shape[-2:]
+    return sum(p[..., dh:dh + h, dw:dw + w] for dh in range(3) for dw in range(3))
+
+
+def variances(images: np.ndarray, n_layers: int, W_std: float) -> np.ndarray:
+    """q_l(x)_i = K_l(x, x)[i, i] for l = 1..n_layers: images (n, H, W) -> (n, n_layers, H, W), float64.
+
+    q_1 = c box(x^2), q_{l+1} = c box(q_l / 2), c = W_std^2 / 9 (module docstring)."""
+    c = W_std ** 2 / 9.0
+    q = c * _box3(np.asarray(images, np.float64) ** 2)
+    out = [q]
+    for _ in range(n_layers - 1):
+        q = c * _box3(0.5 * q)
+        out.append(q)
+    return np.stack(out, axis=1)
+
+
+def _shift_sum(a, axes: tuple[int, int]):
+    """sum_{d in -1,0,1} a[.., i + d, .., j + d, ..] over the two axes ``axes`` (zero outside)."""
+    import jax.numpy as jnp
+
+    ax1, ax2 = axes
+    n1, n2 = a.shape[ax1], a.shape[ax2]
+    pad = [(0, 0)] * a.ndim
+    pad[ax1], pad[ax2] = (1, 1), (1, 1)
+    p = jnp.pad(a, pad)
+
+    def window(d):
+        idx = [slice(None)] * a.ndim
+        idx[ax1], idx[ax2] = slice(d, d + n1), slice(d, d + n2)
+        return p[tuple(idx)]
+
+    return window(0) + window(1) + window(2)
+
+
+def stencil(a):
+    """S(a) over a pair state (H, W, H, W, P) (pairs last: every shift moves contiguous P-vectors):
+    the 3x3 shifts applied to both positions, as two separable passes, each materialised."""
+    import jax
+
+    return _shift_sum(jax.lax.optimization_barrier(_shift_sum(a, (0, 2))), (1, 3))
+
+
+def relu_map(k, t, ra, rb, sa, sb, diag):
+    """One ReLU layer on a chunk: pre-activation (K, T) (H, W, H, W, P) -> post-activation (Kr, Tr).
+
+    ra, rb (H, W, P): 1 / sqrt(q) of the two images; sa, sb: sqrt(q); diag (H, W, H, W, P) bool: the
+    entries i = j of pairs (x, x), where rho is exactly 1."""
+    import jax.numpy as jnp
+
+    rho = jnp.clip(k * ra[:, :, None, None] * rb[None, None], -1.0, 1.0)
+    rho = jnp.where(diag, 1.0, rho)
+    pi_minus = math.pi - arccos(rho)
+    sq = sa[:, :, None, None] * sb[None, None]
+    kr = (sq * jnp.sqrt((1.0 - rho) * (1.0 + rho)) + pi_minus * k) * (0.5 / math.pi)
+    tr = t * pi_minus * (0.5 / math.pi)
+    return kr, tr
+
+
+def pair_pass(a, b, ra, rb, sa, sb, same, c: float):
+    """All layers for a chunk of pairs: a, b (H, W, P) images; ra, rb, sa, sb (L, H, W, P); same (P,).
+
+    Returns (kgap, ugap), each (L, P): mean over positions of Kr_l and of Kr_l + Tr_l after every layer l."""
+    import jax
+    import jax.numpy as jnp
+
+    H, W, P = a.shape
+    diag = jnp.eye(H * W, dtype=bool).reshape(H, W, H, W, 1) & same
+    kr0 = a[:, :, None, None] * b[None, None]
+
+    def layer(carry, per_layer):
+        kr, u = carry                                   # u = Tr + Kr of the previous layer
+        k = c * stencil(kr)
+        t = c * stencil(u)
+        kr, tr = relu_map(k, t, *per_layer, diag)
+        u = tr + kr
+        kr, u = jax.lax.optimization_barrier((kr, u))
+        return (kr, u), (jnp.mean(kr, axis=(0, 1, 2, 3)), jnp.mean(u, axis=(0, 1, 2, 3)))
+
+    _, (kgap, ugap) = jax.lax.scan(layer, (kr0, kr0), (ra, rb, sa, sb))
+    return kgap, ugap
+
+
+def pair_sharding():
+    """(mesh, sharding of the pair axis at position ``axis``) over all local devices (1-D mesh 'pairs')."""
+    import jax
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    mesh = Mesh(np.array(jax.local_devices()), ("pairs",))
+
+    def along(axis: int, ndim: int):
+        spec = [None] * ndim
+        spec[axis] = "pairs"
+        return NamedSharding(mesh, PartitionSpec(*spec))
+
+    return mesh, along
+
+
+@lru_cache(maxsize=None)
+def compiled_pass(W_std: float, dtype: str, n_devices: int):
+    """The jitted :func:`pair_pass` with the pair axis sharded over ``n_devices`` local devices."""
+    import jax
+
+    _, along = pair_sharding()
+    c = W_std ** 2 / 9.0
+    img, per_layer, flag, out = along(2, 3), along(3, 4), along(0, 1), along(1, 2)
+    return jax.jit(lambda a, b, ra, rb, sa, sb, same: pair_pass(a, b, ra, rb, sa, sb, same, c),
+                   in_shardings=(img, img, per_layer, per_layer, per_layer, per_layer, flag),
+                   out_shardings=(out, out))
+
+
+def pair_indices(n1: int, n2: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of the pairs to compute: all n1 x n2, or a <= b of a set with itself (n2 None)."""
+    if n2 is None:
+        return np.triu_indices(n1)
+    rows, cols = np.meshgrid(np.arange(n1), np.arange(n2), indexing="ij")
+    return rows.reshape(-1), cols.reshape(-1)
+
+
+def _per_layer(q: np.ndarray, idx: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """(1 / sqrt(q), sqrt(q)) of images ``idx``: q (n, L, H, W) -> two (L, H, W, P) arrays of ``dtype``."""
+    qi = np.moveaxis(q[idx], 0, -1)
+    return (1.0 / np.sqrt(qi)).astype(dtype), np.sqrt(qi).astype(dtype)
+
+
+def gap_kernels(x1: np.ndarray, x2: np.ndarray | None, n_layers: int, W_std: float, dtype: str = "float64",
+                chunk: int = 64, progress=None) -> tuple[np.ndarray, np.ndarray]:
+    """(kgap, ugap), each (n_layers, n1, n2) float64: mean over positions of Kr_l and of Kr_l + Tr_l, every layer.
+
+    x1 (n1, H, W), x2 (n2, H, W) or None (x1 with itself: pairs a <= b computed, mirrored). Pairs are
+    streamed ``chunk`` at a time (rounded up to a multiple of the local device count), at most two chunks
+    in flight; ``progress(done_pairs)`` is called after each chunk. Must run inside ``nt_backend.float64()``
+    (float64 arrays), also for dtype float32 (the float32 kernel is returned in float64)."""
+    import jax
+
+    same = x2 is None
+    a_img = np.asarray(x1, np.float64)
+    b_img = a_img if same else np.asarray(x2, np.float64)
+    qa = variances(a_img, n_layers, W_std)
+    qb = qa if same else variances(b_img, n_layers, W_std)
+    rows, cols = pair_indices(len(a_img), None if same else len(b_img))
+    n_dev = len(jax.local_devices())
+    chunk = int(math.ceil(max(1, min(chunk, len(rows))) / n_dev) * n_dev)
+    fn = compiled_pass(float(W_std), dtype, n_dev)
+    kgap = np.empty((n_layers, len(a_img), len(b_img)))
+    ugap = np.empty_like(kgap)
+
+    def launch(lo):
+        i, j = rows[lo:lo + chunk], cols[lo:lo + chunk]
+        pad = chunk - len(i)
+        i, j = np.concatenate([i, np.repeat(i[:1], pad)]), np.concatenate([j, np.repeat(j[:1], pad)])
+        ra, sa = _per_layer(qa, i, dtype)
+        rb, sb = _per_layer(qb, j, dtype)
+        flags = (i == j) if same else np.zeros(len(i), bool)
+        return lo, fn(np.moveaxis(a_img[i], 0, -1).astype(dtype), np.moveaxis(b_img[j], 0, -1).astype(dtype),
+                      ra, rb, sa, sb, flags)
+
+    def collect(job):
+        lo, (kg, ug) = job
+        i, j = rows[lo:lo + chunk], cols[lo:lo + chunk]
+        kg, ug = np.asarray(kg, np.float64)[:, :len(i)], np.asarray(ug, np.float64)[:, :len(i)]
+        kgap[:, i, j], ugap[:, i, j] = kg, ug
+        if same:
+            kgap[:, j, i], ugap[:, j, i] = kg, ug
+        if progress is not None:
+            progress(lo + len(i))
+
+    pending = None
+    for lo in range(0, len(rows), chunk):
+        job = launch(lo)
+        if pending is not None:
+            collect(pending)
+        pending = job
+    if pending is not None:
+        collect(pending)
+    return kgap, ugap
+
+
+def readout(kgap: np.ndarray, ugap: np.ndarray, depths, readout_W_std: float) -> dict:
+    """{depth: (Theta, K)} from the per-layer GAP means: K = W_r^2 kgap, Theta = W_r^2 ugap (= W_r^2 (kgap + tgap))."""
+    w2 = readout_W_std ** 2
+    return {int(d): (w2 * ugap[d - 1], w2 * kgap[d - 1]) for d in depths}
