@@ -386,26 +386,40 @@ def figure_depth(depth: Loaded, kernel: Loaded):
 
 
 def figure_width(widths: list[Loaded]):
-    """Relative error of trained networks vs closed forms, per method and width (log-log)."""
+    """Relative error of trained networks vs closed forms, per method and width (log-log): one panel per
+    width sweep, at most three per row (readable at page width), one legend for all under the panels."""
     plt = _plt()
     ok = [w for w in widths if w.data]
-    fig, axes = plt.subplots(1, max(1, len(ok)), figsize=(5.5 * max(1, len(ok)), 4.2), squeeze=False)
-    for ax, w in zip(axes[0], ok):
+    ncols = min(3, max(1, len(ok)))
+    nrows = max(1, math.ceil(len(ok) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows + 0.8), squeeze=False,
+                             layout="constrained")
+    colors = {m: f"C{i}" for i, m in enumerate(sorted({m for w in ok for m in w.data["table"]["method"]}))}
+    for ax, w in zip(axes.flat, ok):
         t = w.data["table"]
         for m, g in t.groupby("method", sort=True):
-            ax.errorbar(g["width"], g["rel_error"], yerr=g["rel_error_ci95"], marker="o", ms=3, capsize=2, label=m)
+            ax.errorbar(g["width"], g["rel_error"], yerr=np.minimum(g["rel_error_ci95"], 0.95 * g["rel_error"]),
+                        marker="o", ms=3, capsize=2, label=m, color=colors[m])
         ws = np.array(sorted(t["width"].unique()), float)
         ref = t[t["width"] == ws.min()]["rel_error"].mean()
         ax.plot(ws, ref * (ws / ws.min()) ** -0.5, "k:", label="slope -1/2")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
-        ax.set_xlabel("width")
-        ax.set_ylabel(r"$\|F_{net}-F_{closed}\|/\|F_{closed}\|$ (mean +- 95% CI over seeds)")
-        ax.set_title(f"width sweep: {Path(w.path).name}, depth {w.data['config'].get('net', {}).get('depth', '?')}",
-                     fontsize=9)
+        ax.set_xlabel("width", fontsize=9)
+        ax.set_ylabel(r"$\|F_{net}-F_{closed}\|/\|F_{closed}\|$", fontsize=9)
+        ax.set_title(f"{Path(w.path).name}: depth {w.data['config'].get('net', {}).get('depth', '?')}", fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=6)
-    fig.tight_layout()
+    for ax in list(axes.flat)[len(ok):]:
+        ax.set_visible(False)
+    handles = {}
+    for ax in axes.flat:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=len(handles), fontsize=9,
+                   frameon=False)
+    fig.suptitle("Finite networks trained by gradient descent vs their closed forms (mean +- 95% t-interval "
+                 "over seeds)", fontsize=10)
     return fig
 
 
