@@ -5,8 +5,8 @@
 Looks for NAME (omniglot, cifarfs, fc100, miniimagenet, tieredimagenet) in DIR in every format
 the loaders accept (see docs/benchmarks.md), prints what was found: the file format,
 classes and images per split, image shape and images per class, and saves a PNG grid of
-sample images (one row per split, one image per class) so you can see the data is right,
-plus a JSON summary beside the PNG. A split that cannot be read gets a one-line reason.
+sample images (one row per split: --per-row classes drawn at random, one random image of each)
+so you can see the data is right, plus a JSON summary beside the PNG. A split that cannot be read gets a one-line reason.
 With --download, files with a public source (Omniglot zips, the CIFAR-100 archive) are
 fetched first (resumable, checksum-verified); without a network the error says which file to
 put where.
@@ -167,7 +167,9 @@ def run(args) -> int:
             "source": src, "first_classes": list(sp.class_names[:5])}
     out = Path(args.out) if args.out else Path("figures") / f"data_{dataset}.png"
     fig = _grid(splits, int(args.per_row), int(args.seed),
-                f"{dataset}: one random image per class, seed {args.seed}")
+                f"{dataset}: per split (row), {int(args.per_row)} classes drawn at random (all if fewer; "
+                f"of {', '.join(f'{s} {sp.num_classes}' for s, sp in splits.items() if sp is not None)}), "
+                f"one random image of each; seed {args.seed}")
     save_figure(out, fig)
     import matplotlib.pyplot as plt
     plt.close(fig)
