@@ -1,0 +1,163 @@
+"""The depth law of docs/theory.md section 8, checked on every draw: ntk_bridge.depth_law against the exact predictors.
+
+Every test runs every draw of DRAWS (five) for two numbers of training tasks N (4 and 10); no draw,
+depth or tolerance is chosen because it passes. The law predicts the *constant* parts of the
+predictors (the two-level form K ~ q J, Theta ~ D [rho J + (1 - rho) I]) and the exponent in L of
+the *informative* part (what still depends on the inputs). Tolerances follow from what the law
+neglects:
+
+- a constant predicted by the two-level form misses only the informative part's own mean. The
+  informative part is measured as the zero-mean remainder of the same difference (the components
+  the constant cannot carry); its mean is bounded by its RMS (the neglected term projects on the
+  constant direction no more than it varies around it), so |measured - predicted| <= RMS(remainder).
+  That remainder falls like L^-1 (L^-1/2 with biases), so the check tightens with depth;
+- an exponent measured between L and 4L differs from the asymptotic one by the next order's
+  relative change: O(1/L) without biases, O(L^-1/2) and O(2 / (L b^2)) with biases; at L = 1024
+  these shift a slope by well under 0.1, the tolerance used.
+"""
+
+import math
+from dataclasses import replace
+from functools import lru_cache
+
+import numpy as np
+import pytest
+
+from ntk_bridge import depth_law, regime_map
+from ntk_bridge.kernels import depth_sweep
+from ntk_bridge.nt_backend import float64
+from ntk_bridge.predictors import PredictorConfig
+from ntk_bridge.tasks import FamilyConfig, make_tasks
+
+DRAWS = range(5)
+TASK_COUNTS = (4, 10)
+DEPTHS = (1024, 4096)
+NETS = {v.name: v.spec for v in regime_map.NETS}
+INNERS = {v.name: v.inner for v in regime_map.INNERS}
+
+
+@lru_cache(maxsize=None)
+def _draw(net: str, n_train: int, draw: int, depths=DEPTHS):
+    """(tasks, {depth: Kernels}) of one draw: n_train training tasks, 5 test tasks, n_q = n_s = 5, d = 16."""
+    tasks = make_tasks(FamilyConfig(n_train_tasks=n_train, n_test_tasks=5), draw)
+    with float64():
+        grams = depth_sweep(replace(NETS[net], depth=max(depths)), tasks.points, depths=list(depths))
+    return tasks, grams
+
+
+def _config(inner: str, outer_time: float = math.inf) -> PredictorConfig:
+    return PredictorConfig(inner=INNERS[inner], outer_time=outer_time, outer_ridge=1e-6, outer_scale="diag")
+
+
+def _law_and_measured(net, n_train, draw, depth, config, depths=DEPTHS):
+    tasks, grams = _draw(net, n_train, draw, depths)
+    spec = NETS[net]
+    with float64():
+        return (depth_law.predict_draw(tasks, grams[depth], config, depth, spec.activation, spec.b_std),
+                depth_law.measure_draw(tasks, grams[depth], config), tasks.test_q.size)
+
+
+def _every_draw():
+    return [(n, d) for n in TASK_COUNTS for d in DRAWS]
+
+
+# ----------------------------------------------------------------------------- the constants
+
+@pytest.mark.parametrize("net", ["relu-b0", "relu-b0.5", "erf-critical"])
+@pytest.mark.parametrize("inner, outer", [("depth-norm", math.inf), ("ridge", math.inf), ("fixed", 10.0)])
+def test_constant_parts_of_mtl_b_and_anil_are_the_derived_ones_on_every_draw(net, inner, outer):
+    """mean(F_MTL-B - F_ANIL) = c_B - c_A and mean(F_ANIL - F_head-only) = c_A, within the informative
+    remainder's RMS (module docstring), at L = 1024 and 4096, every draw, N = 4 and 10. c_A is ANIL's own
+    constant (order r_1^2 N n_q m_r / 6): the first form of section 8 left it out."""
+    for n_train, draw in _every_draw():
+        for depth in DEPTHS:
+            law, got, n = _law_and_measured(net, n_train, draw, depth, _config(inner, outer))
+            where = f"{net} {inner} t={outer} N={n_train} draw {draw} L={depth}"
+            assert abs(got.mean_b_anil - (law.c_b - law.c_a)) <= got.rest_b_anil / math.sqrt(n), where
+            assert abs(got.mean_anil_head - law.c_a) <= got.rest_a_anil / math.sqrt(n), where
+            assert got.norm_anil == pytest.approx(law.norm_anil, rel=got.rest_a_anil / got.norm_anil + 0.01), where
+
+
+def test_anils_constant_is_what_stops_mtl_a_and_anil_meeting_for_critical_erf():
+    """Critical Erf, lam tau = 1: r_1 ~ 0.1 and c_A is not negligible. Where the law says the floor |c_A|
+    exceeds the informative part at L = 4096 (decided by the law's own numbers, per draw),
+    d_rel(MTL-A, ANIL) there is within the informative RMS of the floor and far above the c / L
+    extrapolation d_rel(1024) / 4 of the first form of section 8."""
+    seen = 0
+    for n_train, draw in _every_draw():
+        law, got, n = _law_and_measured("erf-critical", n_train, draw, 4096, _config("fixed"))
+        _, shallow, _ = _law_and_measured("erf-critical", n_train, draw, 1024, _config("fixed"))
+        informative = got.rest_a_anil / got.norm_anil
+        if law.plateau_a_anil < 2 * informative:
+            continue
+        seen += 1
+        assert abs(got.d_rel_a_anil - law.plateau_a_anil) <= 2 * informative, (n_train, draw)
+        assert got.d_rel_a_anil > 1.5 * shallow.d_rel_a_anil / 4, (n_train, draw)
+    assert seen >= 3      # the regime exists on most draws (the law's own count, not a chosen draw)
+
+
+# ----------------------------------------------------------------------------- the informative part
+
+def _slope(net, n_train, draw, config, field):
+    lo, hi = (getattr(_law_and_measured(net, n_train, draw, d, config)[1], field) for d in DEPTHS)
+    return math.log(hi / lo) / math.log(DEPTHS[1] / DEPTHS[0])
+
+
+@pytest.mark.parametrize("net", ["relu-b0", "relu-b0.5", "erf-critical"])
+def test_informative_part_falls_with_the_derived_exponent_on_every_draw(net):
+    """The zero-mean remainders of F_MTL-B - F_ANIL and F_head-only - F_ANIL fall like L^-1 (ReLU without
+    biases, critical Erf) or L^-1/2 (ReLU with b = 0.5, L >> 2 / b^2 = 8) between L = 1024 and 4096,
+    within 0.1 on every draw (module docstring)."""
+    spec = NETS[net]
+    exponent = depth_law.informative_exponent(spec.activation, spec.b_std)
+    for n_train, draw in _every_draw():
+        for field in ("rest_b_anil", "rest_a_anil"):
+            assert _slope(net, n_train, draw, _config("depth-norm"), field) == pytest.approx(exponent, abs=0.1), \
+                (net, n_train, draw, field)
+
+
+def test_the_bias_free_exponent_does_not_hold_with_biases():
+    """Where the derivation says L^-1 breaks (biases, L >> 2 / b^2) it does: with b = 0.5 every draw's
+    slope is at least 0.35 away from -1, and without biases at least 0.35 away from -1/2."""
+    for n_train, draw in _every_draw():
+        for field in ("rest_b_anil", "rest_a_anil"):
+            assert _slope("relu-b0.5", n_train, draw, _config("depth-norm"), field) > -1 + 0.35
+            assert _slope("relu-b0", n_train, draw, _config("depth-norm"), field) < -0.5 - 0.35
+
+
+# ----------------------------------------------------------------------------- MAML at depth
+
+@pytest.mark.parametrize("net", ["relu-b0", "erf-critical"])
+@pytest.mark.parametrize("inner, outer", [("depth-norm", math.inf), ("tau-inf", math.inf), ("depth-norm", 1.0)])
+def test_maml_deep_prediction_and_its_distance_to_mtl_b_on_every_draw(net, inner, outer):
+    """F_MAML ~ alpha_M m'_j + c_M per test task j, and d_rel(MTL-B, MAML) -> the per-task-constant value,
+    within the parts that vary inside a test task (which a per-task constant cannot carry; module
+    docstring), every draw, N = 4 and 10, L = 4096."""
+    for n_train, draw in _every_draw():
+        law, got, n = _law_and_measured(net, n_train, draw, 4096, _config(inner, outer))
+        where = f"{net} {inner} t={outer} N={n_train} draw {draw}"
+        assert abs(got.maml_mean - law.maml_mean) <= got.rest_maml / math.sqrt(n), where
+        scale = np.sqrt(n) * abs(law.maml_mean)
+        assert abs(got.d_rel_b_maml - law.d_rel_b_maml) <= 2 * got.rest_b_maml / scale + 1e-3, where
+
+
+def test_maml_training_weight_depends_on_n_and_is_not_the_n_to_infinity_form():
+    """tau = inf, bias-free ReLU (rho = 1/4, n_s = n_q = 5): alpha_M = n_s / (n_s + 3) = 5/8, and the weight of
+    m_q - alpha_M m_s is w = rho r_M^2 N n_q / phi_M: 0.628 at N = 10, 0.403 at N = 4, -> 1 as N -> inf
+    (the "(5/8) support + (3/8) training mean" form). The measured F_MAML follows w, not 1, on every draw."""
+    assert depth_law.maml_training_weight(make_tasks(FamilyConfig(n_train_tasks=10), 0), 5 / 8, 0.25) == \
+        pytest.approx(0.25 * 0.375 ** 2 * 50 / (0.75 * (1 + 0.390625) + 0.25 * 0.375 ** 2 * 50), rel=1e-12)
+    for n_train, draw in _every_draw():
+        tasks, grams = _draw("relu-b0", n_train, draw)
+        config = _config("tau-inf")
+        with float64():
+            law = depth_law.predict_draw(tasks, grams[4096], config, 4096)
+            got = depth_law.measure_draw(tasks, grams[4096], config)
+        assert law.alpha_m == pytest.approx(5 / 8, abs=2e-3)
+        m_q = np.concatenate([t.y_query for t in tasks.train]).mean()
+        m_s = np.concatenate([t.y_support for t in tasks.train]).mean()
+        m_test = tasks.test_y_support().mean()
+        limit = law.alpha_m * m_test + (m_q - law.alpha_m * m_s)        # w = 1
+        tol = got.rest_maml / math.sqrt(tasks.test_q.size)
+        assert abs(got.maml_mean - law.maml_mean) <= tol
+        assert abs(got.maml_mean - limit) > 10 * tol, (n_train, draw)
