@@ -343,6 +343,23 @@ def width_slopes(frame: pd.DataFrame, metric: str, keys: list[str]) -> pd.DataFr
     return pd.DataFrame(out)
 
 
+def depth_slopes(pairs: pd.DataFrame, metric: str = "d_tr") -> pd.DataFrame:
+    """Per (param, pair), at the widest width trained at every depth: the log-log slope of
+    ``metric`` vs depth, one fit per seed, mean +- t 95% (``width`` says which width)."""
+    out = []
+    for (param, pair), g in pairs.groupby(["param", "pair"], sort=True):
+        common = set.intersection(*(set(h["width"]) for _, h in g.groupby("depth")))
+        if not common or g["depth"].nunique() < 2:
+            continue
+        w = max(common)
+        g = g[g["width"] == w]
+        slopes = [fit_loglog(s["depth"], s[metric])[0] for _, s in g.groupby("seed")
+                  if np.isfinite(s[metric]).sum() >= 2]
+        m, h, n = _ci(slopes)
+        out.append(dict(param=param, pair=pair, metric=f"{metric} vs depth", width=w, slope=m, slope_ci95=h, seeds=n))
+    return pd.DataFrame(out)
+
+
 @dataclass(frozen=True)
 class Verdict:
     """One (param, depth, pair) at its widest width: do MTL-B and the GBML method meet while

@@ -173,6 +173,7 @@ def _slopes(frame, pairs):
 
     parts = [fm.width_slopes(pairs, m, ["param", "depth", "pair"]) for m in ("d_tr", "d_rel")]
     parts += [fm.width_slopes(frame[frame["method"] != "head-only"], "delta_width", ["param", "depth", "method"])]
+    parts += [fm.depth_slopes(pairs, m) for m in ("d_tr", "d_rel")]
     return pd.concat(parts, ignore_index=True)
 
 
@@ -194,4 +195,10 @@ def _print(title, mt, pt, slopes, vs, args) -> None:
           "gains of MTL-B / the GBML method; d_tr slope vs width: per-seed log-log fits):")
     for v in vs:
         print("  " + v.line())
+    depth = slopes[slopes["metric"].str.endswith("vs depth")]
+    if len(depth):
+        print("\nslope vs depth at the widest width common to all depths (per-seed log-log fits, mean +- 95% t):")
+        for r in depth.itertuples():
+            print(f"  {r.param:4s} {r.pair:14s} {r.metric:14s} width {int(r.width)}: {r.slope:+.3f} +- {r.slope_ci95:.3f}")
+    print("random baseline of alignment and overlap: rank / d")
     print(f"\n-> {args.out}/rows.csv, pairs.csv, verdicts.csv; figure {args.figure}")
