@@ -202,20 +202,21 @@ def load_encoder(run_dir, train_split, test_split, option: str = "--encoder") ->
     require(folder.is_dir(), f"{option} run folder {folder} does not exist; train one with `ntk-bridge train "
                              f"--dataset omniglot --run-dir {folder}` or give {option} the folder it wrote")
     config = load_run_config(folder)
-    data = load_data(config, splits=("train", "test"))
+    held = test_split.name.rsplit("/", 1)[-1] if test_split.name.rsplit("/", 1)[-1] in ("val", "test") else "test"
+    data = load_data(config, splits=("train", held))      # the kernel run's evaluation split: test or val
     require(_same_classes(data.train, train_split),
             f"{option} run folder {folder} was trained on other classes ({config.dataset}, "
             f"{data.train.num_classes} classes) than the kernel run's training split "
             f"({train_split.num_classes} classes); train it on the same data set and split")
-    require(_same_classes(data.test, test_split),
-            f"{option} run folder {folder} has a different test split than the kernel run; use the same data set")
+    require(_same_classes(getattr(data, held), test_split),
+            f"{option} run folder {folder} has a different {held} split than the kernel run; use the same data set")
     _, _, state, _ = init_state(config, data)
     try:
         state = restore_for_eval(folder, state, "best")
     except BridgeError as err:
         raise BridgeError(f"{option} run folder {folder}: {err}") from None
     train = extract_features(state, data.train.images, data.mean, data.std)
-    test = extract_features(state, data.test.images, data.mean, data.std)
+    test = extract_features(state, getattr(data, held).images, data.mean, data.std)
     bank = state.params.get("head") if config.algorithm == "mtl" else None     # MTL: (C, D) head bank
     head = np.asarray(bank, np.float64) if hasattr(bank, "shape") else None
     return Encoder(train.astype(np.float64), test.astype(np.float64), head, str(folder), config.algorithm, config)

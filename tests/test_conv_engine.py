@@ -196,3 +196,31 @@ def test_cache_is_invalidated_by_one_changed_pixel(tmp_path):
     f32(x1, x2)
     assert f32.stats.misses == 1 and "dtype" not in spec.network()
     assert len(list(tmp_path.glob("*.npz"))) == 4
+
+
+# ----------------------------------------------------------------------------- the prepared GPU script
+
+@pytest.mark.slow
+def test_gpu_script_dry_run_on_cpu_fills_the_cache_that_kernel_fewshot_reads(tmp_path, capsys):
+    import pandas as pd
+    from helpers.omniglot_zips import omniglot_root
+
+    from ntk_bridge.cli import main
+
+    flags = ["--root", str(omniglot_root(tmp_path)), "--shots", "1", "--train-episodes", "2", "--test-episodes", "3",
+             "--depths", "1", "--conv-depths", "1,2", "--conv-image-size", "4", "--conv-train-episodes", "2",
+             "--conv-test-episodes", "2", "--group-rows", "60", "--tile-rows", "25", "--conv-tile", "16",
+             "--conv-cache", str(tmp_path / "cache"), "--labels", "random-slots", "--quiet"]
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "JAX_PLATFORMS": "cpu"}
+    res = subprocess.run([sys.executable, str(REPO / "experiments" / "gpu_conv_kernels.py"), *flags], env=env,
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    report = json.loads((tmp_path / "out" / "gpu_conv_kernels.json").read_text())
+    assert report["device"].startswith("cpu") and report["entries_computed"] > 0 and report["cache_hits"] == 0
+    assert report["entries_per_s_all_depths"] > 0 and report["jax"]
+    out = tmp_path / "kf"
+    assert main(["kernel-fewshot", *flags, "--out", str(out), "--figure", str(tmp_path / "kf.png"),
+                 "--synthetic", "none"]) == 0
+    timing = pd.read_csv(out / "timing.csv").set_index("kernel")
+    assert timing.loc["conv", "kernel_entries_computed"] == 0
+    assert timing.loc["conv", "cache_hits"] == report["cache_misses"]
