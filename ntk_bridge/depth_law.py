@@ -291,3 +291,79 @@ def mtl_anil_plateau(tasks: TaskSet, r_1: float, f_anil: np.ndarray) -> float:
     return float(r_1 * kappa * abs(u.mean()) * math.sqrt(f_anil.size) / np.linalg.norm(f_anil))
 
 
+
+
+# ----------------------------------------------------------------------------- one cell of the map, predicted vs measured
+
+# (quantity, Law field or callable, Measured field); "informative" rows are predicted from the previous depth
+COMPARED = (
+    ("mean(F_MTL-B - F_ANIL) = c_B - c_A", lambda w: w.c_b - w.c_a, "mean_b_anil"),
+    ("mean(F_ANIL - F_head-only) = c_A", lambda w: w.c_a, "mean_anil_head"),
+    ("d_rel(MTL-B, ANIL): floor", lambda w: w.plateau_b_anil, "d_rel_b_anil"),
+    ("d_rel(MTL-A, ANIL): floor", lambda w: w.plateau_a_anil, "d_rel_a_anil"),
+    ("d_rel(MTL-B, MAML)", lambda w: w.d_rel_b_maml, "d_rel_b_maml"),
+    ("mean F_MAML = alpha_M m' + c_M", lambda w: w.maml_mean, "maml_mean"),
+)
+INFORMATIVE = (("informative part of d_rel(MTL-B, ANIL)", "rest_b_anil"),
+               ("informative part of d_rel(MTL-A, ANIL)", "rest_a_anil"))
+
+
+def cell_rows(tasks: TaskSet, grams: dict, config: PredictorConfig, activation: str, b_std: float,
+              draw: int) -> list[dict]:
+    """Rows (depth, draw, quantity, predicted, measured) for one draw of one cell.
+
+    The informative parts (zero-mean remainders over ||F_ANIL||) are predicted from the previous
+    depth of the list times (L / L_prev)^exponent (NaN at the first depth); the full d_rel is then
+    predicted in quadrature, sqrt(floor^2 + informative^2), and, for contrast, as the linear sum
+    floor + informative of the first form of section 8.
+    """
+    rows, prev = [], None
+    for depth in sorted(grams):
+        law = predict_draw(tasks, grams[depth], config, depth, activation, b_std)
+        got = measure_draw(tasks, grams[depth], config)
+        base = dict(depth=depth, draw=draw, r_1=law.shape.r_1, rho=law.shape.rho)
+        rows += [dict(base, quantity=q, predicted=float(f(law)), measured=float(getattr(got, m))) for q, f, m in COMPARED]
+        floors = {"rest_b_anil": (law.plateau_b_anil, got.d_rel_b_anil, "d_rel(MTL-B, ANIL)"),
+                  "rest_a_anil": (law.plateau_a_anil, got.d_rel_a_anil, "d_rel(MTL-A, ANIL)")}
+        for q, m in INFORMATIVE:
+            pred = math.nan if prev is None else prev[1][m] * (depth / prev[0]) ** law.exponent
+            rows.append(dict(base, quantity=q, predicted=pred, measured=getattr(got, m) / got.norm_anil))
+            floor, d, name = floors[m]
+            rows.append(dict(base, quantity=f"{name} = sqrt(floor^2 + informative^2)",
+                             predicted=math.hypot(floor, pred), measured=d))
+            rows.append(dict(base, quantity=f"{name} = floor + informative (linear)", predicted=floor + pred, measured=d))
+        prev = (depth, {m: getattr(got, m) / got.norm_anil for _, m in INFORMATIVE})
+    return rows
+
+
+def compare_cell(study, progress: bool = False):
+    """Predicted beside measured for every draw and depth of one depth study (a regime-map cell):
+    a DataFrame with columns depth, draw, quantity, predicted, measured, r_1, rho."""
+    import pandas as pd
+    from tqdm import tqdm
+
+    from ntk_bridge.kernels import depth_sweep
+    from ntk_bridge.nt_backend import float64
+    from ntk_bridge.tasks import make_tasks
+
+    rows = []
+    for draw in tqdm(range(study.draws), desc="law vs measured", disable=not progress, unit="draw"):
+        tasks = make_tasks(study.family, study.seed + draw)
+        with float64():
+            grams = depth_sweep(study.net, tasks.points, depths=study.depths)
+            rows += cell_rows(tasks, grams, study.predictor, study.net.activation, study.net.b_std, draw)
+    return pd.DataFrame(rows)
+
+
+def summarize_comparison(frame):
+    """Per depth x quantity: predicted and measured mean and sd over draws, and the largest per-draw
+    |measured - predicted| relative to |measured| (max_rel_gap)."""
+    import pandas as pd
+
+    out = []
+    for (depth, q), g in frame.groupby(["depth", "quantity"], sort=False):
+        gap = (g["measured"] - g["predicted"]).abs() / g["measured"].abs().clip(lower=1e-300)
+        out.append(dict(depth=depth, quantity=q, predicted=g["predicted"].mean(), predicted_sd=g["predicted"].std(ddof=1),
+                        measured=g["measured"].mean(), measured_sd=g["measured"].std(ddof=1),
+                        max_rel_gap=gap.max(skipna=False), draws=len(g)))
+    return pd.DataFrame(out)

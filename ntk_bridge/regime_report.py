@@ -99,33 +99,63 @@ def _grid(summary: pd.DataFrame, column: str, pair: str) -> tuple[np.ndarray, li
     return m, rows, [f"t={t:g}" for t in cols]
 
 
+def _text_colour(rgba) -> str:
+    """Black on light cells, white on dark ones (relative luminance of the cell's colour below 0.45)."""
+    r, g, b = rgba[:3]
+    return "white" if 0.2126 * r + 0.7152 * g + 0.0722 * b < 0.45 else "black"
+
+
 def _heatmap(ax, m, rows, cols, title, show_rows: bool, lim: float):
-    ax.imshow(m, cmap="RdBu_r" if title.startswith("deep rate") else "RdBu", vmin=-lim, vmax=lim, aspect="auto")
+    """One panel; returns the image (for the colour bar). Cell text is contrast-aware."""
+    im = ax.imshow(m, cmap="RdBu_r" if title.startswith("deep rate") else "RdBu", vmin=-lim, vmax=lim, aspect="auto")
     for (i, j), v in np.ndenumerate(m):
-        ax.text(j, i, "fail" if not np.isfinite(v) else f"{v:+.2f}", ha="center", va="center", fontsize=7)
+        colour = _text_colour(im.cmap(im.norm(v))) if np.isfinite(v) else "black"
+        ax.text(j, i, "fail" if not np.isfinite(v) else f"{v:+.2f}", ha="center", va="center", fontsize=7.5,
+                color=colour)
     ax.set_xticks(range(len(cols)), cols, fontsize=8)
     ax.set_yticks(range(len(rows)), rows if show_rows else [""] * len(rows), fontsize=8)
-    ax.set_title("\n".join(textwrap.wrap(title, 30)), fontsize=9)
+    ax.set_title("\n".join(textwrap.wrap(title, 38)), fontsize=9)
+    return im
+
+
+ROW_LABELS = ("deep rate (log-log slope vs L; < 0 shrinks, blue)", "gain over head-only (> 0 better, blue)")
 
 
 def plot(summary: pd.DataFrame, title: str):
-    """Eight heatmaps (rows: network / inner loop, columns: outer time): deep rates and gains."""
+    """Eight heatmaps (rows: network / inner loop, columns: outer time): deep rates and gains, with
+    one colour bar per row of panels (the rates share one scale, the gains another)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 4, figsize=(17, 11))
+    fig, axes = plt.subplots(2, 4, figsize=(17, 11), layout="constrained")
     grids = [_grid(summary, column, pair) for column, pair, _ in PANELS]
     lims = {}                                   # one colour scale for the rate panels, one for the gains
     for (column, _, _), (m, _, _) in zip(PANELS, grids):
         kind = column.split("_")[0]
         finite = np.abs(m[np.isfinite(m)])
         lims[kind] = max(lims.get(kind, 1e-12), float(finite.max()) if finite.size else 1.0)
+    images = []
     for k, (ax, (column, _, name), (m, rows, cols)) in enumerate(zip(axes.flat, PANELS, grids)):
-        _heatmap(ax, m, rows, cols, name, show_rows=k % 4 == 0, lim=lims[column.split("_")[0]])
+        images.append(_heatmap(ax, m, rows, cols, name, show_rows=k % 4 == 0, lim=lims[column.split("_")[0]]))
+    for row, label in enumerate(ROW_LABELS):
+        fig.colorbar(images[4 * row], ax=axes[row, :], shrink=0.9, pad=0.01, aspect=30).set_label(label, fontsize=9)
     fig.suptitle("\n".join(textwrap.wrap(
         f"Regime map of MTL vs GBML kernel predictors: {title}. Rates: slope of log mean distance vs log L "
         "(blue: shrinks). Gains: err(head-only) - err(method) (blue: better than head-only).", 150)), fontsize=10)
-    fig.tight_layout()
     return fig
+
+
+def print_law_comparison(table: pd.DataFrame, heading: str) -> None:
+    """The depth law (docs/theory.md 8) beside the exact predictors for one cell: one block per depth,
+    predicted and measured mean (sd) over draws and the largest per-draw relative gap."""
+    print(f"\nDepth law vs measured: {heading}")
+    print("predicted: ntk_bridge.depth_law (nothing fitted; a 'floor' is the constant part, the informative part "
+          "adds to it in quadrature); mean (sd) over draws; gap = max over draws of |measured - predicted| / |measured|")
+    for depth, g in table.groupby("depth", sort=True):
+        print(f"\n  L = {depth}")
+        for r in g.itertuples():
+            pred = "n/a (first depth)" if not np.isfinite(r.predicted) else f"{r.predicted:+.4g} ({r.predicted_sd:.2g})"
+            print(f"    {r.quantity:42s} predicted {pred:22s} measured {r.measured:+.4g} ({r.measured_sd:.2g})"
+                  f"   gap {r.max_rel_gap:.2g}")

@@ -161,3 +161,56 @@ def test_maml_training_weight_depends_on_n_and_is_not_the_n_to_infinity_form():
         tol = got.rest_maml / math.sqrt(tasks.test_q.size)
         assert abs(got.maml_mean - law.maml_mean) <= tol
         assert abs(got.maml_mean - limit) > 10 * tol, (n_train, draw)
+
+
+# ----------------------------------------------------------------------------- the width that depth needs
+
+def _synthetic_errors(c=2.0, seeds=4, depths=(1, 2, 4, 8), widths=(64, 256, 1024), noise=0.05):
+    """e = c (w / L)^-1/2 times a per-seed, per-row log-normal factor (seeded)."""
+    rng = np.random.default_rng(0)
+    rows = [dict(depth=L, width=w, seed=s, method=m, rel_error=c * (w / L) ** -0.5 * math.exp(noise * rng.standard_normal()))
+            for s in range(seeds) for L in depths for w in widths for m in ("mtl-b", "anil")]
+    import pandas as pd
+    return pd.DataFrame(rows)
+
+
+def test_joint_fit_recovers_the_width_over_depth_law_and_the_width_it_implies():
+    """Synthetic errors c (w/L)^-1/2 with 5% log noise: a per-seed slope has standard error about
+    0.05 / (sd(log w) sqrt(24 rows)) = 0.01, so the fitted a and b are -1/2 and +1/2 within 0.05 (5 standard
+    errors) and c within 5%; w*(L) = L (4 c / d)^2 (e = d / 4 there, by construction)."""
+    from ntk_bridge.finite import width_law
+
+    fits = width_law.joint_fit(_synthetic_errors(), min_ratio=1.0)
+    assert list(fits["method"]) == ["mtl-b", "anil"]
+    for r in fits.itertuples():
+        assert abs(r.a_width + 0.5) <= 0.05 and abs(r.b_depth - 0.5) <= 0.05
+        assert r.c == pytest.approx(2.0, rel=0.05) and r.seeds == 4 and r.c_lo < r.c < r.c_hi
+    w = width_law.required_width([8, 64], [0.2, 0.05], c=2.0)
+    np.testing.assert_allclose(w, [8 * 40.0 ** 2, 64 * 160.0 ** 2])
+    np.testing.assert_allclose(2.0 * (w / np.array([8, 64])) ** -0.5, [0.2 / 4, 0.05 / 4])
+    # a width exponent that is not -1/2 is seen as such (the fit can fail the hypothesis)
+    bad = _synthetic_errors()
+    bad["rel_error"] *= (bad["width"] / 64.0) ** -0.5            # e ~ w^-1
+    r = width_law.joint_fit(bad, min_ratio=1.0).iloc[0]
+    assert abs(r.a_width + 1.0) <= 0.05 and abs(r.a_width + 0.5) > 5 * r.a_ci95
+
+
+def test_sweeps_of_one_depth_are_merged_and_a_repeated_network_is_refused():
+    """depth8/ (widths 64-256) and depth8_wide/w0512_s0/ ... are one depth in the combined table."""
+    from ntk_bridge.errors import BridgeError
+    from ntk_bridge.finite import at_depth
+    from ntk_bridge.finite.sweep import WidthSweepConfig
+    from ntk_bridge.kernels import NetSpec
+
+    e = _synthetic_errors(depths=(8,))
+    cfg = WidthSweepConfig(net=NetSpec(depth=8)).as_dict()
+    narrow, wide = e[e["width"] < 1024], e[e["width"] == 1024]
+    parts = [at_depth.Sweep(None, 8, cfg, narrow, narrow.iloc[:0], True, 2.0),
+             at_depth.Sweep(None, 8, cfg, wide, wide.iloc[:0], False, 3.0)]
+    (one,) = at_depth.merge(parts)
+    assert len(one.errors) == len(e) and one.folders == 2 and not one.complete and one.seconds == 5.0
+    with pytest.raises(BridgeError, match="appears in two folders"):
+        at_depth.merge(parts + [parts[1]])
+    other = dict(cfg, inner_step=0.1)
+    with pytest.raises(BridgeError, match="differ in inner_step"):
+        at_depth.merge([parts[0], at_depth.Sweep(None, 8, other, wide, wide.iloc[:0], True, 1.0)])

@@ -184,3 +184,18 @@ def test_a_figure_inside_the_result_folder_is_kept(tmp_path):
     argv = ["regime-map", "--quick", "--out", str(out), "--figure", str(out / "figs" / "map.png"), "--quiet"]
     assert main(argv) == 0 and main(argv) == 0          # the second run replaces the folder, figure included
     assert (out / "figs" / "map.png").stat().st_size > 10_000 and (out / "cells.csv").exists()
+
+
+def test_law_option_prints_predicted_beside_measured_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "rm"
+    argv = ["regime-map", "--quick", "--out", str(out), "--figure", str(tmp_path / "f.png"), "--quiet"]
+    assert main(argv + ["--law", "erf-critical|fixed|t=inf"]) == 0
+    printed = capsys.readouterr().out
+    assert "Depth law vs measured: cell erf-critical|fixed|t=inf" in printed
+    for depth in (16, 64):                                   # QUICK: depths >= deep_from = 16
+        assert f"L = {depth}" in printed
+    assert "d_rel(MTL-B, ANIL) = sqrt(floor^2 + informative^2)" in printed and "d_rel(MTL-B, MAML)" in printed
+    assert not out.exists() and not (tmp_path / "f.png").exists() and not (tmp_path / ".rm.cache").exists()
+    assert main(argv + ["--law", "relu-b7|fixed|t=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "is not a cell of this grid" in err[0]

@@ -29,8 +29,14 @@ gains). OUT is written whole and moved into place at the end; per-(cell, draw) r
 cached in CACHE (default: a hidden folder next to OUT) so an interrupted run resumes and a rerun
 costs nothing. Default grid: 48 cells x 10 draws x 11 depths, a few minutes on 2 cores.
 
-Example:
+--law CELL computes nothing else and writes nothing: for that one cell (a key as in cells.csv, e.g.
+"relu-b0|depth-norm|t=inf") it prints the depth law's predictions (docs/theory.md 8,
+ntk_bridge.depth_law; nothing fitted) beside the exact predictors, per depth (--law-depths, default
+the grid's depths >= --deep-from), as mean (sd) over the grid's draws.
+
+Examples:
     ntk-bridge regime-map --quick --out /tmp/rm --figure /tmp/rm.png
+    ntk-bridge regime-map --law "erf-critical|fixed|t=inf" --law-depths 256,1024,4096 --draws 5
 """
 
 from __future__ import annotations
@@ -78,6 +84,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_output_flags(g, "experiments/results/regime_map", "result folder", "figures/regime_map.png", "heatmap figure")
     g.add_argument("--cache", default=None, help="cache folder (default: .<out name>.cache next to OUT)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g = p.add_argument_group("the depth law beside the measurement (writes nothing)")
+    g.add_argument("--law", metavar="CELL", default=None,
+                   help='print predicted vs measured for this cell, e.g. "relu-b0.5|depth-norm|t=10", and stop')
+    g.add_argument("--law-depths", metavar="L,L,...", default=None,
+                   help="depths for --law (default: the grid's depths >= --deep-from)")
 
 
 def config_from_args(args):
@@ -103,6 +114,38 @@ def describe(config) -> str:
             f"{min(config.depths)}..{max(config.depths)}, deep rates over L >= {config.deep_from}, {outer}")
 
 
+def law_study(args, config):
+    """The depth study of the --law cell at --law-depths; every check before any computation."""
+    from dataclasses import replace
+
+    from ntk_bridge.commands._options import int_list
+    from ntk_bridge.errors import require
+
+    cells = {c.key: c for c in config.cells()}
+    require(args.law in cells, f"--law {args.law!r} is not a cell of this grid; choose one of: {', '.join(cells)}")
+    depths = ([d for d in config.depths if d >= config.deep_from] if args.law_depths is None
+              else sorted(set(int_list(args.law_depths))))
+    require(len(depths) >= 1 and min(depths) >= 1, f"--law-depths must be positive integers (got {args.law_depths!r})")
+    study = config.study(cells[args.law])
+    return replace(study, depths=tuple(depths), net=replace(study.net, depth=max(depths)))
+
+
+def run_law(args, config) -> int:
+    from ntk_bridge import depth_law
+    from ntk_bridge.regime_report import print_law_comparison
+
+    study = law_study(args, config)
+    table = depth_law.summarize_comparison(depth_law.compare_cell(study, progress=not args.quiet))
+    print_law_comparison(table, f"cell {args.law}; {describe(replace_depths(config, study.depths))}")
+    return 0
+
+
+def replace_depths(config, depths):
+    from dataclasses import replace
+
+    return replace(config, depths=tuple(depths), deep_from=min(depths)) if len(depths) >= 2 else config
+
+
 def run(args) -> int:
     from ntk_bridge import regime_map
     from ntk_bridge.io import result_set, save_figure, write_json
@@ -110,6 +153,8 @@ def run(args) -> int:
     from ntk_bridge.schemas import write_table
 
     config = config_from_args(args)                      # every check before anything is written
+    if args.law is not None:
+        return run_law(args, config)
     cache = cache_folder(args)
     settings = {"command": "regime-map", **config.as_dict()}
     with result_set(args.out, args.figure, replaces=REGIME_MAP.files(), settings=settings,

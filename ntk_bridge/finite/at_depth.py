@@ -52,13 +52,15 @@ class Sweep:
     pairs: pd.DataFrame
     complete: bool
     seconds: float
+    folders: int = 1
 
 
 def sweep_folders(root: Path) -> list[Path]:
-    """``root`` and its direct sub-folders that hold an errors.csv and a config.json."""
+    """``root``, its sub-folders and theirs (two levels) that hold an errors.csv and a config.json."""
     root = Path(root)
     require(root.is_dir(), f"--out {root} is not a folder of width sweeps; run width-sweep first")
-    cands = [root] + sorted(p for p in root.iterdir() if p.is_dir())
+    subs = sorted(p for p in root.iterdir() if p.is_dir())
+    cands = [root] + sorted(subs + [q for p in subs for q in p.iterdir() if q.is_dir()])
     found = [p for p in cands if (p / "errors.csv").is_file() and (p / "config.json").is_file()]
     require(found, f"no width sweep (errors.csv + config.json) in {root} or its sub-folders; run width-sweep first")
     return found
@@ -79,11 +81,39 @@ def load(folder: Path) -> Sweep:
                  float(run.get("seconds", float("nan"))))
 
 
+PROTOCOL_KEYS = ("inner_step", "inner_steps", "outer_time", "lr_fraction", "dtype", "family", "net")
+
+
+def merge(sweeps: list[Sweep]) -> list[Sweep]:
+    """One Sweep per depth: folders of one depth (e.g. depth8/ with widths 64-256 and the per-(width,
+    seed) folders of depth8_wide/) are joined when their protocol is the same; a (width, seed, method)
+    in two folders, or two protocols at one depth, is refused in one line."""
+    out = []
+    for depth in sorted({s.depth for s in sweeps}):
+        group = [s for s in sweeps if s.depth == depth]
+        first = group[0]
+        for s in group[1:]:
+            for k in PROTOCOL_KEYS:
+                require(s.config.get(k) == first.config.get(k),
+                        f"depth {depth}: {s.folder} and {first.folder} differ in {k}; keep one protocol per depth")
+        errors = pd.concat([s.errors for s in group], ignore_index=True)
+        dup = errors[errors.duplicated(["width", "seed", "method"])]
+        if not dup.empty:
+            w, seed, method = dup.iloc[0][["width", "seed", "method"]]
+            require(False, f"depth {depth}: width {w}, seed {seed}, {method} appears in two folders; remove one")
+        pairs = pd.concat([s.pairs for s in group if len(s.pairs)], ignore_index=True) if any(len(s.pairs) for s in group) \
+            else pd.DataFrame()
+        out.append(Sweep(first.folder, depth, first.config, errors, pairs, all(s.complete for s in group),
+                         float(sum(s.seconds for s in group)), len(group)))
+    return out
+
+
 def _protocol(s: Sweep) -> dict:
     c = s.config
     return dict(inner_step=float(c["inner_step"]), inner_steps=int(c["inner_steps"]),
                 outer_time=float(c["outer_time"]), lr_fraction=float(c["lr_fraction"]),
-                dtype=c.get("dtype", "float64"), complete=s.complete, source=str(s.folder))
+                dtype=c.get("dtype", "float64"), complete=s.complete,
+                source=str(s.folder) if s.folders == 1 else f"{s.folder} (+{s.folders - 1} folders)")
 
 
 def tidy(sweeps: list[Sweep]) -> pd.DataFrame:
@@ -192,27 +222,71 @@ def plot(table: pd.DataFrame, slope_rows: pd.DataFrame, heading: str):
     return fig
 
 
+REGIME_CSV = Path("experiments/results/regime_map/regime_map.csv")
+
+
+def needed_figure(figure) -> Path:
+    """figures/width_at_depth.png -> figures/width_at_depth_needed.png."""
+    figure = Path(figure)
+    return figure.with_name(f"{figure.stem}_needed{figure.suffix}")
+
+
+def width_needed(sweeps: list[Sweep], root: Path, figure, regime_csv: Path = REGIME_CSV) -> pd.DataFrame:
+    """The joint fit over width and depth (ntk_bridge.finite.width_law) -> OUT/at_depth_joint_fit.csv, and with
+    the regime map's closed-form distance d(L) (if ``regime_csv`` exists) the width w*(L) -> the figure."""
+    from ntk_bridge.finite import width_law
+    from ntk_bridge.io import save_figure, write_csv
+
+    errors = pd.concat([s.errors for s in sweeps], ignore_index=True)
+    fits = width_law.joint_fit(errors)
+    if fits.empty:
+        print("\njoint fit over width and depth: needs >= 2 depths with >= 2 seeds; skipped")
+        return fits
+    write_csv(root / "at_depth_joint_fit.csv", fits)
+    print(f"\njoint fit log e = k + a log w + b log L per seed (rows with w/L >= {width_law.MIN_RATIO:g}), mean +- t 95%; "
+          f"hypothesis e = c (w/L)^-1/2 (a = -1/2, b = +1/2):")
+    for r in fits.itertuples():
+        print(f"  {r.method:6s} a {r.a_width:+.3f} +- {r.a_ci95:.3f}, b {r.b_depth:+.3f} +- {r.b_ci95:.3f} (n={r.seeds} seeds, "
+              f"{r.rows} networks, depths {r.depths}); c = {r.c:.3f} [{r.c_lo:.3f}, {r.c_hi:.3f}]; "
+              f"rms log residual free {r.rms_log_free:.3f}, hypothesis {r.rms_log_hypothesis:.3f}")
+    if not Path(regime_csv).is_file():
+        print(f"  ({regime_csv} not found: the width w*(L) is not drawn)")
+        return fits
+    distance = width_law.map_distance(regime_csv)
+    for r in fits.itertuples():
+        w = width_law.required_width(distance.index, distance.to_numpy(), r.c)
+        picks = [d for d in (8, 64, 1024) if d in distance.index]
+        print(f"  {r.method}: w*(L) = L (4 c / d(L))^2 with d(L) of relu-b0|depth-norm|t=10: "
+              + ", ".join(f"L={d}: {w[list(distance.index).index(d)]:.3g}" for d in picks))
+    heading = (title(sweeps).split("\n")[0] + f"\nerror fitted over depths {fits['depths'].iloc[0]}; d(L): regime map "
+               f"cell relu-b0|depth-norm|t=10, d_rel(MTL-B, ANIL), mean of its draws ({regime_csv})")
+    save_figure(needed_figure(figure), width_law.plot(errors, fits, distance, heading))
+    print(f"  -> {root / 'at_depth_joint_fit.csv'}, figure {needed_figure(figure)}")
+    return fits
+
+
 def main(root, figure) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Read the sweeps under ``root``; write at_depth.csv, at_depth_slopes.csv and ``figure``."""
+    """Read the sweeps under ``root``; write at_depth.csv, at_depth_slopes.csv and ``figure``, and the
+    joint fit over width and depth with the width that depth needs (:func:`width_needed`)."""
     from ntk_bridge.io import save_figure, write_csv
 
     root = Path(root)
-    sweeps = sorted((load(p) for p in sweep_folders(root)), key=lambda s: s.depth)
-    depths = [s.depth for s in sweeps]
-    require(len(set(depths)) == len(depths), f"more than one sweep per depth under {root}: depths {depths}")
+    sweeps = merge([load(p) for p in sweep_folders(root)])
     table, slope_rows = tidy(sweeps), slopes(sweeps)
     fig = plot(table, slope_rows, title(sweeps))
     write_csv(root / "at_depth.csv", table)
     write_csv(root / "at_depth_slopes.csv", slope_rows)
     save_figure(figure, fig)
     _print(sweeps, table, slope_rows, root, figure)
+    width_needed(sweeps, root, figure)
     return table, slope_rows
 
 
 def _print(sweeps, table, slope_rows, root, figure) -> None:
     for s in sweeps:
         note = "" if s.complete else " (INCOMPLETE: widths finished so far)"
-        print(f"depth {s.depth}: {s.folder}, widths {sorted(int(w) for w in s.errors['width'].unique())}, "
+        more = "" if s.folders == 1 else f" (+{s.folders - 1} folders)"
+        print(f"depth {s.depth}: {s.folder}{more}, widths {sorted(int(w) for w in s.errors['width'].unique())}, "
               f"{s.errors['seed'].nunique()} seeds, {s.seconds:.0f} s{note}")
     print("\nslope of log rel_error vs log width (per-seed fits, mean +- 95% t-interval, n seeds); error at the widest width:")
     for r in slope_rows.itertuples():
