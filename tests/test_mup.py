@@ -49,7 +49,8 @@ def tiny():
 
 
 def test_mup_at_base_width_is_the_ntk_network(tiny):
-    """At n = n0 the muP table is NTK's: same init, and every method trains to the same predictions."""
+    """At n = n0 the muP table is NTK's: same init, and every method trains to the same predictions
+    (bitwise up to 1e-12); the standard form's effective weights and steps are NTK's too (to rounding)."""
     from ntk_bridge.finite.training import GDConfig, init_net, train_and_predict
 
     spec = NetSpec(depth=2)
@@ -58,10 +59,14 @@ def test_mup_at_base_width_is_the_ntk_network(tiny):
     for pa, pb in zip(a.params0, b.params0):
         for x, y in zip(pa, pb):
             np.testing.assert_array_equal(x, y)
-    for method, fo in (("mtl-b", False), ("anil", False), ("maml", False), ("maml", True)):
+    sp = init_net(spec, 32, 3, 8, 3, Parameterisation("standard", base_width=32))
+    for method, fo in (("mtl-a", False), ("mtl-b", False), ("anil", False), ("maml", False), ("maml", True),
+                       ("ntk", False)):
         cfg = GDConfig(outer_lr=0.01, outer_steps=20, first_order=fo)
-        np.testing.assert_allclose(train_and_predict(method, b, tiny, cfg).predictions,
-                                   train_and_predict(method, a, tiny, cfg).predictions, rtol=1e-12, atol=1e-12)
+        want = train_and_predict(method, a, tiny, cfg).predictions
+        np.testing.assert_allclose(train_and_predict(method, b, tiny, cfg).predictions, want, rtol=1e-12, atol=1e-12)
+        # standard form: the same effective weights and steps, other floating-point operations
+        np.testing.assert_allclose(train_and_predict(method, sp, tiny, cfg).predictions, want, rtol=1e-9, atol=1e-9)
 
 
 def test_first_order_maml_differs_from_second_order_and_trains(tiny):
