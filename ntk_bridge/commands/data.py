@@ -2,11 +2,13 @@
 
     ntk-bridge data info --dataset NAME --root DIR [--out PNG]
 
-Looks for NAME (omniglot, cifarfs, fc100, miniimagenet, tieredimagenet) in DIR in every format
+Looks for NAME (omniglot, cifarfs, fc100, miniimagenet, tieredimagenet, or imagefolder: your own
+DIR/<class>/*.png, classes split by DIR/splits.json or by seed) in DIR in every format
 the loaders accept (see docs/benchmarks.md), prints what was found: the file format,
 classes and images per split, image shape and images per class, and saves a PNG grid of
 sample images (one row per split: --per-row classes drawn at random, one random image of each)
-so you can see the data is right, plus a JSON summary beside the PNG. A split that cannot be read gets a one-line reason.
+so you can see the data is right, plus a JSON summary beside the PNG. A split that cannot be
+read gets a one-line reason.
 With --download, files with a public source (Omniglot zips, the CIFAR-100 archive) are
 fetched first (resumable, checksum-verified); without a network the error says which file to
 put where.
@@ -25,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     info = sub.add_parser("info", help="what is in the data folder, per split, with a PNG grid",
                           description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     info.add_argument("--dataset", required=True,
-                      help="omniglot, cifarfs, fc100, miniimagenet or tieredimagenet")
+                      help="omniglot, cifarfs, fc100, miniimagenet, tieredimagenet, or imagefolder (ROOT/<class>/*.png)")
     info.add_argument("--root", default=None,
                       help="folder with the data files (default for omniglot: "
                            "$NTK_BRIDGE_DATA/omniglot or ../shared/data/omniglot)")
@@ -52,6 +54,8 @@ def _options(args, dataset: str) -> dict:
         if args.image_size:
             opts["image_size"] = int(args.image_size)
         return opts
+    if dataset == "imagefolder":
+        return {"image_size": int(args.image_size)} if args.image_size else {}
     opts = {"cache_dir": args.cache_dir} if args.cache_dir else {}
     if args.image_size and dataset == "miniimagenet":
         opts["image_size"] = int(args.image_size)
@@ -72,6 +76,9 @@ def _source(dataset: str, root: Path, split: str) -> str:
             from ntk_bridge.data.miniimagenet import find_mini_source
             fmt, p = find_mini_source(root, split)
             return f"{p.name} ({fmt})"
+        if dataset == "imagefolder":
+            from ntk_bridge.data.image_folder import SPLIT_FILE
+            return f"class folders ({SPLIT_FILE})" if (root / SPLIT_FILE).is_file() else "class folders (seed split)"
         from ntk_bridge.data.tieredimagenet import _find
         p = _find(root, f"{split}_images_png.pkl") or _find(root, f"{split}_images.npz")
         return p.name if p else "?"

@@ -35,7 +35,8 @@ def _options_help() -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", help="omniglot, cifarfs, fc100, miniimagenet or tieredimagenet")
+    parser.add_argument("--dataset", help="omniglot, cifarfs, fc100, miniimagenet, tieredimagenet, or imagefolder: "
+                                          "your own --root DIR/<class>/*.png (ntk_bridge.data.image_folder)")
     parser.add_argument("--shots", type=int, help="support examples per class (1 or 5 for the paper settings)")
     parser.add_argument("--config", help="a config JSON file or a packaged setting name "
                         "(default: <dataset>_<shots>shot)")
@@ -137,26 +138,18 @@ def build_config(args):
 
 
 def plot_curve(run_dir: Path, history: list, config) -> None:
-    """Validation accuracy (+- CI) and training loss against steps -> run_dir/curve.png."""
-    import matplotlib
-    matplotlib.use("Agg")
+    """run_dir/curve.png: the training loss of every step (steps.csv, train/steplog.py) and the
+    validation accuracy (+- 95% CI) of every validation (metrics.json)."""
     import matplotlib.pyplot as plt
 
     from ntk_bridge.io import save_figure
+    from ntk_bridge.train import steplog
 
-    if not history:
+    steps = steplog.read(run_dir)
+    if not history and not len(steps):
         return
-    steps = [h["step"] for h in history]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
-    a.errorbar(steps, [h["val_acc"] for h in history], yerr=[h["val_ci95"] for h in history], marker="o")
-    h0 = history[0]
-    a.set(xlabel="step", ylabel="val accuracy (%)",
-          title=f"{config.dataset} {config.n_way}-way {h0['shots']}-shot, {config.algorithm}, "
-                f"{config.backbone}\nval: {h0['val_episodes']} episodes x {h0['val_query']} q, "
-                f"head {h0['val_head']}, 95% CI")
-    b.plot(steps, [h["train_loss"] for h in history], marker="o")
-    b.set(xlabel="step", ylabel="train loss")
-    fig.tight_layout()
+    fig = steplog.plot_curve(steps, history, f"{config.dataset} {config.n_way}-way {config.shots}-shot, "
+                                                      f"{config.algorithm}, {config.backbone}")
     save_figure(run_dir / "curve.png", fig)
     plt.close(fig)
 

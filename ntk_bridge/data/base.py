@@ -14,7 +14,7 @@ import numpy as np
 
 from ntk_bridge.errors import BridgeError
 
-DATASETS: tuple[str, ...] = ("omniglot", "cifarfs", "fc100", "miniimagenet", "tieredimagenet")
+DATASETS: tuple[str, ...] = ("omniglot", "cifarfs", "fc100", "miniimagenet", "tieredimagenet", "imagefolder")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 # Per-channel mean / std in [0, 1] units (docs/benchmarks.md).
@@ -100,7 +100,8 @@ def check_dataset(dataset: str) -> str:
     key = str(dataset).lower().replace("-", "").replace("_", "")
     aliases = {"cifarfs": "cifarfs", "fc100": "fc100", "omniglot": "omniglot",
                "miniimagenet": "miniimagenet", "mini": "miniimagenet",
-               "tieredimagenet": "tieredimagenet", "tiered": "tieredimagenet"}
+               "tieredimagenet": "tieredimagenet", "tiered": "tieredimagenet",
+               "imagefolder": "imagefolder", "folder": "imagefolder"}
     if key not in aliases:
         raise BridgeError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     return aliases[key]
@@ -116,9 +117,14 @@ def check_split(split: str) -> str:
     return s
 
 
-def dataset_stats(dataset: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel (mean, std) in [0, 1] units used to normalise ``dataset``."""
-    return _STATS[check_dataset(dataset)]
+def dataset_stats(dataset: str, root=None, **options) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel (mean, std) in [0, 1] units used to normalise ``dataset``: fixed for the named
+    sets; for an image folder, those of its training split at ``root`` (loaded with ``options``)."""
+    name = check_dataset(dataset)
+    if name == "imagefolder":
+        from ntk_bridge.data.image_folder import image_folder_stats
+        return image_folder_stats(root, **options)
+    return _STATS[name]
 
 
 def check_root(root, dataset: str) -> Path:
@@ -149,8 +155,9 @@ def default_omniglot_root() -> Path:
 def load_split(dataset: str, root, split: str, **options) -> FewShotSplit:
     """Load ``split`` ("train", "val" or "test") of ``dataset`` from the folder ``root``.
 
-    Options by data set: omniglot ``image_size=28, rotations=False, invert=True``; the others
-    ``cache_dir=None`` (where decoded arrays are cached) and ``source`` to force one format.
+    Options by data set: omniglot ``image_size=28, rotations=False, invert=True``; imagefolder
+    (``root/<class>/*.png``, :mod:`ntk_bridge.data.image_folder`) ``image_size, channels, split_file,
+    seed``; the others ``cache_dir=None`` (where decoded arrays are cached) and ``source`` to force one format.
     """
     name = check_dataset(dataset)
     split = check_split(split)
@@ -162,6 +169,9 @@ def load_split(dataset: str, root, split: str, **options) -> FewShotSplit:
         args = (name, root, split)
     elif name == "miniimagenet":
         from ntk_bridge.data.miniimagenet import load_miniimagenet as loader
+        args = (root, split)
+    elif name == "imagefolder":
+        from ntk_bridge.data.image_folder import load_image_folder as loader
         args = (root, split)
     else:
         from ntk_bridge.data.tieredimagenet import load_tieredimagenet as loader

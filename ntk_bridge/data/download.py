@@ -172,7 +172,7 @@ def missing_sources(dataset: str, root) -> list[Source]:
     """The sources of ``dataset`` whose file is not yet in ``root``."""
     from ntk_bridge.data.base import check_dataset
     root = Path(root)
-    return [s for s in SOURCES[check_dataset(dataset)] if not (root / s.name).is_file()]
+    return [s for s in SOURCES.get(check_dataset(dataset), ()) if not (root / s.name).is_file()]
 
 
 def fetch_dataset(dataset: str, root, *, progress: bool = True) -> list[Path]:

@@ -24,7 +24,7 @@ from typing import Any
 from ntk_bridge.errors import BridgeError
 
 IMAGE_SHAPES = {"omniglot": (28, 1), "cifarfs": (32, 3), "fc100": (32, 3), "miniimagenet": (84, 3),
-                "tieredimagenet": (84, 3)}
+                "tieredimagenet": (84, 3), "imagefolder": (84, 3)}
 RESNET12_WIDTHS = (64, 160, 320, 640)
 CONV4_WIDTH = 64
 # an evaluation pass with episodes * query * n_way^2 above this gets a warning first (query images
@@ -36,8 +36,9 @@ EVAL_WARN_WORK = 10_000_000
 def image_shape(config: Any) -> tuple[int, int]:
     """(side, channels) of the run's images (Omniglot's side from ``dataset_options``)."""
     side, chans = IMAGE_SHAPES[config.dataset]
-    if config.dataset == "omniglot":
-        side = int(config.dataset_options.get("image_size", side))
+    if config.dataset in ("omniglot", "imagefolder"):      # an image folder: its options (else an estimate)
+        side = int(config.dataset_options.get("image_size") or side)
+        chans = int(config.dataset_options.get("channels") or chans)
     return side, chans
 
 

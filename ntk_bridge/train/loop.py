@@ -13,6 +13,8 @@ Run folder::
     checkpoints/     latest train state every ``checkpoint_every`` steps (orbax, 2 kept)
     best/            weights with the best validation accuracy so far (orbax, 1 kept)
     metrics.csv      one row per validation: step, lr, train loss/acc, val acc +- CI per head
+    steps.csv        one row per training step: step, loss, acc, lr, images_seen (train/steplog.py);
+                     tb/ the same as TensorBoard event files when tensorboardX is installed
     timing.csv       per validation: training wall / CPU / compile seconds so far
     summary.json     final: test accuracy with its protocol, best step, wall time, images/s,
                      accelerator-hours, device, stop reason
@@ -62,7 +64,7 @@ def load_data(config: TrainConfig, splits=("train", "val", "test")) -> RunData:
     root = data_root(config)
     loaded = {s: load_split(config.dataset, root, s, **config.dataset_options) if s in splits else None
               for s in ("train", "val", "test")}
-    mean, std = dataset_stats(config.dataset)
+    mean, std = dataset_stats(config.dataset, root, **config.dataset_options)
     return RunData(loaded["train"], loaded["val"], loaded["test"], tuple(mean), tuple(std))
 
 
@@ -115,6 +117,12 @@ def build_batch(config, split, idx: dict, key, prepare, episodic: bool) -> dict:
 def images_per_step(config: TrainConfig, episodic: bool) -> int:
     per_task = config.n_way * (config.shots + config.train_query)
     return config.meta_batch * per_task
+
+
+def _open_steplog(run_dir: Path, step: int):
+    """The per-step log (steps.csv, TensorBoard events if tensorboardX is installed), rows after ``step`` dropped."""
+    from ntk_bridge.train.steplog import StepLog
+    return StepLog(run_dir).open(step)
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -448,6 +456,7 @@ def _steps(config, run_dir, algorithm, state, data, prepare, loop, managers, cal
     step_fn = None
     _, k_train = jax.random.split(jax.random.PRNGKey(config.seed))
     per_step = images_per_step(config, algorithm.episodic)
+    steplog = _open_steplog(run_dir, step)
     bar = tqdm(total=config.max_steps, initial=step, disable=not config.progress, dynamic_ncols=True,
                desc=f"{config.algorithm} {config.dataset} {config.shots}-shot")
     t_wall, wall_before = time.perf_counter(), loop.wall_s
@@ -475,6 +484,7 @@ def _steps(config, run_dir, algorithm, state, data, prepare, loop, managers, cal
             loop.images_seen += per_step
             loop.train_s += time.perf_counter() - t0
             loop.cpu_s += time.process_time() - c0
+            steplog.add(step, loss, acc, lr, loop.images_seen, loop.history)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.3f}", acc=f"{100 * acc:.1f}",
                             val=f"{loop.best_val:.1f}" if loop.best_val >= 0 else "-")
@@ -491,6 +501,7 @@ def _steps(config, run_dir, algorithm, state, data, prepare, loop, managers, cal
             bar.refresh()
     finally:
         bar.close()
+        steplog.close(loop.history)
     loop.wall_s = wall_before + time.perf_counter() - t_wall
     return state, step
 
