@@ -96,8 +96,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as err:          # Ctrl-C 130, SIGTERM 143 (ntk_bridge.interrupts)
         line, code = exit_line(err)
+        _settle()
         print(line, file=sys.stderr)
         return code
+
+
+def _settle() -> None:
+    """Wait for computations JAX dispatched before an interrupt: exiting while they still run on its
+    threads can crash the interpreter's shutdown (seen as a segfault after Ctrl-C in a width sweep)."""
+    jax = sys.modules.get("jax")
+    if jax is None:
+        return
+    try:
+        for array in jax.live_arrays():
+            array.block_until_ready()
+    except Exception:                          # deleted or donated buffers: nothing left to wait for
+        pass
 
 
 if __name__ == "__main__":

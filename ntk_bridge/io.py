@@ -109,8 +109,12 @@ def _free_bytes(path: Path) -> int | None:
     return None
 
 
+class WriteError(BridgeError):
+    """A write that failed for a reason of the machine (full disk, permissions): see :func:`disk_error`."""
+
+
 def disk_error(err: OSError, path: str | os.PathLike, needed: int | None = None,
-               what: str = "") -> BridgeError:
+               what: str = "") -> WriteError:
     """One line for an OSError met while writing ``path``: the device full (with the free space there
     and, when known, the bytes ``needed``), or the system's reason; earlier results are untouched
     because every writer here stages first."""
@@ -120,10 +124,10 @@ def disk_error(err: OSError, path: str | os.PathLike, needed: int | None = None,
         free = _free_bytes(Path(path))
         sizes = ", ".join(x for x in (f"{needed / 1e6:.3g} MB needed" if needed else "",
                                       f"{free / 1e6:.3g} MB free there" if free is not None else "") if x)
-        return BridgeError(f"no space left on the device while writing {what}{shown}"
+        return WriteError(f"no space left on the device while writing {what}{shown}"
                            + (f" ({sizes})" if sizes else "")
                            + "; nothing was replaced: free some space (or choose another output location) and rerun")
-    return BridgeError(f"cannot write {what}{shown} ({err.strerror or err}); nothing was replaced: "
+    return WriteError(f"cannot write {what}{shown} ({err.strerror or err}); nothing was replaced: "
                        "check the location and rerun")
 
 

@@ -92,12 +92,26 @@ def add_flags(group: argparse._ActionsContainer, defaults: Any, flags: Sequence[
         group.add_argument(f.flag, **kwargs)
 
 
+SEED_MAX = 2**32 - 1   # numpy's and JAX's PRNG seeds are unsigned 32-bit integers here
+
+
+def check_seed(value: int, flag: str = "--seed") -> None:
+    """A seed must be an integer in 0..SEED_MAX (a negative or huge one reached numpy / JAX errors)."""
+    from ntk_bridge.errors import require
+
+    require(0 <= int(value) <= SEED_MAX - 10**6,
+            f"{flag} {value} is out of range; give an integer from 0 to {SEED_MAX - 10**6} "
+            "(draw i uses seed + i)")
+
+
 def build(defaults: Any, args: argparse.Namespace, flags: Sequence[Flag]) -> Any:
     """``defaults`` with every flag's parsed value put into its field; a nested config (one level,
     ``"net.depth"``) is rebuilt once with all of its flags, so each dataclass checks its values together."""
     nested: dict[str, dict[str, Any]] = {}
     top: dict[str, Any] = {}
     for f in flags:
+        if f.field.rpartition(".")[2] == "seed":
+            check_seed(getattr(args, f.dest), f.flag)
         head, _, rest = f.field.partition(".")
         if "." in rest:
             raise ValueError(f"{f.field}: flags reach one nested config level at most")

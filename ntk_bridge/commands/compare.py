@@ -234,6 +234,9 @@ def _read_overrides(text: str) -> dict:
     except json.JSONDecodeError as err:
         raise BridgeError(f"--config {'(inline)' if inline else path} is not valid JSON "
                           f"({err.msg} at line {err.lineno})")
+    except (UnicodeDecodeError, OSError) as err:
+        raise BridgeError(f"--config {path} cannot be read as a text file ({type(err).__name__}); "
+                          "give a JSON file") from None
     if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
         raise BridgeError("--config must be a JSON object {algorithm: {key: value}}")
     return value

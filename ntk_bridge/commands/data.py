@@ -151,6 +151,9 @@ def run(args) -> int:
             splits[s], errors[s] = None, str(err)
     if all(v is None for v in splits.values()):
         raise BridgeError(next(iter(errors.values())))
+    damaged = [e for e in errors.values() if " is damaged" in e]
+    if damaged:                                 # a damaged file is a fault to fix, not a missing split
+        raise BridgeError(damaged[0])
 
     header = f"{'split':<6} {'classes':>7} {'images':>8} {'shape':>12} {'img/class':>11}  source"
     print(f"{dataset} in {root}")

@@ -218,6 +218,7 @@ def npz_member_array(path: Path, key: str, cache: Path | None = None,
     (or read into memory when ``cache`` is None).
     """
     import zipfile
+    import zlib
     path = Path(path)
     member = f"{key}.npy"
     info, shape, dtype, header_len = _npz_header(path, member)
@@ -245,7 +246,7 @@ def npz_member_array(path: Path, key: str, cache: Path | None = None,
                         raise BridgeError(f"{path.name}:{key} is truncated at row {lo}; "
                                           "download it again")
                     out[lo:hi] = np.frombuffer(buf, dtype).reshape((hi - lo,) + shape[1:])
-        except (zipfile.BadZipFile, EOFError, OSError) as err:
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
             raise BridgeError(f"{path.name} is damaged ({err}); download it again") from None
 
     if cache is None:

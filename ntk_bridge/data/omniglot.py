@@ -136,7 +136,7 @@ def _check_duplicate(key, za: zipfile.ZipFile, names_a: list[str], zb: zipfile.Z
         raise BridgeError(f"{where} have different drawer files ({len(base_a)} vs {len(base_b)}); "
                           "one zip is damaged, download it again")
     for na, nb in zip(names_a, names_b):
-        if za.read(na) != zb.read(nb):
+        if read_member(za, na, Path(za.filename)) != read_member(zb, nb, Path(zb.filename)):
             raise BridgeError(f"{where} differ in {na.rsplit('/', 1)[-1]}; one zip is damaged, "
                               "download it again")
 
@@ -158,6 +158,18 @@ def omniglot_alphabet_split(index) -> dict[str, tuple[str, ...]]:
             "val": val, "test": test}
 
 
+def read_member(zf: zipfile.ZipFile, name: str, zpath: Path) -> bytes:
+    """The bytes of member ``name``; a damaged zip (a member failing its CRC-32, a broken deflate
+    stream, a truncated file) is one BridgeError line naming the zip and the member."""
+    import zlib
+    try:
+        return zf.read(name)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
+        what = "fails its CRC-32 check" if "CRC" in str(err) else f"cannot be read ({err})"
+        raise BridgeError(f"{zpath} is damaged: its member {name} {what}; download the zip again "
+                          "(`ntk-bridge data info --dataset omniglot` says from where)") from None
+
+
 def _decode(data: bytes, image_size: int, invert: bool) -> np.ndarray:
     from PIL import Image
     with Image.open(io.BytesIO(data)) as im:
@@ -177,7 +189,7 @@ def _decode_split(index, alphabets, image_size: int, invert: bool):
             zpath, members, _ = index[key]
             zf = open_zips.get(zpath) or open_zips.setdefault(zpath, zipfile.ZipFile(zpath))
             for m in members:
-                images.append(_decode(zf.read(m), image_size, invert))
+                images.append(_decode(read_member(zf, m, zpath), image_size, invert))
                 labels.append(label)
             names.append(f"{key[0]}/{key[1]}")
     finally:
