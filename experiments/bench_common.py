@@ -40,7 +40,6 @@ class Report:
 def finish(say: Report, out: Path | None, config, rows: list) -> None:
     """The closing lines of a bench: end time and load, a note if the machine was loaded, and
     the rows as JSON next to ``out`` (``config`` and ``rows`` are dataclasses)."""
-    import json
     import sys
     import time
     from dataclasses import asdict
@@ -51,8 +50,9 @@ def finish(say: Report, out: Path | None, config, rows: list) -> None:
             f"on {os.cpu_count()} CPUs): wall times are inflated and noisy; the A-B-A medians and the "
             "CPU-time columns are the better guide to the ratios")
     if out is not None:
-        out.with_suffix(".json").write_text(json.dumps(
-            {"config": asdict(config), "argv": sys.argv[1:], "rows": [asdict(r) for r in rows]}, indent=1))
+        from ntk_bridge.io import json_text            # strict JSON: a NaN timing is written as null
+        out.with_suffix(".json").write_text(json_text(
+            {"config": asdict(config), "argv": sys.argv[1:], "rows": [asdict(r) for r in rows]}))
 
 
 def int_tuple(text: str, option: str, example: str) -> tuple[int, ...]:

@@ -23,7 +23,6 @@ and the script goes on. Writes $OUT/gpu_gbml_check.json when OUT is set.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -197,8 +196,9 @@ def main(argv=None) -> int:
     out = os.environ.get("OUT")
     if out:
         os.makedirs(out, exist_ok=True)
+        from ntk_bridge.io import json_text            # strict JSON (NaN as null)
         with open(os.path.join(out, "gpu_gbml_check.json"), "w") as fh:
-            json.dump(report, fh, indent=2)
+            fh.write(json_text(report))
         print(f"wrote {os.path.join(out, 'gpu_gbml_check.json')}")
     print(f"total {report['total_s']:.0f} s")
     return 0 if any("error" not in r for r in results) else 1

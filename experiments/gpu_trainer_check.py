@@ -21,7 +21,6 @@ Writes $OUT/gpu_trainer_check.json when OUT is set.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -193,7 +192,8 @@ def main(argv=None) -> int:
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)
         path = Path(out) / "gpu_trainer_check.json"
-        path.write_text(json.dumps(report, indent=2, default=str))
+        from ntk_bridge.io import json_text            # strict JSON (NaN as null)
+        path.write_text(json_text(report))
         print(f"wrote {path}")
     failed = [k for k, v in report["phases"].items() if "error" in v]
     return 1 if failed else 0
