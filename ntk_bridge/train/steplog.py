@@ -121,7 +121,7 @@ def read(run_dir: Path):
 
 
 def plot_curve(steps, history: list, title: str):
-    """The figure of ``curve.png``: training loss per step (and its 20-step running mean) from the
+    """The figure of ``curve.png``: training loss per step (and a running mean) from the
     step log, validation accuracy (+- 95% CI) at each validation from ``history`` (metrics.json)."""
     import matplotlib
 
@@ -133,12 +133,13 @@ def plot_curve(steps, history: list, title: str):
     if len(steps):
         a.plot(steps["step"], steps["loss"], lw=0.8, alpha=0.5, marker="." if len(steps) <= 50 else None,
                label="per step (its batch)")
-        window = min(20, len(steps))
+        window = min(20, len(steps) // 5)          # a running mean over at most a fifth of the steps
         if window >= 2:
             smooth = np.convolve(steps["loss"].to_numpy(), np.ones(window) / window, mode="valid")
-            a.plot(steps["step"].to_numpy()[window - 1:], smooth, lw=1.5, label=f"running mean of {window}")
-        a.legend(fontsize=8)
-    a.set(xlabel="step", ylabel="training loss", title=f"training loss ({len(steps)} steps)")
+            a.plot(steps["step"].to_numpy()[window - 1:], smooth, lw=1.5, label=f"running mean of {window} steps")
+        a.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, frameon=False)
+    a.set(xlabel="step", ylabel="training loss")
+    a.set_title(f"training loss of every step ({len(steps)} steps, steps.csv)", fontsize=9)
     if history:
         b.errorbar([h["step"] for h in history], [h["val_acc"] for h in history],
                    yerr=[h["val_ci95"] for h in history], marker="o", capsize=2)
