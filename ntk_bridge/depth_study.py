@@ -164,6 +164,7 @@ def plot(frame: pd.DataFrame, errors: pd.DataFrame, title: str):
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
+        ax.set_title(f"{metric}: mean over draws, band 25-75% of draws", fontsize=9)
     ax = axes[2]
     order = sorted(errors["method"].unique(), key=lambda m: m == "head-only")  # baseline drawn on top
     for method in order:
@@ -176,6 +177,7 @@ def plot(frame: pd.DataFrame, errors: pd.DataFrame, title: str):
     ax.set_ylabel(r"test error $\|F-Y\|^2/\|Y\|^2$ (1 = predict zero)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
+    ax.set_title("test error: mean +- 95% t-interval over draws\n(mtl-a equals head-only: drawn under it)", fontsize=9)
     import textwrap
 
     fig.suptitle("\n".join(textwrap.wrap(title, 140)), fontsize=10)
