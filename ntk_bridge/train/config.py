@@ -18,7 +18,8 @@ from ntk_bridge.errors import BridgeError
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 # fields that may differ between a run folder's saved config and a resume request
-RESUMABLE_CHANGES = frozenset({"root", "max_steps", "time_budget_s", "progress", "note"})
+# (devices: the step is the same function on any device count, only float32 rounding differs)
+RESUMABLE_CHANGES = frozenset({"root", "max_steps", "time_budget_s", "progress", "note", "devices"})
 HEADS = ("logreg", "proto", "ridge", "own")
 
 
@@ -75,6 +76,9 @@ class TrainConfig:
     flip: bool = True
     seed: int = 0
     progress: bool = True
+    # devices each step's meta_batch is split over, data parallel (ntk_bridge.train.parallel);
+    # 0 = all: every local device, or every device of every process of a distributed run
+    devices: int = 0
 
     def __post_init__(self):
         for f in fields(self):
@@ -86,6 +90,7 @@ class TrainConfig:
             (self.meta_batch >= 1, "meta_batch must be >= 1"),
             (self.lr > 0, "lr must be > 0"),
             (self.max_steps >= 1, "max_steps must be >= 1"),
+            (self.devices >= 0, "devices must be >= 0 (0 = all devices)"),
             (self.eval_every >= 1, "eval_every must be >= 1"),
             (self.checkpoint_every >= 1, "checkpoint_every must be >= 1"),
             (self.val_episodes >= 1 and self.test_episodes >= 1, "val_episodes and test_episodes must be >= 1"),

@@ -55,6 +55,7 @@ from ntk_bridge.errors import BridgeError
 from ntk_bridge.train import gbml_core as core
 from ntk_bridge.train.algorithms import TrainState, make_optimizer, register
 from ntk_bridge.train.options import MAMLOptions, RidgeOptions
+from ntk_bridge.train.parallel import map_episodes
 
 PyTree = Any
 
@@ -212,16 +213,14 @@ class GBMLAlgorithm:
         n_ep = batch["support_x"].shape[0]
         keys = jax.random.split(key, n_ep)
 
-        def one(sx, sy, qx, qy, k):
-            loss, (logits, stats) = self.episode_loss(params, state.apply_fn, state.batch_stats,
+        def one(shared, sx, sy, qx, qy, k):
+            loss, (logits, stats) = self.episode_loss(shared[0], state.apply_fn, shared[1],
                                                       sx, sy, qx, qy, k)
             return loss, core.accuracy(logits, qy), stats
 
         args = (batch["support_x"], batch["support_y"], batch["query_x"], batch["query_y"], keys)
-        if self.sequential_episodes:
-            losses, accs, stats = jax.lax.map(lambda a: one(*a), args)
-        else:
-            losses, accs, stats = jax.vmap(one)(*args)
+        # episodes are independent: on several devices each maps its own (train.parallel)
+        losses, accs, stats = map_episodes(one, (params, state.batch_stats), args, self.sequential_episodes)
         stats = jax.tree_util.tree_map(lambda s: s.mean(axis=0), stats)
         return losses.mean(), (accs.mean(), stats)
 

@@ -99,19 +99,21 @@ def make_batch_fn(config: TrainConfig, mean, std):
     return jax.jit(prepare)
 
 
-def build_batch(config, split, idx: dict, key, prepare, episodic: bool) -> dict:
-    """Gather the images of ``idx`` (host), move them to the device and prepare them."""
+def build_batch(config, split, idx: dict, key, prepare, episodic: bool, place=None) -> dict:
+    """Gather the images of ``idx`` (host), move them to the device(s) and prepare them.
+    ``place(host array) -> device array`` (default ``jnp.asarray``; the data-parallel step
+    splits the task axis over the devices: ``train.parallel.place``)."""
     import jax
     import jax.numpy as jnp
+    put = place or jnp.asarray
+    i32 = lambda a: put(np.asarray(a, np.int32))  # noqa: E731
     if episodic:
         ks, kq = jax.random.split(key)
-        return {"support_x": prepare(ks, jnp.asarray(split.images[idx["support_idx"]])),
-                "support_y": jnp.asarray(idx["support_y"], jnp.int32),
-                "query_x": prepare(kq, jnp.asarray(split.images[idx["query_idx"]])),
-                "query_y": jnp.asarray(idx["query_y"], jnp.int32),
-                "classes": jnp.asarray(idx["classes"], jnp.int32)}
-    return {"x": prepare(key, jnp.asarray(split.images[idx["idx"]])),
-            "y": jnp.asarray(idx["y"], jnp.int32), "classes": jnp.asarray(idx["classes"], jnp.int32)}
+        return {"support_x": prepare(ks, put(split.images[idx["support_idx"]])),
+                "support_y": i32(idx["support_y"]),
+                "query_x": prepare(kq, put(split.images[idx["query_idx"]])),
+                "query_y": i32(idx["query_y"]), "classes": i32(idx["classes"])}
+    return {"x": prepare(key, put(split.images[idx["idx"]])), "y": i32(idx["y"]), "classes": i32(idx["classes"])}
 
 
 def images_per_step(config: TrainConfig, episodic: bool) -> int:
@@ -388,8 +390,10 @@ def start_run(config: TrainConfig, data: RunData | None, quiet: bool = False):
     from ntk_bridge.train.algorithms import get_algorithm
     from ntk_bridge.train.cost import check_memory, evaluation_warning
 
+    from ntk_bridge.train.parallel import check_split, data_parallel
     get_algorithm(config.algorithm)  # bad input fails before anything is written
     check_memory(config)
+    check_split(config.meta_batch, data_parallel(config.devices).n_devices)
     if data is None:
         data = load_data(config)
     check_splits(config, data)
@@ -448,11 +452,12 @@ def _steps(config, run_dir, algorithm, state, data, prepare, loop, managers, cal
     import jax
     from tqdm.auto import tqdm
 
+    from ntk_bridge.train import parallel
     from ntk_bridge.train.algorithms import set_learning_rate
 
     latest, best = managers
     step = int(state.step)
-    jitted = jax.jit(algorithm.train_step, donate_argnums=(0,))
+    dp = parallel.data_parallel(config.devices)  # the batch split over the devices, state replicated
     step_fn = None
     _, k_train = jax.random.split(jax.random.PRNGKey(config.seed))
     per_step = images_per_step(config, algorithm.episodic)
@@ -464,13 +469,14 @@ def _steps(config, run_dir, algorithm, state, data, prepare, loop, managers, cal
         while step < config.max_steps and not loop.stop_reason:
             t0, c0 = time.perf_counter(), time.process_time()
             lr = learning_rate(config, step, loop.lr_scale)
-            state = set_learning_rate(state, lr)
-            k_batch, k_step = jax.random.split(jax.random.fold_in(k_train, step))
+            state = parallel.replicate(dp, set_learning_rate(state, lr))
+            k_batch, k_step = parallel.replicate(dp, tuple(jax.random.split(jax.random.fold_in(k_train, step))))
             idx = batch_indices(config, data.train.labels, step, algorithm.episodic)
-            batch = build_batch(config, data.train, idx, k_batch, prepare, algorithm.episodic)
+            batch = parallel.shard_batch(dp, build_batch(config, data.train, idx, k_batch, prepare,
+                                                         algorithm.episodic, lambda a: parallel.place(dp, a)))
             if step_fn is None:
                 t1, c1 = time.perf_counter(), time.process_time()
-                step_fn = jitted.lower(state, batch, k_step).compile()
+                step_fn = parallel.compile_step(dp, algorithm.train_step, state, batch, k_step)
                 compile_s = time.perf_counter() - t1
                 loop.compile_s += compile_s
                 t0, c0 = t0 + compile_s, c0 + time.process_time() - c1
@@ -489,7 +495,7 @@ def _steps(config, run_dir, algorithm, state, data, prepare, loop, managers, cal
             bar.set_postfix(loss=f"{loss:.3f}", acc=f"{100 * acc:.1f}",
                             val=f"{loop.best_val:.1f}" if loop.best_val >= 0 else "-")
             if step % config.eval_every == 0 or step == config.max_steps:
-                _validate(config, run_dir, algorithm, state, data, loop, step, lr, best)
+                _validate(config, run_dir, algorithm, parallel.local_view(state), data, loop, step, lr, best)
                 loop.wall_s = wall_before + time.perf_counter() - t_wall
             if step % config.checkpoint_every == 0 or step == config.max_steps or loop.stop_reason:
                 loop.wall_s = wall_before + time.perf_counter() - t_wall
@@ -503,7 +509,7 @@ def _steps(config, run_dir, algorithm, state, data, prepare, loop, managers, cal
         bar.close()
         steplog.close(loop.history)
     loop.wall_s = wall_before + time.perf_counter() - t_wall
-    return state, step
+    return parallel.local_view(state), step
 
 
 def _check_finite(config: TrainConfig, loss: float, lr: float, step: int) -> None:

@@ -1,0 +1,250 @@
+"""Data-parallel training steps: one mesh over the devices, the task / episode axis split over it.
+
+The trainer's step is one jitted program over a 1-D mesh with axis ``"data"`` (:data:`DATA`)
+of ``n`` devices (all local devices by default; after :func:`initialize_distributed`, all
+devices of all processes):
+
+- parameters, optimiser state and batch-norm statistics are replicated (``P()``);
+- every array of a training batch is split along its first axis, the ``T = meta_batch`` tasks
+  (MTL) or episodes (GBML), ``T / n`` per device (``P("data")``); :func:`check_split` refuses a
+  ``T`` that ``n`` does not divide, in one line;
+- the step is ``jax.jit(train_step, in_shardings=(P(), P("data"), P()), out_shardings=P())``,
+  lowered inside ``jax.set_mesh(mesh)``.
+
+What runs where. MTL is written in the global view: one forward pass over all ``T * M`` images,
+so the partitioner computes each device's ``T * M / n`` images there and inserts the all-reduces
+(batch-norm statistics over all ``T * M`` images, as on one device; the gradient sum). GBML
+episodes are independent (each its own batch statistics and inner loop), so their per-episode
+map runs under ``shard_map`` (:func:`map_episodes`): every device adapts its ``T / n`` episodes
+(MAML's sequential ``lax.map`` included), the episode means are all-reduced outside it.
+Either way the step computes the same function as the one-device step; only the order of the
+floating-point sums changes (``tests/test_multidevice.py`` checks it to float32 tolerance on 4
+virtual CPU devices). Random numbers do not depend on the sharding (JAX's partitionable
+threefry, the default: :func:`check_partitionable_rng`).
+
+Several hosts. :func:`initialize_distributed` calls ``jax.distributed.initialize`` (cluster
+auto-detection: SLURM, Open MPI, Kubernetes, TPU pods; or ``JAX_COORDINATOR_ADDRESS`` with
+``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``); the mesh then spans every process's devices.
+Each process computes the same global batch indices (a pure function of seed and step) and
+hands over only the slices its own devices hold (:func:`place`, ``make_array_from_callback``).
+
+Shapes: a batch is a dict of arrays with the task / episode axis first, e.g. ``x (T, M, H, W, C)``,
+``y (T, M)``, ``classes (T, n_way)`` (:mod:`ntk_bridge.train.algorithms`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from ntk_bridge.errors import BridgeError, require
+
+DATA = "data"
+COORDINATOR_VARS = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
+# the mesh of the step being traced (set by compile_step, read by map_episodes)
+_TRACING_MESH: contextvars.ContextVar = contextvars.ContextVar("ntk_bridge_step_mesh", default=None)
+
+
+# ---------------------------------------------------------------- the mesh
+
+@dataclass(frozen=True)
+class DataParallel:
+    """The mesh of a run and its two shardings. ``mesh``: a 1-D ``jax.sharding.Mesh`` over
+    axis :data:`DATA`."""
+
+    mesh: Any
+
+    @property
+    def n_devices(self) -> int:
+        return int(self.mesh.shape[DATA])
+
+    @property
+    def replicated(self):
+        """Sharding of parameters, optimiser state, keys and metrics: a full copy per device."""
+        from jax.sharding import NamedSharding, PartitionSpec
+        return NamedSharding(self.mesh, PartitionSpec())
+
+    @property
+    def split(self):
+        """Sharding of a batch array: its first (task / episode) axis split over the devices."""
+        from jax.sharding import NamedSharding, PartitionSpec
+        return NamedSharding(self.mesh, PartitionSpec(DATA))
+
+
+def available_devices() -> list:
+    """All devices of the run: every process's after :func:`initialize_distributed`."""
+    import jax
+    return list(jax.devices())
+
+
+def data_parallel(devices: int = 0) -> DataParallel:
+    """The mesh over the first ``devices`` devices (0 = all of them, the default).
+
+    A subset is for one process only: across processes every device takes part."""
+    import jax
+    from jax.sharding import AxisType, Mesh
+    found = available_devices()
+    require(isinstance(devices, int) and devices >= 0,
+            f"devices must be an integer >= 0 (0 = all {len(found)}), got {devices!r}")
+    require(devices <= len(found),
+            f"devices={devices} but this machine has {len(found)} {found[0].platform} device(s); "
+            f"set devices to at most {len(found)} (0 = all)")
+    require(devices in (0, len(found)) or jax.process_count() == 1,
+            f"devices={devices}: across {jax.process_count()} processes every device takes part; "
+            f"set devices=0")
+    chosen = found[:devices] if devices else found
+    return DataParallel(Mesh(np.array(chosen), (DATA,), axis_types=(AxisType.Auto,)))
+
+
+def check_split(meta_batch: int, n_devices: int, what: str = "meta_batch") -> None:
+    """Refuse, in one line, a batch of ``meta_batch`` tasks that ``n_devices`` do not share evenly."""
+    if meta_batch % n_devices:
+        lower = max(d for d in range(1, n_devices + 1) if meta_batch % d == 0)
+        up = -(-meta_batch // n_devices) * n_devices
+        raise BridgeError(f"{what}={meta_batch} tasks do not split evenly over {n_devices} devices; "
+                          f"set {what} to a multiple of {n_devices} (e.g. {up}) or devices={lower}")
+
+
+def check_partitionable_rng() -> None:
+    """The step's random numbers (augmentation, DropBlock, episode keys) must not depend on how
+    the batch is split: JAX's ``jax_threefry_partitionable`` (default on since JAX 0.5)."""
+    import jax
+    require(bool(jax.config.jax_threefry_partitionable),
+            "jax_threefry_partitionable is off, so random numbers would change with the device "
+            "count; unset JAX_THREEFRY_PARTITIONABLE (or set it to 1)")
+
+
+# ---------------------------------------------------------------- placing data
+
+def place(dp: DataParallel, host: np.ndarray):
+    """A host array ``(T, ...)`` (the same on every process) as a global array split along
+    ``T``; each process copies only the slices its own devices hold."""
+    import jax
+    host = np.asarray(host)
+    return jax.make_array_from_callback(host.shape, dp.split, lambda index: host[index])
+
+
+def shard_batch(dp: DataParallel, batch: dict) -> dict:
+    """Every array of ``batch`` split along its first axis (a no-op for one already split)."""
+    import jax
+    return {k: jax.device_put(v, dp.split) for k, v in batch.items()}
+
+
+def replicate(dp: DataParallel, tree: Any) -> Any:
+    """``tree`` (train state, keys) copied to every device (leaves already there are kept)."""
+    import jax
+    return jax.device_put(tree, dp.replicated)
+
+
+def local_view(tree: Any) -> Any:
+    """A replicated tree as single-device arrays on this process's first device (no copy), for
+    work every process does alone: evaluation, checkpoints. Other leaves are returned as they are."""
+    import jax
+
+    def one(leaf):
+        if isinstance(leaf, jax.Array) and len(leaf.sharding.device_set) > 1:
+            require(leaf.is_fully_replicated, "local_view needs replicated arrays (train state), "
+                    f"got one sharded as {leaf.sharding}")
+            return leaf.addressable_data(0)
+        return leaf
+
+    return jax.tree_util.tree_map(one, tree)
+
+
+# ---------------------------------------------------------------- the step
+
+def compile_step(dp: DataParallel, train_step: Callable, state: Any, batch: dict, key: Any) -> Callable:
+    """``train_step(state, batch, key) -> (state, metrics)`` compiled for ``dp``: state and key
+    replicated, the batch split along its first axis, the old state donated. Returns the
+    compiled function (call it with arguments placed by :func:`replicate` / :func:`place`)."""
+    import jax
+    check_partitionable_rng()
+    jitted = jax.jit(train_step, in_shardings=(dp.replicated, dp.split, dp.replicated),
+                     out_shardings=dp.replicated, donate_argnums=(0,))
+    with _tracing(dp.mesh):
+        return jitted.lower(state, batch, key).compile()
+
+
+@contextlib.contextmanager
+def _tracing(mesh):
+    token = _TRACING_MESH.set(mesh)
+    try:
+        yield
+    finally:
+        _TRACING_MESH.reset(token)
+
+
+def map_episodes(one: Callable, shared: Any, args: tuple, sequential: bool):
+    """``one(shared, *episode)`` for each episode: ``args`` are arrays ``(E, ...)``, the result a
+    pytree of arrays ``(E, ...)``; ``shared`` (e.g. the parameters) is the same for every
+    episode. ``sequential``: ``lax.map`` (one episode after another) instead of ``vmap``.
+
+    Inside a step compiled by :func:`compile_step` on ``n > 1`` devices this runs under
+    ``shard_map``: each device maps its own ``E / n`` episodes with its own copy of ``shared``
+    (the gradient with respect to ``shared`` is summed over the devices). ``one`` must take
+    every traced value it uses through ``shared`` or the episode, not close over it (a
+    closed-over tracer breaks the transpose of ``lax.map`` inside ``shard_map``)."""
+    import jax
+
+    def run(sh, a):
+        if sequential:
+            return jax.lax.map(lambda e: one(sh, *e), a)
+        return jax.vmap(one, in_axes=(None,) + (0,) * len(a))(sh, *a)
+
+    mesh = _TRACING_MESH.get()
+    if mesh is None or mesh.shape[DATA] == 1:
+        return run(shared, args)
+    from jax.sharding import PartitionSpec
+
+    def per_device(sh, a):
+        # a device's own copy: a gradient taken inside ``one`` (MAML's inner loop) stays that
+        # device's; left invariant, shard_map would sum it over the devices. The outer gradient
+        # (the transpose of this cast) is the sum over the devices, as it must be.
+        return run(jax.lax.pcast(sh, DATA, to="varying"), a)
+
+    return jax.shard_map(per_device, mesh=mesh, in_specs=(PartitionSpec(), PartitionSpec(DATA)),
+                         out_specs=PartitionSpec(DATA))(shared, args)
+
+
+# ---------------------------------------------------------------- several hosts
+
+def distributed_requested(environ: dict | None = None) -> bool:
+    """Whether the environment names a JAX coordinator (``JAX_COORDINATOR_ADDRESS``)."""
+    return bool((os.environ if environ is None else environ).get("JAX_COORDINATOR_ADDRESS"))
+
+
+def coordinator_settings(environ: dict | None = None) -> dict:
+    """Keyword arguments of ``jax.distributed.initialize`` from ``JAX_COORDINATOR_ADDRESS``,
+    ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` (all three, or none: cluster auto-detection)."""
+    env = os.environ if environ is None else environ
+    given = {v: env.get(v, "") for v in COORDINATOR_VARS}
+    if not any(given.values()):
+        return {}
+    missing = [v for v, s in given.items() if not s]
+    require(not missing, f"{', '.join(missing)} not set; a JAX coordinator needs all of "
+            f"{', '.join(COORDINATOR_VARS)} (e.g. host0:1234, 2, 0..1) or none (cluster auto-detection)")
+    try:
+        n, pid = int(given["JAX_NUM_PROCESSES"]), int(given["JAX_PROCESS_ID"])
+    except ValueError:
+        raise BridgeError(f"JAX_NUM_PROCESSES={given['JAX_NUM_PROCESSES']!r} and JAX_PROCESS_ID="
+                          f"{given['JAX_PROCESS_ID']!r} must be integers") from None
+    require(n >= 1 and 0 <= pid < n, f"JAX_PROCESS_ID={pid} must be in 0..JAX_NUM_PROCESSES-1 = 0..{n - 1}")
+    return {"coordinator_address": given["JAX_COORDINATOR_ADDRESS"], "num_processes": n, "process_id": pid}
+
+
+def initialize_distributed(environ: dict | None = None) -> None:
+    """Join the processes of a multi-host run (``jax.distributed.initialize``) before anything
+    else touches JAX's devices. Without coordinator variables JAX detects the cluster itself."""
+    import jax
+    settings = coordinator_settings(environ)
+    try:
+        jax.distributed.initialize(**settings)
+    except (RuntimeError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise BridgeError(f"jax.distributed.initialize failed ({first}); set JAX_COORDINATOR_ADDRESS, "
+                          f"JAX_NUM_PROCESSES and JAX_PROCESS_ID, or run under SLURM / Open MPI") from None
