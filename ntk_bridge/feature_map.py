@@ -205,19 +205,21 @@ def train_unit(config: FeatureMapConfig, unit: Unit) -> tuple[dict, list[dict], 
     proj, y = tasks.meta["subspace"], tasks.test_y_query()
     preds, rows, subspaces = {}, [], {}
     for method in METHODS:
-        lr, steps = schedule(config, method, tasks, gram)
         fo = method == "maml" and config.first_order_maml
         start = time.process_time()
-        try:
+        lr, steps = float("nan"), 0
+        try:   # the schedule refuses an inner step that diverges on the support kernel (MAML at depth)
+            lr, steps = schedule(config, method, tasks, gram)
             res = train_and_predict(method, net, tasks, config.gd(lr, steps, fo))
             failed, p, losses = "", res.predictions, res.losses
             delta = _first_layer(res.params) - w0
+            if method != "head-only":
+                preds[f"{method}@0"] = train_and_predict(method, net, tasks, config.gd(lr, 0, fo)).predictions
         except BridgeError as err:
             failed, p, losses, delta = str(err), None, np.zeros(0), None
         if p is not None:
             preds[method] = p
             if method != "head-only":
-                preds[f"{method}@0"] = train_and_predict(method, net, tasks, config.gd(lr, 0, fo)).predictions
                 subspaces[method] = top_subspace(delta, proj.shape[0])
         nan = float("nan")
         rows.append(dict(**asdict(unit), method=method, test_error=relative_error(p, y) if p is not None else nan,
@@ -446,20 +448,23 @@ def plot(frame: pd.DataFrame, pairs: pd.DataFrame, title: str):
     panels = [(axes[0], pt, "pair", ["mtl-b vs anil", "mtl-b vs maml"], "d_tr", "d_tr (MTL-B vs ANIL -, vs MAML --)"),
               (axes[1], mt, "method", ["mtl-b", "anil", "maml"], "gain", "gain over head-only (MTL-B -, ANIL --, MAML :)"),
               (axes[2], mt, "method", ["mtl-b", "anil", "maml"], "alignment", "first-layer alignment with P"),
-              (axes[3], mt, "method", ["mtl-b", "anil"], "delta_width", "||F(n) - F(n/4)|| / ||F(n)||")]
+              (axes[3], mt, "method", ["mtl-b", "anil", "maml"], "delta_width",
+               "||F(n) - F(previous width)|| / ||F(n)||")]
     for ax, t, col, which, metric, ylabel in panels:
         for (param, depth, what), g in t.groupby(["param", "depth", col], sort=True):
             if what not in which:
                 continue
             g = g[np.isfinite(g[metric])]
             label = f"{param} L={depth}" if what == which[0] else None
-            ax.errorbar(g["width"], g[metric], yerr=g[f"{metric}_ci95"].fillna(0), ls=styles[what], marker="o", ms=3,
+            err = g[f"{metric}_ci95"].fillna(0).to_numpy()
+            lower = np.minimum(err, 0.95 * g[metric].to_numpy()) if metric in ("d_tr", "delta_width") else err
+            ax.errorbar(g["width"], g[metric], yerr=[lower, err], ls=styles[what], marker="o", ms=3,
                         capsize=2, color=colors[(param, depth)], label=label)
         ax.set(xscale="log", xlabel="width n", ylabel=ylabel)
         if metric in ("d_tr", "delta_width"):
             ax.set_yscale("log")
     axes[1].axhline(0, color="k", lw=0.8)
     axes[0].legend(fontsize=8)
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(title + " (mean and 95% t-interval over seeds)", fontsize=9)
     fig.tight_layout()
     return fig
