@@ -188,6 +188,9 @@ def test_joint_fit_recovers_the_width_over_depth_law_and_the_width_it_implies():
     w = width_law.required_width([8, 64], [0.2, 0.05], c=2.0)
     np.testing.assert_allclose(w, [8 * 40.0 ** 2, 64 * 160.0 ** 2])
     np.testing.assert_allclose(2.0 * (w / np.array([8, 64])) ** -0.5, [0.2 / 4, 0.05 / 4])
+    held = width_law.holdout(_synthetic_errors(), min_ratio=1.0)       # depth 8 predicted from depths 1, 2, 4
+    assert set(held["depth"]) == {8} and set(held["fitted_on"]) == {"1,2,4"} and len(held) == 6
+    np.testing.assert_allclose(held["predicted"], 2.0 * (held["width"] / 8.0) ** -0.5, rtol=0.05)   # c's SE ~1%
     # a width exponent that is not -1/2 is seen as such (the fit can fail the hypothesis)
     bad = _synthetic_errors()
     bad["rel_error"] *= (bad["width"] / 64.0) ** -0.5            # e ~ w^-1

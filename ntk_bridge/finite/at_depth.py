@@ -249,6 +249,14 @@ def width_needed(sweeps: list[Sweep], root: Path, figure, regime_csv: Path = REG
         print(f"  {r.method:6s} a {r.a_width:+.3f} +- {r.a_ci95:.3f}, b {r.b_depth:+.3f} +- {r.b_ci95:.3f} (n={r.seeds} seeds, "
               f"{r.rows} networks, depths {r.depths}); c = {r.c:.3f} [{r.c_lo:.3f}, {r.c_hi:.3f}]; "
               f"rms log residual free {r.rms_log_free:.3f}, hypothesis {r.rms_log_hypothesis:.3f}")
+    held = width_law.holdout(errors)
+    if not held.empty:
+        write_csv(root / "at_depth_holdout.csv", held)
+        print(f"  the deepest depth held out: c fitted on depths {held['fitted_on'].iloc[0]}, predicted c (w/L)^-1/2 "
+              f"[c's 95% interval] vs measured mean +- t 95%:")
+        for r in held.itertuples():
+            print(f"    {r.method:6s} L={r.depth} w={r.width}: predicted {r.predicted:.3f} [{r.predicted_lo:.3f}, "
+                  f"{r.predicted_hi:.3f}], measured {r.measured:.3f} +- {r.measured_ci95:.3f} (n={r.seeds})")
     if not Path(regime_csv).is_file():
         print(f"  ({regime_csv} not found: the width w*(L) is not drawn)")
         return fits

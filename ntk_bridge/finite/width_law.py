@@ -61,6 +61,25 @@ def joint_fit(errors: pd.DataFrame, methods=("mtl-b", "anil"), min_ratio: float 
     return pd.DataFrame(rows)
 
 
+def holdout(errors: pd.DataFrame, methods=("mtl-b", "anil"), min_ratio: float = MIN_RATIO) -> pd.DataFrame:
+    """The deepest depth held out: c fitted (hypothesis e = c (w/L)^-1/2, per seed, t-interval) on the other
+    depths, its prediction per width at the held-out depth beside the measured mean +- t 95% over seeds."""
+    e = errors[np.isfinite(errors["rel_error"].to_numpy(np.float64)) & (errors["width"] / errors["depth"] >= min_ratio)]
+    held = int(e["depth"].max())
+    rows = []
+    for method in methods:
+        fit = joint_fit(e[e["depth"] != held], (method,), min_ratio)
+        if fit.empty:
+            continue
+        f = fit.iloc[0]
+        for width, g in e[(e["depth"] == held) & (e["method"] == method)].groupby("width"):
+            m, h, n, _ = t_interval(g["rel_error"])
+            x = (width / held) ** -0.5
+            rows.append(dict(method=method, depth=held, width=int(width), measured=m, measured_ci95=h, seeds=n,
+                             predicted=f.c * x, predicted_lo=f.c_lo * x, predicted_hi=f.c_hi * x, fitted_on=f.depths))
+    return pd.DataFrame(rows)
+
+
 def required_width(depth, distance, c: float, closeness: float = CLOSENESS):
     """w*(L) = L (closeness c / d(L))^2: the width where e = c (w / L)^(-1/2) reaches d(L) / closeness."""
     depth, distance = np.asarray(depth, np.float64), np.asarray(distance, np.float64)
