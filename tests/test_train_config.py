@@ -9,7 +9,8 @@ import pytest
 from ntk_bridge.errors import BridgeError
 from ntk_bridge.train.config import TrainConfig, from_dict, load_config, packaged_configs
 
-PAPER = [f"{d}_{k}shot" for d in ("cifarfs", "fc100", "miniimagenet", "tieredimagenet", "omniglot")
+CPU_RECIPES = ("omniglot", "imagefolder")      # imagefolder: a user's own root/<class>/*.png
+PAPER = [f"{d}_{k}shot" for d in ("cifarfs", "fc100", "miniimagenet", "tieredimagenet") + CPU_RECIPES
          for k in (1, 5)]
 
 
@@ -21,8 +22,8 @@ def test_every_paper_setting_is_packaged_and_valid():
         assert cfg.dataset == dataset and f"{cfg.shots}shot" == shots
         assert cfg.algorithm == "mtl" and cfg.n_way == 5 and cfg.logreg_c == 3.0
         assert cfg.test_episodes == 2000
-        assert cfg.note.startswith("CPU recipe" if dataset == "omniglot" else "paper protocol")
-        if dataset != "omniglot":
+        assert cfg.note.startswith("CPU recipe" if dataset in CPU_RECIPES else "paper protocol")
+        if dataset not in CPU_RECIPES:
             assert cfg.backbone == "resnet12" and cfg.optimizer == "radam" and cfg.lr == 1e-3
             assert cfg.schedule == "plateau" and cfg.plateau_factor == 0.1 and cfg.plateau_patience == 4
             assert cfg.block_size == (2 if dataset in ("cifarfs", "fc100") else 5)
