@@ -437,6 +437,7 @@ def plot(frame: pd.DataFrame, pairs: pd.DataFrame, title: str):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, axes = plt.subplots(1, 4, figsize=(20, 4.8))
     pt = table(pairs, ["param", "depth", "pair", "width"], ["d_tr"])
@@ -461,6 +462,7 @@ def plot(frame: pd.DataFrame, pairs: pd.DataFrame, title: str):
             ax.errorbar(g["width"], g[metric], yerr=[lower, err], ls=styles[what], marker="o", ms=3,
                         capsize=2, color=colors[(param, depth)], label=label)
         ax.set(xscale="log", xlabel="width n", ylabel=ylabel)
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         if metric in ("d_tr", "delta_width"):
             ax.set_yscale("log")
     axes[1].axhline(0, color="k", lw=0.8)
