@@ -28,14 +28,21 @@ over all local devices along the pair axis (``jax.sharding``, :func:`pair_shardi
 one CPU, 4 virtual CPU devices or a GPU.
 
 Cost model (per pair, per layer; n = H W positions, b = 8 bytes in float64, 4 in float32):
-  work    ~ n^2 elementwise maps (one arc-cosine, two square roots, ~30 flops) + 2 separable stencils
-          (4 shifted adds) over n^2 entries;  time per pair ~ L n^2 / R, with R the engine's
-          entry-layer rate (measured by experiments/bench_conv_kernels.py: see its committed output in
-          experiments/results/bench/, about 1e8 entry-layers/s in float64 on the 2 shared cores).
-  memory  ~ P n^2 b x (2 state arrays + ~4 temporaries): P = 64 at 14x14 (n = 196) in float64 is
-          64 x 38416 x 8 x 6 = 118 MB; at 28x28 (n = 784) ~ 1.9 GB, hence ``chunk`` ~ 8-16 there on CPU.
-  So entries/s (all depths) ~ R / (L n^2): 7x7 -> 16x the rate of 14x14, 28x28 -> 1/16 of it;
-  float32 doubles the SIMD width (about 2x) at a relative error vs float64 measured in the bench.
+  work    n^2 elementwise maps (one arc-cosine, two square roots, ~40 flops) + 2 stencils (each two
+          separable passes of 3 shifted adds) over n^2 entries, so time per pair = L n^2 / R with R the
+          engine's rate in entry-layers per second, nearly independent of n and L once a chunk holds
+          >= 10^5 entries. Measured R (experiments/results/bench/bench_conv_kernels.txt, depth 8, per
+          CPU-second, both cores counted, machine loaded 12-23 on 2 cores): float64 ~6-8e7 at 7x7 and
+          ~5.5e7 at 14x14; float32 ~1.4e8 at 7x7 and ~9e7 at 14x14. Entries per second, all depths:
+          R / (L n^2): float64, L = 8, per CPU-second, ~3.5e3 at 7x7, ~180 at 14x14, ~11 at 28x28 (n^2
+          16x larger again); an idle 2-core machine gives up to 2x that per wall second; a set with
+          itself costs n(n+1)/2 pairs for its n^2 entries.
+  memory  (estimated from the arrays one step holds, not measured) ~6 arrays of P n^2 b per chunk of
+          P pairs (K and T carried, their stencil passes, the ReLU map's outputs): P = 8 at 14x14 float64 is 8 x 38416 x 8 x 6 = 15 MB; at 28x28 (n = 784) a pair
+          needs ~30 MB, so P = 256 ~ 7.5 GB on a GPU. Memory does not grow with N (pairs are streamed)
+          or with L (one scan step at a time).
+  dtype   float32 halves memory and is ~1.6-2x faster on these CPUs; its relative error against
+          float64 over depths 1..8 is ~2-3e-7 (measured in the bench and tested < 1e-5).
 """
 
 from __future__ import annotations
