@@ -224,3 +224,22 @@ def test_gpu_script_dry_run_on_cpu_fills_the_cache_that_kernel_fewshot_reads(tmp
     timing = pd.read_csv(out / "timing.csv").set_index("kernel")
     assert timing.loc["conv", "kernel_entries_computed"] == 0
     assert timing.loc["conv", "cache_hits"] == report["cache_misses"]
+
+
+# ----------------------------------------------------------------------------- the 14x14 study's depth choice
+
+def test_conv14_depth_is_chosen_on_validation_never_on_test():
+    import importlib.util
+
+    import pandas as pd
+
+    spec = importlib.util.spec_from_file_location("conv14_select", REPO / "experiments" / "conv14_select.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    base = {"kernel": "conv", "labels": "encoding", "shots": 1, "method": "maml", "acc_ci95": 1.0, "episodes": 20}
+    val = pd.DataFrame([{**base, "depth": d, "acc_mean": a} for d, a in ((1, 50.0), (2, 60.0), (4, 60.0))])
+    test = pd.DataFrame([{**base, "depth": d, "acc_mean": a} for d, a in ((1, 90.0), (2, 40.0), (4, 70.0))])
+    sel = mod.choose(val, test)
+    assert sel["depth"].tolist() == [2] and sel["test_acc"].tolist() == [40.0]    # validation tie -> smaller depth
+    for perm in ([70.0, 90.0, 40.0], [40.0, 70.0, 90.0]):                          # test numbers never move it
+        assert mod.choose(val, test.assign(acc_mean=perm))["depth"].tolist() == [2]

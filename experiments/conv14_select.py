@@ -1,0 +1,105 @@
+"""The 14x14 conv-kernel study: each kernel predictor's depth chosen on validation episodes, read on test.
+
+Reads two ``ntk-bridge kernel-fewshot`` result folders made with the same flags except
+``--test-split`` (``val``: episodes from the validation alphabet; ``test``: the held-out test
+alphabets) and ``--out``; refuses them if any other protocol field differs. For every kernel (FC,
+conv), label space, shot setting and method, the depth with the highest VALIDATION mean accuracy is
+chosen (the smallest on ties) and the TEST accuracy at that depth is reported beside it; the test
+numbers never enter a choice. The trained Conv-4 rows (no depth) are copied as they are.
+
+Writes OUT/selected.csv and prints a markdown table (method x kernel / label space).
+
+    .venv/bin/python experiments/conv14_select.py experiments/results/kernel_fewshot_conv14/val \\
+        experiments/results/kernel_fewshot_conv14/test --out experiments/results/kernel_fewshot_conv14
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+KEYS = ["kernel", "labels", "shots", "method"]
+MAY_DIFFER = {"test_split", "test_episodes", "conv_test_episodes"}
+
+
+def check_protocol(val_dir: Path, test_dir: Path) -> None:
+    """Both runs share every config field but the evaluation split and episode counts; val is on 'val'."""
+    from ntk_bridge.errors import require
+
+    a = json.loads((val_dir / "config.json").read_text())
+    b = json.loads((test_dir / "config.json").read_text())
+    require(a["test_split"] == "val" and b["test_split"] == "test",
+            f"{val_dir} must be scored on the val split and {test_dir} on the test split "
+            f"(got {a['test_split']!r} and {b['test_split']!r})")
+    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in MAY_DIFFER)
+    require(not diff, f"the two runs differ in {', '.join(diff)}; rerun with the same flags but --test-split")
+
+
+def choose(val: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
+    """One row per (kernel, labels, shots, method): depth argmax of validation acc_mean, its test accuracy."""
+    rows = []
+    for key, g in test[test["kernel"] != "trained"].groupby(KEYS, sort=True):
+        v = val.set_index(KEYS).loc[key].reset_index().sort_values("depth")
+        depth = int(v["depth"].iloc[int(np.argmax(v["acc_mean"].to_numpy()))])   # first max = smallest depth
+        t = g[g["depth"] == depth].iloc[0]
+        vr = v[v["depth"] == depth].iloc[0]
+        rows.append({**dict(zip(KEYS, key)), "depth": depth, "chosen_by": "validation",
+                     "test_acc": t["acc_mean"], "test_ci95": t["acc_ci95"], "test_episodes": int(t["episodes"]),
+                     "val_acc": vr["acc_mean"], "val_ci95": vr["acc_ci95"], "val_episodes": int(vr["episodes"])})
+    for r in test[test["kernel"] == "trained"].itertuples():
+        rows.append({"kernel": "trained", "labels": "-", "shots": r.shots, "method": r.method, "depth": 0,
+                     "chosen_by": "-", "test_acc": r.acc_mean, "test_ci95": r.acc_ci95,
+                     "test_episodes": int(r.episodes), "val_acc": np.nan, "val_ci95": np.nan, "val_episodes": 0})
+    return pd.DataFrame(rows)
+
+
+def markdown(sel: pd.DataFrame) -> str:
+    """Test accuracy (depth chosen on validation) per method, one column per kernel x label space."""
+    lines = []
+    for shots, g in sel[sel["kernel"] != "trained"].groupby("shots"):
+        cols = [(k, ls) for k in ("fc", "conv") for ls in ("random-slots", "global", "encoding")
+                if ((g["kernel"] == k) & (g["labels"] == ls)).any()]
+        lines.append(f"\n{shots}-shot: test accuracy % (mean +- 95% t-CI), depth L chosen on validation\n")
+        lines.append("| method | " + " | ".join(f"{k.upper()} {ls}" for k, ls in cols) + " |")
+        lines.append("|---" * (len(cols) + 1) + "|")
+        for m in dict.fromkeys(g["method"]):
+            cells = []
+            for k, ls in cols:
+                r = g[(g["kernel"] == k) & (g["labels"] == ls) & (g["method"] == m)].iloc[0]
+                cells.append(f"{r.test_acc:.1f} +- {r.test_ci95:.1f} (L={r.depth}; val {r.val_acc:.1f})")
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        for r in sel[(sel["kernel"] == "trained") & (sel["shots"] == shots)].itertuples():
+            lines.append(f"\ntrained {r.method}: {r.test_acc:.1f} +- {r.test_ci95:.1f} ({r.test_episodes} test episodes)")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("val_dir", type=Path, help="kernel-fewshot result folder scored on --test-split val")
+    p.add_argument("test_dir", type=Path, help="the same run scored on --test-split test")
+    p.add_argument("--out", type=Path, required=True, help="folder for selected.csv")
+    args = p.parse_args(argv)
+    check_protocol(args.val_dir, args.test_dir)
+    sel = choose(pd.read_csv(args.val_dir / "accuracy.csv"), pd.read_csv(args.test_dir / "accuracy.csv"))
+    from ntk_bridge.io import atomic_write
+
+    atomic_write(args.out / "selected.csv", lambda fh: sel.to_csv(fh, index=False, float_format="%.6g"))
+    print(markdown(sel))
+    return 0
+
+
+if __name__ == "__main__":
+    from ntk_bridge.errors import BridgeError
+
+    try:
+        raise SystemExit(main())
+    except BridgeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2)
