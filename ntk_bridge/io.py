@@ -411,11 +411,12 @@ def _short(value: Any, limit: int = 40) -> str:
 
 
 def settings_differences(saved: Any, settings: dict) -> list[str]:
-    """``"key: saved there vs new now"`` for each top-level key whose value differs (JSON-normalised)."""
+    """``"key: saved there vs new now"`` for each top-level key whose value differs (JSON-normalised).
+    A key the saved config lacks (a setting added after that run was made) is not compared."""
     now = json.loads(json_text(settings))
     if not isinstance(saved, dict):
         return [f"config.json: {_short(saved)} there"]
-    keys = sorted(set(saved) | set(now))
+    keys = sorted(saved)
     return [f"{k}: {_short(saved.get(k))} there vs {_short(now.get(k))} now" for k in keys if saved.get(k) != now.get(k)]
 
 
