@@ -20,6 +20,12 @@ Examples:
   ntk-bridge train --dataset cifarfs --shots 5 --algorithm mtl --root ~/data/cifarfs
   ntk-bridge train --config my.json --set meta_batch=2 --set lr=0.0005
   ntk-bridge train --dataset omniglot --shots 1 --algorithm maml --set inner_lr=0.4 --set inner_steps=1
+
+Several GPUs: each step's meta_batch tasks are split over all local devices (data parallel,
+parameters replicated; --devices N for fewer; meta_batch must be a multiple of the device count).
+Several hosts: start the same command on every host with --distributed and JAX_COORDINATOR_ADDRESS
+(host:port of process 0), JAX_NUM_PROCESSES and JAX_PROCESS_ID set (or under SLURM / Open MPI,
+which JAX detects); the steps then use every device of every host (ntk_bridge.train.parallel).
 """
 
 from __future__ import annotations
@@ -51,6 +57,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, help="learning rate")
     parser.add_argument("--meta-batch", type=int, help="tasks per step")
     parser.add_argument("--seed", type=int, help="random seed")
+    parser.add_argument("--devices", type=int, help="devices each step's meta_batch is split over, data "
+                        "parallel (default 0 = all local devices, or all devices of a --distributed run)")
+    parser.add_argument("--distributed", action="store_true",
+                        help="join a multi-host run first (jax.distributed.initialize: JAX_COORDINATOR_ADDRESS, "
+                             "JAX_NUM_PROCESSES, JAX_PROCESS_ID, or SLURM / Open MPI auto-detection)")
     parser.add_argument("--rotations", action="store_true",
                         help="Omniglot: add the 90/180/270-degree rotations of every character as "
                              "new classes (dataset_options rotations=true, the usual protocol)")
@@ -120,7 +131,8 @@ def build_config(args):
                           "--config FILE")
     flags = {"dataset": args.dataset, "shots": args.shots, "algorithm": args.algorithm,
              "root": args.root, "max_steps": args.steps, "backbone": args.backbone, "lr": args.lr,
-             "meta_batch": args.meta_batch, "seed": args.seed, "time_budget_s": args.time_budget}
+             "meta_batch": args.meta_batch, "seed": args.seed, "time_budget_s": args.time_budget,
+             "devices": getattr(args, "devices", None)}
     if args.algorithm and args.algorithm != base.get("algorithm"):
         base["algorithm_options"] = {}  # the packaged config's options belong to its own algorithm
     base.update({k: v for k, v in flags.items() if v is not None})
@@ -184,6 +196,9 @@ def run(args) -> int:
     from ntk_bridge.train.loop import train
 
     config = build_config(args)
+    if args.distributed:  # before anything asks JAX for its devices
+        from ntk_bridge.train.parallel import initialize_distributed
+        initialize_distributed()
     run_dir = Path(args.run_dir or f"runs/{config.dataset}_{config.shots}shot_{config.algorithm}_seed{config.seed}")
     summary = train(config, run_dir)
     metrics = run_dir / "metrics.json"
