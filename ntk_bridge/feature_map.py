@@ -250,6 +250,9 @@ def _pair_rows(unit: Unit, preds: dict, subspaces: dict) -> list[dict]:
 # ----------------------------------------------------------------------------- cache
 
 def _unit_files(cache: Path, config: FeatureMapConfig, unit: Unit) -> tuple[Path, Path]:
+    """The unit's (JSON, NPZ) in ``cache``, named by a hash of the unit and of every setting except
+    the grid (widths, depths, params, seeds, width caps): a grid extended later reuses every unit
+    already trained."""
     spec = json.dumps({"v": CACHE_VERSION, "config": {k: v for k, v in config.as_dict().items()
                                                       if k not in ("widths", "depths", "params", "seeds", "width_caps")},
                        "unit": asdict(unit)}, sort_keys=True, default=str)

@@ -120,11 +120,14 @@ FILES = ("rows.csv", "pairs.csv", "table.csv", "pair_table.csv", "slopes.csv", "
 def run(args) -> int:
     from ntk_bridge import feature_map as fm
     from ntk_bridge.errors import BridgeError, require
-    from ntk_bridge.io import check_figure_path
+    from ntk_bridge.io import check_figure_path, check_settings
 
-    config = config_from_args(args)                  # every check before anything is written
+    config = config_from_args(args)                  # every check before anything is trained or written
     require(args.budget_minutes is None or args.budget_minutes > 0, "--budget-minutes must be > 0")
     check_figure_path(args.figure, "--figure")
+    out = Path(args.out)
+    require(not out.exists() or out.is_dir(), f"--out {out} is a file, not a folder; give a folder path")
+    check_settings(out, out, "--out", _settings(config), args.overwrite)
     cache = cache_folder(args)
     try:
         cache.mkdir(parents=True, exist_ok=True)
@@ -151,7 +154,7 @@ def _write(args, config, cache: Path, wall: float, cpu: float) -> None:
     pt = fm.table(pairs, ["param", "depth", "pair", "width"], ["d_rel", "d_tr", "rep_overlap"])
     slopes = _slopes(frame, pairs)
     vs = fm.verdicts(frame, pairs)
-    settings = {"command": "feature-map", **config.as_dict()}
+    settings = _settings(config)
     title = f"feature map: MTL-B vs ANIL / MAML, muP vs NTK; {config.describe()}"
     with result_set(args.out, args.figure, replaces=FILES, settings=settings,
                     overwrite=args.overwrite) as (tmp, figure):
@@ -164,6 +167,10 @@ def _write(args, config, cache: Path, wall: float, cpu: float) -> None:
                                       "load_average": list(os.getloadavg()), "cache": str(cache)})
         save_figure(figure, fm.plot(frame, pairs, title))
     _print(title, mt, pt, slopes, vs, args)
+
+
+def _settings(config) -> dict:
+    return {"command": "feature-map", **config.as_dict()}
 
 
 def _slopes(frame, pairs):
