@@ -130,7 +130,22 @@ def _read_part(f: Path, part, command: str):
         return _read_json(f)
     frame = _read_csv(f)
     schemas.check_columns(f, part, frame, command)
+    _check_numbers(f, part, frame)
     return frame
+
+
+def _check_numbers(f: Path, part, frame: pd.DataFrame) -> None:
+    """Every declared measurement column (unit other than "id") holds numbers (empty = NaN is fine);
+    text there (a hand edit, a damaged file) is a BridgeError naming the file, column and line."""
+    for col, unit in part.columns.items():
+        if unit == "id" or col not in frame or pd.api.types.is_numeric_dtype(frame[col]):
+            continue
+        values = pd.to_numeric(frame[col], errors="coerce")
+        bad = (values.isna() & frame[col].notna()).to_numpy().nonzero()[0]
+        if len(bad):
+            raise BridgeError(f"{f}: column {col!r} holds {str(frame[col].iloc[bad[0]])[:40]!r} on line {bad[0] + 2} "
+                              "where a number is expected (edited or damaged)")
+        frame[col] = values
 
 
 def _load(name: str, path: Path, schema: schemas.ResultSchema, keys: tuple[str, ...], command: str) -> Loaded:

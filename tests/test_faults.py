@@ -212,6 +212,17 @@ def test_lr_infinity_is_refused_before_anything(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_concurrent_train_on_the_same_run_folder_is_refused(omniglot, tmp_path, capsys):
+    from ntk_bridge.io import output_lock
+
+    run = tmp_path / "run"
+    with output_lock(run.absolute(), "--run-dir", run) as lock:
+        assert _run(_train(omniglot, run)) == 2
+        line = _one_line(capsys, f"error: --run-dir {run} is being written by another run (process {os.getpid()}")
+        assert f"delete {lock}" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 # ----------------------------------------------------------------------------- training faults (slow: they train)
 
 def _checkpoints(run_dir):
@@ -289,7 +300,8 @@ def test_train_saves_a_checkpoint_on_ctrl_c_and_sigterm_and_resumes(omniglot, tm
     assert _checkpoints(run) == [2, 3] and not (run / "summary.json").exists()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler     # handlers restored
     assert _run(_train(omniglot, run, 8)) == 0
-    assert "resuming" in capsys.readouterr().out and json.loads((run / "summary.json").read_text())["resumed_from"] == 3
+    assert "resumed from step 3" in capsys.readouterr().out
+    assert json.loads((run / "summary.json").read_text())["resumed_from"] == 3
 
 
 @pytest.mark.slow
@@ -369,3 +381,28 @@ def test_a_damaged_checkpoint_is_named_with_what_to_do(omniglot, tmp_path, capsy
     shutil.rmtree(run / "checkpoints" / "4")           # the fix the message offers: resume from step 2
     assert _run(_train(omniglot, run, 6)) == 0
     assert json.loads((run / "summary.json").read_text())["resumed_from"] == 2
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 40 kB tmpfs (a real full disk for orbax's C++ writers); skipped where mounting is not allowed."""
+    import subprocess
+
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40k", "tmpfs", str(mnt)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root and mount rights)")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+@pytest.mark.slow
+def test_train_on_a_really_full_disk_is_one_line_and_leaves_no_folder(omniglot, tiny_disk, capsys):
+    run = tiny_disk / "run"
+    assert _run(_train(omniglot, run, 4)) == 2
+    line = _one_line(capsys, "error: no space left on the device while writing the checkpoint ")
+    assert "MB free there" in line
+    assert list(tiny_disk.iterdir()) == []

@@ -8,6 +8,14 @@ per validation), timing.csv, curve.png and summary.json (test accuracy with its 
 time, compile time, images per second, accelerator-hours). Everything is checked before the
 folder is made (sizes, a memory estimate, split sizes for n_way), so a failed start leaves none.
 
+Checkpoints: every checkpoint_every steps and at least every checkpoint_minutes (default 5) of wall
+time (--set checkpoint_minutes=10), each sealed with a sha256 list of its files. Ctrl-C (exit 130)
+or SIGTERM (exit 143) saves a checkpoint at the end of the running step and stops; a second Ctrl-C
+stops at once. A non-finite lr or option is refused at the start; a non-finite loss or gradient stops
+the run at once with one line naming the step (exit 2), the last good checkpoint kept. A full disk is
+one line (a fresh run leaves no folder); a damaged latest checkpoint is named, with the previous
+intact one to resume from.
+
 Algorithm options are typed (unknown keys are refused, listing the valid ones), saved in
 config.json and checked on resume: --set inner_lr=0.4 or --set 'algorithm_options={...}'.
 MAML/ANIL defaults: Omniglot inner lr 0.4 with 1 inner step in training (Finn et al. 2017's
@@ -49,7 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--algorithm", help="mtl (default) or a GBML baseline: maml, anil, protonet, "
                         "metaoptnet-ridge")
     parser.add_argument("--root", help="data folder (default: the data layer's default for the set)")
-    parser.add_argument("--run-dir", help="run folder (default: runs/<setting>_<algorithm>_seed<seed>)")
+    parser.add_argument("--run-dir", help="run folder (default: runs/<setting>_<algorithm>_seed<seed>; the same "
+                        "settings resume it, other settings are refused)")
     parser.add_argument("--steps", type=int, help="training steps (max_steps)")
     parser.add_argument("--time-budget", type=float, help="stop after this many seconds of training steps "
                         "(time_budget_s; 0 = none)")

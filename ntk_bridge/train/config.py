@@ -19,7 +19,7 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 # fields that may differ between a run folder's saved config and a resume request
 # (devices: the step is the same function on any device count, only float32 rounding differs)
-RESUMABLE_CHANGES = frozenset({"root", "max_steps", "time_budget_s", "progress", "note", "devices"})
+RESUMABLE_CHANGES = frozenset({"root", "max_steps", "time_budget_s", "progress", "note", "checkpoint_minutes", "devices"})
 HEADS = ("logreg", "proto", "ridge", "own")
 
 
@@ -59,6 +59,7 @@ class TrainConfig:
     time_budget_s: float = 0.0  # stop once training steps took this many seconds (0 = no budget)
     eval_every: int = 100  # steps between validation evaluations
     checkpoint_every: int = 100  # steps between checkpoints
+    checkpoint_minutes: float = 5.0  # also a checkpoint once this much wall time passed since the last (0 = steps only)
     val_episodes: int = 200
     val_query: int = 15
     test_episodes: int = 2000
@@ -83,6 +84,8 @@ class TrainConfig:
     def __post_init__(self):
         for f in fields(self):
             _check_type(f.name, getattr(self, f.name), f.type)
+        _check_finite("config field", {f.name: getattr(self, f.name) for f in fields(self)
+                                       if f.name != "algorithm_options"})      # options: once resolved, below
         checks = [
             (self.n_way >= 2, "n_way must be >= 2"),
             (self.shots >= 1, "shots must be >= 1"),
@@ -112,6 +115,8 @@ class TrainConfig:
         if self.backbone not in ("conv4", "resnet12"):
             raise BridgeError(f"unknown backbone {self.backbone!r}; choose one of conv4, resnet12")
         _check_channels(self.backbone, self.channels)
+        if not 0 <= self.seed < 2**31:
+            raise BridgeError(f"bad config: seed must be an integer from 0 to {2**31 - 1}, got {self.seed}")
         if self.time_budget_s < 0:
             raise BridgeError(f"bad config: time_budget_s must be >= 0 (0 = no budget), got {self.time_budget_s}")
         object.__setattr__(self, "val_heads", _check_heads(self.val_heads))
@@ -120,6 +125,9 @@ class TrainConfig:
             raise BridgeError(f"unknown algorithm {self.algorithm!r}; known: {', '.join(sorted(OPTION_CLASSES))}")
         object.__setattr__(self, "algorithm_options",
                            resolve_options(self.algorithm, self.dataset, self.algorithm_options))
+        _check_finite(f"{self.algorithm} option", dataclasses.asdict(self.algorithm_options))
+        if not self.checkpoint_minutes >= 0:
+            raise BridgeError(f"bad config: checkpoint_minutes must be >= 0 (0 = by steps only), got {self.checkpoint_minutes}")
 
     @property
     def heads(self) -> tuple[str, ...]:
@@ -165,6 +173,24 @@ def _check_type(name: str, value: Any, type_name: Any) -> None:
                           f"({type(value).__name__}); fix the value in the config file or flag")
 
 
+def _check_finite(what: str, values: dict) -> None:
+    """Refuse NaN and infinities (JSON's ``NaN`` / ``Infinity`` parse to them) in any number of ``values``,
+    nested ones included, before anything runs: a run with lr=Infinity would train to NaN weights."""
+    import math
+
+    def bad(v) -> bool:
+        if isinstance(v, float):
+            return not math.isfinite(v)
+        if isinstance(v, dict):
+            return any(bad(x) for x in v.values())
+        return isinstance(v, (list, tuple)) and any(bad(x) for x in v)
+
+    for name, value in values.items():
+        if bad(value):
+            raise BridgeError(f"{what} {name!r} is {value!r}, not a finite number; give a finite value "
+                              f"(--set {name}=VALUE or the config file)")
+
+
 def _check_channels(backbone: str, channels: Any) -> None:
     """Widths must be positive; Conv-4 takes one integer, ResNet-12 one or four."""
     if channels is None:
@@ -203,7 +229,7 @@ def from_dict(values: dict) -> TrainConfig:
     values = dict(values)
     if isinstance(values.get("channels"), list):
         values["channels"] = tuple(values["channels"])
-    for key in ("lr", "logit_scale", "time_budget_s"):
+    for key in ("lr", "logit_scale", "time_budget_s", "checkpoint_minutes"):
         if isinstance(values.get(key), int) and not isinstance(values.get(key), bool):
             values[key] = float(values[key])
     return TrainConfig(**values)
@@ -219,10 +245,14 @@ def load_config(path_or_name: str | Path) -> TrainConfig:
             raise BridgeError(f"config {str(path_or_name)!r} is neither a file nor a packaged setting; "
                               f"packaged: {names}")
         path = candidate
+    if not path.is_file():
+        raise BridgeError(f"config {path} is a folder, not a file; give a config JSON file or a packaged setting name")
     try:
         values = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise BridgeError(f"config {path} is not valid JSON ({err.msg} at line {err.lineno}); fix the file")
+    except (UnicodeDecodeError, OSError) as err:
+        raise BridgeError(f"config {path} cannot be read as a text file ({type(err).__name__}); give a JSON file") from None
     try:
         return from_dict(values)
     except BridgeError as err:

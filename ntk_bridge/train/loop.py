@@ -22,8 +22,11 @@ Run folder::
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -32,7 +35,8 @@ from typing import Any, Callable
 import numpy as np
 
 from ntk_bridge.errors import BridgeError
-from ntk_bridge.io import write_csv, write_json
+from ntk_bridge.interrupts import Interrupted, StopRequest
+from ntk_bridge.io import WriteError, output_lock, write_csv, write_json
 from ntk_bridge.train.config import TrainConfig, from_dict, incompatible_fields
 
 _TRAIN_STREAM, _VAL_STREAM, _TEST_STREAM = 7, 11, 13
@@ -151,27 +155,178 @@ def _host(tree: dict) -> dict:
     return jax.tree_util.tree_map(np.asarray, jax.device_get(tree))
 
 
+CHECKSUMS = "ntk_bridge.sha256.json"   # in each checkpoint step folder: sha256 of every file, written last
+
+
+def _step_dir(manager, step: int) -> Path:
+    return Path(manager.directory) / str(int(step))
+
+
+def _file_hashes(folder: Path) -> dict:
+    import hashlib
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != CHECKSUMS}
+
+
+def damage(manager, step: int) -> str:
+    """Why checkpoint ``step`` of ``manager`` is damaged ("" if intact or, for a checkpoint written
+    before checksums existed, unknown): a file missing, added or failing its sha256."""
+    return _damage_of(_step_dir(manager, step))
+
+
+def _damage_of(folder: Path) -> str:
+    try:
+        saved = json.loads((folder / CHECKSUMS).read_text())
+    except FileNotFoundError:
+        return "" if folder.is_dir() else f"{folder} is missing"
+    except (OSError, ValueError):
+        return f"{folder / CHECKSUMS} is unreadable"
+    now = _file_hashes(folder)
+    for name in sorted(set(saved) | set(now)):
+        if saved.get(name) != now.get(name):
+            return f"{folder / name} " + ("is missing" if name not in now else "fails its checksum")
+    return ""
+
+
+def _os_error(err: BaseException) -> OSError | None:
+    """The OSError behind ``err`` (orbax / tensorstore report one as ValueError("... [os_error_code='28']"))."""
+    import errno
+    import re
+    seen = err
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen
+        m = re.search(r"os_error_code='?(\d+)", str(seen))
+        if m or "No space left on device" in str(seen):
+            code = int(m.group(1)) if m else errno.ENOSPC
+            return OSError(code, os.strerror(code))
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _remove_partial(manager, step: int) -> None:
+    """Remove what an unfinished save of ``step`` left: orbax's *.orbax-checkpoint-tmp folders, an unsealed step."""
+    import shutil
+    folder = Path(manager.directory)
+    for entry in folder.iterdir() if folder.is_dir() else ():
+        if "orbax-checkpoint-tmp" in entry.name:
+            shutil.rmtree(entry, ignore_errors=True)
+    if not (_step_dir(manager, step) / CHECKSUMS).exists():
+        shutil.rmtree(_step_dir(manager, step), ignore_errors=True)
+    with contextlib.suppress(Exception):
+        manager.reload()
+
+
 def _save(manager, step: int, tree: dict, loop: LoopState | None) -> None:
+    """Save ``tree`` (and the loop state) as checkpoint ``step``, then seal it with :data:`CHECKSUMS`.
+    A full disk (or another OSError) removes the unfinished checkpoint and is one BridgeError line
+    (with the checkpoint's size); the earlier checkpoints stay."""
     import orbax.checkpoint as ocp
+
+    from ntk_bridge.io import disk_error, write_json
     tree = _host(tree)
-    if step in manager.all_steps():  # a resumed run re-reaching a step it saved before the kill
-        manager.delete(step)
-    items = {"state": ocp.args.StandardSave(tree)}
-    if loop is not None:
-        items["loop"] = ocp.args.JsonSave(loop.to_json())
-    manager.save(step, args=ocp.args.Composite(**items))
-    manager.wait_until_finished()
+    try:
+        if step in manager.all_steps():  # a resumed run re-reaching a step it saved before the kill
+            manager.delete(step)
+        items = {"state": ocp.args.StandardSave(tree)}
+        if loop is not None:
+            items["loop"] = ocp.args.JsonSave(loop.to_json())
+        with _held_back_stderr() as held:
+            manager.save(step, args=ocp.args.Composite(**items))
+            manager.wait_until_finished()
+            held.release()                   # saved: what the library printed is shown as usual
+        write_json(_step_dir(manager, step) / CHECKSUMS, _file_hashes(_step_dir(manager, step)))
+    except Exception as err:
+        oserr = None if isinstance(err, BridgeError) else _os_error(err)
+        if oserr is None and not isinstance(err, BridgeError):
+            raise
+        _remove_partial(manager, step)
+        if isinstance(err, BridgeError):
+            raise
+        needed = sum(int(np.asarray(x).nbytes) for x in __import__("jax").tree_util.tree_leaves(tree))
+        raise disk_error(oserr, _step_dir(manager, step), needed=needed, what="the checkpoint") from None
+
+
+class _HeldBack:
+    """Text written to stderr while saving, passed on to ``target`` only if the save succeeds."""
+
+    def __init__(self, target) -> None:
+        import io
+        self.buffer, self.target = io.StringIO(), target
+
+    def release(self) -> None:
+        self.target.write(self.buffer.getvalue())
+        self.buffer.seek(0)
+        self.buffer.truncate()
+
+
+@contextlib.contextmanager
+def _held_back_stderr():
+    """Hold back what the checkpoint library's threads print while a save runs: on a full disk orbax
+    logs each failed write with its traceback; the one line of :func:`ntk_bridge.io.disk_error` says it."""
+    import logging
+    import sys
+    held, absl = _HeldBack(sys.stderr), logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.CRITICAL)
+    sys.stderr = held.buffer
+    try:
+        yield held
+    finally:
+        sys.stderr = held.target
+        absl.setLevel(level)
+
+
+class DamagedCheckpoint(BridgeError):
+    """A checkpoint whose files fail their checksums or that the checkpoint library cannot read."""
 
 
 def _restore(manager, step: int, template: dict, with_loop: bool):
     import jax
     import orbax.checkpoint as ocp
+    why = damage(manager, step)
+    if why:
+        raise DamagedCheckpoint(f"checkpoint {_step_dir(manager, step)} is damaged ({why})")
     items = {"state": ocp.args.StandardRestore(_host(template))}
     if with_loop:
         items["loop"] = ocp.args.JsonRestore()
-    out = manager.restore(step, args=ocp.args.Composite(**items))
+    try:
+        out = manager.restore(step, args=ocp.args.Composite(**items))
+    except Exception as err:  # orbax / tensorstore: a truncated or garbled file
+        detail = " ".join(str(err).split())[:160]
+        raise DamagedCheckpoint(f"checkpoint {_step_dir(manager, step)} cannot be read ({type(err).__name__}: "
+                                f"{detail})") from None
     tree = jax.tree_util.tree_map(jax.numpy.asarray, out["state"])
     return tree, (out["loop"] if with_loop else None)
+
+
+def _resume_point(latest, run_dir: Path, state):
+    """(tree, loop JSON) of the latest checkpoint; one the library cannot read is :func:`_cannot_resume`."""
+    try:
+        return _restore(latest, latest.latest_step(), _state_tree(state), with_loop=True)
+    except DamagedCheckpoint as err:
+        raise _cannot_resume(run_dir, str(err)) from None
+
+
+def _cannot_resume(run_dir: Path, why: str) -> BridgeError:
+    """One line for a damaged latest checkpoint: the previous intact one to resume from (delete the
+    damaged folder), or a fresh start."""
+    folder = Path(run_dir) / "checkpoints"
+    steps = sorted((int(p.name) for p in folder.iterdir() if p.name.isdigit()), reverse=True)
+    older = [s for s in steps[1:] if not _damage_of(folder / str(s))]
+    fix = (f"the previous checkpoint (step {older[0]}) is intact: delete {folder / str(steps[0])} to resume "
+           f"from it, or start fresh with a new --run-dir" if older else
+           f"no earlier intact checkpoint is left: start fresh with a new --run-dir (or delete {run_dir})")
+    return BridgeError(f"cannot resume {run_dir}: the latest {why}; {fix}")
+
+
+def check_latest_checkpoint(run_dir: Path) -> None:
+    """Before anything of a resume is written: refuse a latest checkpoint that fails its checksums."""
+    folder = Path(run_dir) / "checkpoints"
+    steps = sorted((int(p.name) for p in folder.iterdir() if p.name.isdigit()), reverse=True) if folder.is_dir() else []
+    why = _damage_of(folder / str(steps[0])) if steps else ""
+    if why:
+        raise _cannot_resume(run_dir, f"checkpoint {folder / str(steps[0])} is damaged ({why})")
 
 
 def _apply_tree(state, tree: dict):
@@ -410,11 +565,32 @@ def _train(config: TrainConfig, run_dir: str | Path, *, callback: Callable[[int,
     from ntk_bridge.train.paths import check_output_dir
     run_dir = check_output_dir(Path(run_dir), "--run-dir")
     data, algorithm, state, prepare = start_run(config, data)
+    fresh = not run_dir.exists()
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with output_lock(run_dir.absolute(), "--run-dir", run_dir):   # a second run on the folder is refused
+            return _train_in(config, run_dir, callback, data, evaluate_test, algorithm, state, prepare)
+    except WriteError:
+        if fresh and not has_checkpoint(run_dir):  # a full disk before the first checkpoint: no folder left
+            import shutil
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a finished (sealed) latest checkpoint."""
+    folder = Path(run_dir) / "checkpoints"
+    return folder.is_dir() and any((p / CHECKSUMS).is_file() for p in folder.iterdir())
+
+
+def _train_in(config, run_dir, callback, data, evaluate_test, algorithm, state, prepare) -> dict:
+    """:func:`_train` once the start checks passed: the run folder, resume, steps, test evaluation."""
+    check_latest_checkpoint(run_dir)
     prepare_run_dir(config, run_dir)
     latest, best = _managers(run_dir)
     loop = new_loop_state()
     if latest.latest_step() is not None:
-        tree, saved = _restore(latest, latest.latest_step(), _state_tree(state), with_loop=True)
+        tree, saved = _resume_point(latest, run_dir, state)
         state, loop = _apply_tree(state, tree), LoopState.from_json(saved)
         if loop.stop_reason.startswith("time budget") and not (
                 config.time_budget_s and loop.train_s >= config.time_budget_s):
@@ -465,6 +641,8 @@ def _steps(config, run_dir, algorithm, state, data, prepare, loop, managers, cal
     bar = tqdm(total=config.max_steps, initial=step, disable=not config.progress, dynamic_ncols=True,
                desc=f"{config.algorithm} {config.dataset} {config.shots}-shot")
     t_wall, wall_before = time.perf_counter(), loop.wall_s
+    t_saved = time.perf_counter()
+    stop = StopRequest().__enter__()  # Ctrl-C / SIGTERM: checkpoint at the end of the step, then stop
     try:
         while step < config.max_steps and not loop.stop_reason:
             t0, c0 = time.perf_counter(), time.process_time()
@@ -483,7 +661,7 @@ def _steps(config, run_dir, algorithm, state, data, prepare, loop, managers, cal
             state, metrics = step_fn(state, batch, k_step)
             loss, acc = float(metrics["loss"]), float(metrics["acc"])
             step += 1
-            _check_finite(config, loss, lr, step)
+            _check_finite(config, loss, lr, step, run_dir, latest, _params_finite(state.params))
             loop.run_loss += loss
             loop.run_acc += acc
             loop.run_count += 1
@@ -497,27 +675,56 @@ def _steps(config, run_dir, algorithm, state, data, prepare, loop, managers, cal
             if step % config.eval_every == 0 or step == config.max_steps:
                 _validate(config, run_dir, algorithm, parallel.local_view(state), data, loop, step, lr, best)
                 loop.wall_s = wall_before + time.perf_counter() - t_wall
-            if step % config.checkpoint_every == 0 or step == config.max_steps or loop.stop_reason:
+            due = time.perf_counter() - t_saved >= 60 * config.checkpoint_minutes > 0
+            if (step % config.checkpoint_every == 0 or step == config.max_steps or loop.stop_reason or due
+                    or stop.requested):
                 loop.wall_s = wall_before + time.perf_counter() - t_wall
                 _save(latest, step, _state_tree(state), loop)
+                t_saved = time.perf_counter()
             if callback is not None:
                 callback(step, loop)
+            if stop.requested:
+                raise Interrupted(stop.signum, f"checkpoint of step {step} saved in {run_dir / 'checkpoints'}; "
+                                               "rerun the same command to resume")
         if loop.stop_reason:  # stopped early: the bar ends full at the step it stopped
             bar.total = step
             bar.refresh()
     finally:
+        stop.__exit__(None, None, None)
         bar.close()
         steplog.close(loop.history)
     loop.wall_s = wall_before + time.perf_counter() - t_wall
     return parallel.local_view(state), step
 
 
-def _check_finite(config: TrainConfig, loss: float, lr: float, step: int) -> None:
-    if not math.isfinite(loss):
-        raise BridgeError(
-            f"training loss became {loss} at step {step} (lr {lr:g}, {config.optimizer}, "
-            f"{config.backbone}); likely cause: a learning rate too high for this setting "
-            f"(or unnormalised inputs); start a new run folder with a lower lr")
+@functools.lru_cache(maxsize=None)
+def _finite_reduction():
+    """A jitted ``tree -> all entries finite`` (one dispatch per step)."""
+    import jax
+    import jax.numpy as jnp
+    return jax.jit(lambda tree: jnp.all(jnp.stack([jnp.isfinite(x).all() for x in jax.tree_util.tree_leaves(tree)])))
+
+
+def _params_finite(params) -> bool:
+    """Whether every parameter is finite (False after a step with a NaN / infinite gradient)."""
+    import jax
+    return bool(_finite_reduction()(params)) if jax.tree_util.tree_leaves(params) else True
+
+
+def _check_finite(config: TrainConfig, loss: float, lr: float, step: int, run_dir: Path | None = None,
+                  latest=None, params_ok: bool = True) -> None:
+    """Stop the run (one BridgeError line naming the step and the checkpoint kept) on a non-finite
+    loss or parameters (a non-finite gradient); nothing of this step is saved."""
+    if math.isfinite(loss) and params_ok:
+        return
+    what = f"training loss became {loss}" if not math.isfinite(loss) else \
+        "a gradient was not finite (the parameters became NaN or infinite)"
+    kept = latest.latest_step() if latest is not None else None
+    keep = (f"the last good checkpoint (step {kept}) is kept in {Path(run_dir) / 'checkpoints'}" if kept is not None
+            else "no checkpoint had been written")
+    raise BridgeError(
+        f"{what} at step {step} (lr {lr:g}, {config.optimizer}, {config.backbone}); {keep}; likely cause: "
+        f"a learning rate too high for this setting (or unnormalised inputs); start a new run folder with a lower lr")
 
 
 def _validate(config, run_dir, algorithm, state, data, loop, step: int, lr: float, best) -> None:
@@ -562,9 +769,14 @@ def restore_for_eval(run_dir: Path, state, which: str = "best"):
     if manager.latest_step() is None:
         raise BridgeError(f"run folder {run_dir} has no checkpoint yet; train it first "
                           f"(ntk-bridge train ... --run-dir {run_dir})")
-    if manager is best:
-        tree, _ = _restore(best, best.latest_step(), {"params": state.params, "batch_stats": state.batch_stats},
-                           with_loop=False)
-        return state.replace(params=tree["params"], batch_stats=tree["batch_stats"])
-    tree, _ = _restore(latest, latest.latest_step(), _state_tree(state), with_loop=False)
+    try:
+        if manager is best:
+            tree, _ = _restore(best, best.latest_step(), {"params": state.params, "batch_stats": state.batch_stats},
+                               with_loop=False)
+            return state.replace(params=tree["params"], batch_stats=tree["batch_stats"])
+        tree, _ = _restore(latest, latest.latest_step(), _state_tree(state), with_loop=False)
+    except DamagedCheckpoint as err:
+        other = "latest" if manager is best else "best"
+        raise BridgeError(f"the {'best' if manager is best else 'latest'} {err}; evaluate the {other} one "
+                          f"(ntk-bridge evaluate {run_dir} --checkpoint {other}) or train again into a new --run-dir") from None
     return _apply_tree(state, tree)
