@@ -36,8 +36,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     slow = sum(1 for r in ran if "slow" in getattr(r, "keywords", {}))
     wall = time.time() - getattr(config, "_ntk_bridge_start", time.time())
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    minutes, seconds = divmod(wall, 60)
+    minutes, seconds = divmod(round(wall), 60)
     terminalreporter.write_line(
         f"ntk_bridge suite: {counts['passed']} passed, {counts['failed']} failed, {counts['error']} errors, "
         f"{counts['skipped']} skipped, {counts['deselected']} deselected ({slow} of those run marked slow); "
-        f"{int(minutes)} min {seconds:.0f} s wall on {os.cpu_count()} CPUs, load average {load:.1f} at the end")
+        f"{minutes} min {seconds} s wall on {os.cpu_count()} CPUs, load average {load:.1f} at the end")
