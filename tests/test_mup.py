@@ -48,6 +48,7 @@ def tiny():
                                    n_support=3, rank=2), 0)
 
 
+@pytest.mark.slow
 def test_mup_at_base_width_is_the_ntk_network(tiny):
     """At n = n0 the muP table is NTK's: same init, and every method trains to the same predictions
     (bitwise up to 1e-12); the standard form's effective weights and steps are NTK's too (to rounding)."""
