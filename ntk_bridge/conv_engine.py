@@ -31,12 +31,16 @@ Cost model (per pair, per layer; n = H W positions, b = 8 bytes in float64, 4 in
   work    n^2 elementwise maps (one arc-cosine, two square roots, ~40 flops) + 2 stencils (each two
           separable passes of 3 shifted adds) over n^2 entries, so time per pair = L n^2 / R with R the
           engine's rate in entry-layers per second, nearly independent of n and L once a chunk holds
-          >= 10^5 entries. Measured R (experiments/results/bench/bench_conv_kernels.txt, depth 8, per
-          CPU-second, both cores counted, machine loaded 12-23 on 2 cores): float64 ~6-8e7 at 7x7 and
-          ~5.5e7 at 14x14; float32 ~1.4e8 at 7x7 and ~9e7 at 14x14. Entries per second, all depths:
-          R / (L n^2): float64, L = 8, per CPU-second, ~3.5e3 at 7x7, ~180 at 14x14, ~11 at 28x28 (n^2
-          16x larger again); an idle 2-core machine gives up to 2x that per wall second; a set with
-          itself costs n(n+1)/2 pairs for its n^2 entries.
+          >= 10^5 entries. Measured R (experiments/results/bench/bench_conv_kernels.txt/.json, depth 8,
+          entry-layers per CPU-second, both cores counted, machine loaded 12-23 on 2 cores):
+              float64: 6.6-7.8e7 at 7x7, 4.2-5.5e7 at 14x14, 4.3-4.4e7 at 28x28 (13-24 ns per entry-layer)
+              float32: 1.4-1.5e8 at 7x7, 8.2-9.3e7 at 14x14, 7.5-7.6e7 at 28x28 (7-13 ns)
+          Entries per CPU-second, all depths 1..8, two different sets: float64 ~4.0e3 at 7x7, ~136 at
+          14x14, ~9 at 28x28 (a set with itself: ~1.7-2.5x that, n(n+1)/2 pairs for n^2 entries); an idle
+          2-core machine gives up to 2x that per wall second. The same machine's single elementwise
+          pass (y = a x + b, and the fast arc-cosine alone) costs 0.1-1 ns per entry: the engine reaches
+          ~2-5 % of the axpy rate and ~5-10 % of the arc-cosine rate per entry-layer; the rest is XLA's
+          code for the 5-D stencils and the fusion boundaries, not the arithmetic.
   memory  (estimated from the arrays one step holds, not measured) ~6 arrays of P n^2 b per chunk of
           P pairs (K and T carried, their stencil passes, the ReLU map's outputs): P = 8 at 14x14 float64 is 8 x 38416 x 8 x 6 = 15 MB; at 28x28 (n = 784) a pair
           needs ~30 MB, so P = 256 ~ 7.5 GB on a GPU. Memory does not grow with N (pairs are streamed)
