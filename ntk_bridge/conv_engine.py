@@ -39,11 +39,12 @@ Cost model (per pair, per layer; n = H W positions, b = 8 bytes in float64, 4 in
           14x14, ~9 at 28x28 (a set with itself: ~1.7-2.5x that, n(n+1)/2 pairs for n^2 entries); an idle
           2-core machine gives up to 2x that per wall second. The same machine's single elementwise
           pass (y = a x + b, and the fast arc-cosine alone) costs 0.1-1 ns per entry: the engine reaches
-          ~2-5 % of the axpy rate and ~5-10 % of the arc-cosine rate per entry-layer; the rest is XLA's
-          code for the 5-D stencils and the fusion boundaries, not the arithmetic.
+          ~2-5 % of the axpy rate and ~5-10 % of the arc-cosine rate per entry-layer: the time goes to
+          the stencil passes and fusion boundaries as XLA compiles them (not profiled further here).
   memory  (estimated from the arrays one step holds, not measured) ~6 arrays of P n^2 b per chunk of
-          P pairs (K and T carried, their stencil passes, the ReLU map's outputs): P = 8 at 14x14 float64 is 8 x 38416 x 8 x 6 = 15 MB; at 28x28 (n = 784) a pair
-          needs ~30 MB, so P = 256 ~ 7.5 GB on a GPU. Memory does not grow with N (pairs are streamed)
+          P pairs (K and T carried, their stencil passes, the ReLU map's outputs): P = 8 at 14x14
+          float64 is 8 x 38416 x 8 x 6 = 15 MB; at 28x28 (n = 784) a pair needs ~30 MB, so P = 256 is
+          ~7.5 GB on a GPU. Memory does not grow with N (pairs are streamed)
           or with L (one scan step at a time).
   dtype   float32 halves memory and is ~1.6-2x faster on these CPUs; its relative error against
           float64 over depths 1..8 is ~2-3e-7 (measured in the bench and tested < 1e-5).
