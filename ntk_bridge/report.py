@@ -135,10 +135,10 @@ def _read_part(f: Path, part, command: str):
 
 
 def _check_numbers(f: Path, part, frame: pd.DataFrame) -> None:
-    """Every declared measurement column (unit other than "id") holds numbers (empty = NaN is fine);
+    """Every declared measurement column (unit other than "id" or "text") holds numbers (empty = NaN is fine);
     text there (a hand edit, a damaged file) is a BridgeError naming the file, column and line."""
     for col, unit in part.columns.items():
-        if unit == "id" or col not in frame or pd.api.types.is_numeric_dtype(frame[col]):
+        if unit in ("id", "text") or col not in frame or pd.api.types.is_numeric_dtype(frame[col]):
             continue
         values = pd.to_numeric(frame[col], errors="coerce")
         bad = (values.isna() & frame[col].notna()).to_numpy().nonzero()[0]

@@ -7,7 +7,7 @@ checks each table with :func:`check_columns`, which refuses a file lacking a dec
 declares; declared ones are a promise.
 
 Units: ``""`` dimensionless, ``"fraction"`` accuracy in [0, 1], ``"%"`` accuracy in percent,
-``"s"`` seconds, ``"ms"`` milliseconds; ``"id"`` a label or count.
+``"s"`` seconds, ``"ms"`` milliseconds; ``"id"`` a label or count; ``"text"`` free text (a reason).
 
 Imports nothing heavy (pandas only inside the helpers).
 """
@@ -156,7 +156,7 @@ REGIME_MAP = ResultSchema("ntk-bridge regime-map", {
                                  "rate_d_tr_hi": "", "gain_a_L1": "", "gain_a_Lmax": "", "gain_b_L1": "",
                                  "gain_b_Lmax": ""}),
     "verdicts": Table("verdicts.csv", {"cell": "id", "pair": "id", "holds": "", "weak_holds": "",
-                                       "reason": ""}),
+                                       "reason": "text"}),
     "config": Document("config.json"),
     "run": Document("run.json", optional=True),
 })
