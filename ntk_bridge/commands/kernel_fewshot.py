@@ -33,8 +33,8 @@ Convolutional kernel (--conv-depths, default 1,2,4,8): [Conv 3x3 + Relu] x L + g
 + Dense, infinite channels (the project's engine, ntk_bridge.conv_engine: neural-tangents' numbers to
 1e-10), all depths in one pass of the layer recursion, --conv-tile image pairs per engine step, a set
 against itself computed once per pair, and cached in --conv-cache by a SHA-256 of (images, network
-spec), so a rerun costs no kernel time. It costs O((H W)^2 L) per pair of images (on 2 shared cores,
-float64, all depths 1-8: thousands of entries per second at 7x7, a few hundred at 14x14; see
+spec), so a rerun costs no kernel time. It costs O((H W)^2 L) per pair of images (float64, all depths
+1-8, per CPU-second: ~4,000 entries at 7x7, ~140-350 at 14x14, ~9-16 at 28x28; see
 experiments/results/bench/bench_conv_kernels.txt): the default uses 4x4 images (--conv-image-size)
 and the first --conv-train-episodes / --conv-test-episodes episodes. Kernel entries per second are
 reported.
