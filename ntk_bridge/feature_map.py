@@ -71,7 +71,7 @@ class FeatureMapConfig:
     depths: tuple[int, ...] = (1, 2, 4)
     params: tuple[str, ...] = ("ntk", "mup")
     base_width: int = 64
-    seeds: int = 3
+    seeds: int = 5
     seed: int = 0
     net: NetSpec = field(default_factory=NetSpec)
     family: FamilyConfig = field(default_factory=_family)
