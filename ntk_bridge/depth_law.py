@@ -59,6 +59,15 @@ def bias_onset_depth(b_std: float) -> float:
     return math.inf if b_std == 0 else 2.0 / b_std ** 2
 
 
+def crossover_depth(depth: float, informative: float, floor: float, exponent: float) -> float:
+    """L* (or L**): the depth where the informative part I(L) = informative (L / depth)^exponent falls to
+    ``floor``: L* = depth (informative / floor)^(1 / |exponent|) (docs/theory.md 8.4). The informative
+    part's size at one depth is the input (the law does not predict it); inf if the floor is 0."""
+    if floor <= 0:
+        return math.inf
+    return depth * (informative / floor) ** (1.0 / abs(exponent))
+
+
 def constant_residual(inner: InnerLoop, lambda_1: float, kappa: float = 1.0) -> float:
     """r_1 = 1 - lambda_1 g(lambda_1): what the inner loop leaves of a constant function.
 

@@ -116,6 +116,15 @@ def test_informative_part_falls_with_the_derived_exponent_on_every_draw(net):
                 (net, n_train, draw, field)
 
 
+def test_crossover_depth_is_where_the_extrapolated_informative_part_meets_the_floor():
+    """L* from the informative part at L = 1024 and the floor: at L* the extrapolated informative part equals it."""
+    for p in (-1.0, -0.5):
+        star = depth_law.crossover_depth(1024, 0.02, 0.005, p)
+        assert 0.02 * (star / 1024) ** p == pytest.approx(0.005, rel=1e-12)
+    assert depth_law.crossover_depth(1024, 0.02, 0.0, -1.0) == math.inf
+    assert depth_law.bias_onset_depth(0.1) == pytest.approx(200.0) and depth_law.bias_onset_depth(0.5) == pytest.approx(8.0)
+
+
 def test_the_bias_free_exponent_does_not_hold_with_biases():
     """Where the derivation says L^-1 breaks (biases, L >> 2 / b^2) it does: with b = 0.5 every draw's
     slope is at least 0.35 away from -1, and without biases at least 0.35 away from -1/2."""
