@@ -196,6 +196,13 @@ def test_law_option_prints_predicted_beside_measured_and_writes_nothing(tmp_path
         assert f"L = {depth}" in printed
     assert "d_rel(MTL-B, ANIL) = sqrt(floor^2 + informative^2)" in printed and "d_rel(MTL-B, MAML)" in printed
     assert not out.exists() and not (tmp_path / "f.png").exists() and not (tmp_path / ".rm.cache").exists()
-    assert main(argv + ["--law", "relu-b7|fixed|t=1"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error:") and "is not a cell of this grid" in err[0]
+    for bad, words in ((["--law", "relu-b7|fixed|t=1"], "is not a cell of this grid"),
+                       (["--law", "relu-b0|fixed|t=1", "--law-depths", "4,x"], "expected comma-separated integers"),
+                       (["--law", "relu-b0|fixed|t=1", "--law-depths", "0"], "--law-depths must be positive")):
+        try:
+            code = main(argv + bad)
+        except SystemExit as stop:                          # a flag's type is checked by the parser
+            code = stop.code
+        assert code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error:") and words in err[0]

@@ -87,7 +87,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("the depth law beside the measurement (writes nothing)")
     g.add_argument("--law", metavar="CELL", default=None,
                    help='print predicted vs measured for this cell, e.g. "relu-b0.5|depth-norm|t=10", and stop')
-    g.add_argument("--law-depths", metavar="L,L,...", default=None,
+    from ntk_bridge.commands._options import int_list
+
+    g.add_argument("--law-depths", metavar="L,L,...", default=None, type=int_list,
                    help="depths for --law (default: the grid's depths >= --deep-from)")
 
 
@@ -118,14 +120,14 @@ def law_study(args, config):
     """The depth study of the --law cell at --law-depths; every check before any computation."""
     from dataclasses import replace
 
-    from ntk_bridge.commands._options import int_list
     from ntk_bridge.errors import require
 
     cells = {c.key: c for c in config.cells()}
     require(args.law in cells, f"--law {args.law!r} is not a cell of this grid; choose one of: {', '.join(cells)}")
     depths = ([d for d in config.depths if d >= config.deep_from] if args.law_depths is None
-              else sorted(set(int_list(args.law_depths))))
-    require(len(depths) >= 1 and min(depths) >= 1, f"--law-depths must be positive integers (got {args.law_depths!r})")
+              else sorted(set(args.law_depths)))
+    require(len(depths) >= 1 and min(depths) >= 1,
+            f"--law-depths must be positive integers (got {','.join(map(str, args.law_depths or ()))})")
     study = config.study(cells[args.law])
     return replace(study, depths=tuple(depths), net=replace(study.net, depth=max(depths)))
 
