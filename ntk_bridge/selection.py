@@ -31,7 +31,8 @@ def _argmax_first(values: pd.Series) -> object:
 
 
 def choose_depths(test: pd.DataFrame, validation: pd.DataFrame | None) -> pd.DataFrame:
-    """One row per kernel x shots x method of ``test``: the depth chosen on validation accuracy.
+    """One row per kernel x shots x method (x label space, when both tables have ``labels``) of
+    ``test``: the depth chosen on validation accuracy.
 
     ``test`` and ``validation`` are kernel-fewshot ``accuracy.csv`` tables (columns kernel, shots,
     method, depth, acc_mean, acc_ci95, episodes, n_query). The chosen depth maximises the
@@ -40,6 +41,8 @@ def choose_depths(test: pd.DataFrame, validation: pd.DataFrame | None) -> pd.Dat
     ``chosen_by``, ``val_acc``, ``val_ci95`` and ``val_episodes`` beside it.
     """
     keys = list(DEPTH_KEYS)
+    if "labels" in test.columns and (validation is None or "labels" in validation.columns):
+        keys.append("labels")                    # one choice per label space too, when the tables have them
     for name, frame in (("test", test), ("validation", validation)):
         if frame is not None:
             missing = set(keys + ["depth", "acc_mean"]) - set(frame.columns)

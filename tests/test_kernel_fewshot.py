@@ -268,3 +268,29 @@ def test_figure_inside_the_result_folder_is_kept(tmp_path):
     assert (out / "fig" / "kf.png").stat().st_size > 10_000 and (out / "accuracy.csv").is_file()
     assert main(args) == 0                                # a rerun replaces both
     assert (out / "fig" / "kf.png").is_file()
+
+
+def test_comparison_chooses_each_depth_on_validation_per_label_space_never_on_test():
+    """comparison.csv: the depth of each (shots, kernel, labels, method) maximises the validation
+    run's accuracy; permuting the test accuracies never moves it; label spaces are chosen apart;
+    without a validation run the smallest depth is taken and said so."""
+    import pandas as pd
+
+    from ntk_bridge.commands.kernel_fewshot import comparison
+
+    def table(acc):
+        rows = [dict(kernel="fc", labels=lab, shots=1, depth=d, method="anil", acc_mean=acc[(lab, d)],
+                     acc_ci95=1.0, episodes=10, n_query=5) for lab in ("random-slots", "encoding") for d in (1, 4, 16)]
+        return pd.DataFrame(rows)
+
+    test = table({("random-slots", 1): 30, ("random-slots", 4): 20, ("random-slots", 16): 10,
+                  ("encoding", 1): 10, ("encoding", 4): 20, ("encoding", 16): 90})
+    val = table({("random-slots", 1): 10, ("random-slots", 4): 50, ("random-slots", 16): 20,
+                 ("encoding", 1): 60, ("encoding", 4): 20, ("encoding", 16): 10})
+    got = comparison(test, val).set_index("labels")
+    assert got.loc["random-slots", "depth"] == 4 and got.loc["encoding", "depth"] == 1
+    assert got.loc["random-slots", "acc_mean"] == 20 and (got["chosen_by"] == "validation").all()
+    flipped = test.assign(acc_mean=100 - test["acc_mean"])
+    assert comparison(flipped, val).set_index("labels")["depth"].to_dict() == got["depth"].to_dict()
+    fixed = comparison(test, None)
+    assert (fixed["depth"] == 1).all() and fixed["chosen_by"].str.startswith("fixed").all()

@@ -45,7 +45,7 @@ predictions made in groups of --group-rows points.
 
 Writes OUT/episodes.csv (accuracy per episode), OUT/accuracy.csv (mean +- CI table),
 OUT/distances.csv, OUT/distance_vs_synthetic.csv, OUT/distance_rates.csv, OUT/timing.csv, OUT/comparison.csv
-(best depth per method),
+(each method at the depth chosen on a validation run's episodes, --depth-validation; else at the smallest depth),
 OUT/config.json, OUT/run.json, the figure, and prints the summary; the result folder is written
 whole or not at all. The MTL-vs-GBML distances d_rel and d_tr are measured on each test query's
 class scores (its outputs projected on its episode's codes) and printed next to those of the
@@ -158,6 +158,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the synthetic depth sweep's depth_sweep.csv, shown beside the real-task distances "
                         f"(default: the repository's {DEFAULT_SYNTHETIC.relative_to(REPO)}, skipped with a note if "
                         "absent; 'none': skip)")
+    g.add_argument("--depth-validation", default=None, metavar="RUN_DIR",
+                   help="a finished kernel-fewshot run on validation episodes (--test-split val, same kernels "
+                        "and label spaces): comparison.csv then holds each method at the depth chosen on ITS "
+                        "accuracy; without it, at the smallest depth (never chosen on this run's test episodes)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -231,10 +235,32 @@ def resolve_synthetic(option: str | None):
     return path, f"synthetic depth sweep: {path}"
 
 
-def comparison(table):
-    """Best-depth table: per shots, kernel, label space and method, the depth with the highest mean accuracy."""
-    best = table.loc[table.groupby(["shots", "kernel", "labels", "method"], sort=True)["acc_mean"].idxmax()]
-    return best.sort_values(["shots", "kernel", "labels", "acc_mean"], ascending=[True, True, True, False])
+def comparison(table, validation=None):
+    """Per shots, kernel, label space and method: the accuracy at the depth chosen on ``validation``
+    (the accuracy table of a run on validation episodes; :func:`ntk_bridge.selection.choose_depths`),
+    or at the smallest depth without one; never chosen on ``table``'s own (test) episodes. The
+    column ``chosen_by`` says which rule chose each row."""
+    from ntk_bridge.selection import choose_depths
+
+    chosen = choose_depths(table, validation)
+    return chosen.sort_values(["shots", "kernel", "labels", "acc_mean"], ascending=[True, True, True, False])
+
+
+def read_depth_validation(option: str | None):
+    """The accuracy table of --depth-validation RUN_DIR, or None; one-line errors for a bad folder."""
+    if option is None:
+        return None
+    import pandas as pd
+
+    from ntk_bridge.errors import BridgeError, require
+
+    path = Path(option) / KERNEL_FEWSHOT.file("accuracy")
+    require(path.is_file(), f"--depth-validation {option}: no {path.name} there; give the folder of a finished "
+                            "`ntk-bridge kernel-fewshot --test-split val` run")
+    try:
+        return pd.read_csv(path)
+    except (ValueError, OSError) as err:
+        raise BridgeError(f"--depth-validation {path}: not a readable CSV ({err}); re-run the validation run") from None
 
 
 def title_of(config) -> str:
@@ -258,6 +284,7 @@ def run(args) -> int:
     config = config_from_args(args)
     check_figure_path(args.figure, "--figure")
     synthetic_path, synthetic_note = resolve_synthetic(args.synthetic)
+    validation = read_depth_validation(args.depth_validation)
     synthetic = kf.synthetic_distances(synthetic_path) if synthetic_path is not None else None
     out = Path(args.out)
     settings = {"command": "kernel-fewshot", **config.as_dict()}
@@ -273,7 +300,7 @@ def run(args) -> int:
         write_json(tmp / KERNEL_FEWSHOT.file("config"), settings)
         for key, frame in (("episodes", res["accuracy"]), ("accuracy", table), ("distances", res["distances"]),
                            ("vs_synthetic", merged), ("rates", rates), ("timing", res["timing"]),
-                           ("comparison", comparison(table))):
+                           ("comparison", comparison(table, validation))):
             write_table(tmp, KERNEL_FEWSHOT.parts[key], frame)
         save_figure(figure, kf.plot(table, res["distances"], synthetic, title))
         write_json(tmp / KERNEL_FEWSHOT.file("run"), {
