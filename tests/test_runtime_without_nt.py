@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ntk_bridge"
-BRIDGE_MODULES = {"nt_backend.py", "nt_compat.py", "nt_reference.py"}
+BRIDGE_MODULES = {"nt_backend.py", "nt_compat.py", "nt_reference.py", "conv_reference.py"}
 FLOAT64_NAMES = {"float64", "in_float64"}
+BRIDGE_NAMES = ("nt_reference", "nt_compat", "conv_reference")   # modules that import neural-tangents
 
 BLOCK = ("import sys; sys.modules['neural_tangents'] = None; "
          "from ntk_bridge.cli import main; rc = main({argv!r}); "
@@ -35,7 +36,8 @@ def _run_blocked(argv: list[str]) -> subprocess.CompletedProcess:
 
 
 def test_only_the_bridge_modules_import_neural_tangents():
-    """No module outside nt_backend / nt_compat / nt_reference imports neural_tangents, directly or
+    """No module outside the bridge and reference modules (nt_backend, nt_compat, nt_reference,
+    conv_reference) imports neural_tangents or one of them, directly or
     through nt_backend's nt() / stax() (AST check; nt_backend's float64 context is fine)."""
     offenders = []
     for path in PACKAGE.rglob("*.py"):
@@ -47,8 +49,8 @@ def test_only_the_bridge_modules_import_neural_tangents():
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom):
                 names = [node.module or ""] + [a.name for a in node.names]
-            if any(n.split(".")[0] in ("neural_tangents", "nt_reference", "nt_compat") or
-                   n.startswith("ntk_bridge.nt_reference") or n.startswith("ntk_bridge.nt_compat") for n in names):
+            if any(n.split(".")[0] in ("neural_tangents",) + BRIDGE_NAMES or
+                   any(n.startswith(f"ntk_bridge.{b}") for b in BRIDGE_NAMES) for n in names):
                 offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
             if isinstance(node, ast.ImportFrom) and node.module == "ntk_bridge.nt_backend":
                 if {a.name for a in node.names} - FLOAT64_NAMES:      # nt(), stax(), jacobian_contraction()
