@@ -50,7 +50,7 @@ def _units(resume):
 
 
 CHILD = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-         "from ntk_bridge.cli import main; sys.exit(main(sys.argv[1:]))")
+         "from ntk_bridge.cli import main; sys.exit(main())")       # as the ntk-bridge script calls it
 
 
 def _interrupt_at(argv, resume, after_units, extra_s):
