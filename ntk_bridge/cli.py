@@ -1,7 +1,8 @@
 """The ``ntk-bridge`` command line.
 
 Exit codes: 0 done, 2 bad input or a fault met (one ``error: ...`` line on stderr, no traceback),
-130 interrupted by Ctrl-C and 143 by SIGTERM (one ``interrupted (...)`` line saying what was kept).
+130 interrupted by Ctrl-C and 143 by SIGTERM (one ``interrupted (...)`` line saying what was kept),
+141 when the reader of its output went away (``ntk-bridge ... | head``; the results are written).
 
 Each subcommand lives in ``ntk_bridge.commands.<name>`` and provides ``add_arguments(parser)``
 and ``run(args) -> int``. Command modules import nothing heavy at module level, so ``--help``
@@ -88,6 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BridgeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:                   # `ntk-bridge ... | head`: the reader left; results are written
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no second error when exiting
+        return 141
     except OSError as err:                    # a write that no result-set writer wrapped (last resort)
         if err.errno not in ENVIRONMENT_ERRNOS:
             raise

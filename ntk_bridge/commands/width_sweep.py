@@ -154,9 +154,14 @@ def run(args) -> int:
 def _combine(args) -> int:
     from ntk_bridge.finite import at_depth
 
+    from pathlib import Path
+
+    from ntk_bridge.io import output_lock
+
     figure = args.figure or "figures/width_at_depth.png"
     check_outputs(args.out, figure)
-    at_depth.main(args.out, figure)
+    with output_lock(Path(args.out).absolute(), "--out", Path(args.out)):   # not while a sweep writes it
+        at_depth.main(args.out, figure)
     return 0
 
 
@@ -257,7 +262,11 @@ def _from_rows(args) -> int:
     errors, pairs = pd.read_csv(out / "errors.csv"), pd.read_csv(out / "pairs.csv")
     if "failed" not in errors:
         errors["failed"] = ""
-    _summarize(config, errors, pairs, out, figure, float(run.get("seconds") or float("nan")))(out, figure)
+    from ntk_bridge.io import output_lock
+
+    with output_lock(out.absolute(), "--out", out):                       # not while a sweep writes it
+        printout = _summarize(config, errors, pairs, out, figure, float(run.get("seconds") or float("nan")))
+    printout(out, figure)
     return 0
 
 
