@@ -23,7 +23,6 @@ Example (one GPU; --conv-tile = image pairs per engine step; at 28x28 float64 a 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -84,9 +83,11 @@ def main(argv=None) -> int:
               "argv": sys.argv[1:] if argv is None else list(argv)}
     path = Path(args.report) if args.report else (Path(os.environ["OUT"]) / "gpu_conv_kernels.json"
                                                   if os.environ.get("OUT") else Path(config.conv_cache) / "gpu_run.json")
+    from ntk_bridge.io import json_text, write_json
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=1))
-    print(json.dumps(report, indent=1))
+    write_json(path, report)
+    print(json_text(report))
     return 0
 
 
