@@ -80,7 +80,7 @@ class FeatureMapConfig:
     outer_time: float = 20.0
     lr_fraction: float = 0.5
     first_order_maml: bool = True
-    width_caps: tuple[tuple[int, int], ...] = ((2, 256), (4, 128))
+    width_caps: tuple[tuple[int, int], ...] = ((2, 512), (4, 128))
     dtype: str = "float32"
 
     def __post_init__(self):
