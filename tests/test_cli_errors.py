@@ -7,6 +7,7 @@ import shutil
 import pytest
 
 from ntk_bridge.cli import main
+from helpers.file_tree import tree as _tree
 
 
 @pytest.fixture(scope="module")
@@ -24,17 +25,6 @@ def _run(argv) -> int:
         return main(argv)
     except SystemExit as exc:
         return exc.code
-
-
-def _tree(root):
-    """{relative path: bytes or 'dir'} of everything under ``root``, hidden entries included."""
-    out = {}
-    for folder, dirs, files in os.walk(root):
-        out.update({os.path.relpath(os.path.join(folder, d), root): "dir" for d in dirs})
-        for f in files:
-            with open(os.path.join(folder, f), "rb") as fh:
-                out[os.path.relpath(os.path.join(folder, f), root)] = fh.read()
-    return out
 
 
 def _depth(tmp, *extra):

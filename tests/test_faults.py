@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from ntk_bridge.cli import main
+from helpers.file_tree import tree as _tree
 
 
 def _run(argv) -> int:
@@ -29,17 +30,6 @@ def _one_line(capsys, start: str) -> str:
     assert len(lines) == 1 and "Traceback" not in err, err
     assert lines[0].startswith(start), lines[0]
     return lines[0]
-
-
-def _tree(root):
-    """{relative path: bytes or 'dir'} of everything under ``root``, hidden entries included."""
-    out = {}
-    for folder, dirs, files in os.walk(root):
-        out.update({os.path.relpath(os.path.join(folder, d), root): "dir" for d in dirs})
-        for f in files:
-            with open(os.path.join(folder, f), "rb") as fh:
-                out[os.path.relpath(os.path.join(folder, f), root)] = fh.read()
-    return out
 
 
 SMALL = ["--depths", "1,4", "--train-tasks", "2", "--test-tasks", "2", "--quiet"]
