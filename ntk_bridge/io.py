@@ -194,10 +194,16 @@ def write_csv(path: str | os.PathLike, frame) -> Path:
 
 
 def save_figure(path: str | os.PathLike, fig, dpi: int = 130) -> Path:
-    """Atomically save a matplotlib figure (format from the suffix)."""
+    """Atomically save a matplotlib figure (format from the suffix), then close it (pyplot keeps
+    every open figure alive; a long session or test run would pile them up)."""
+    import matplotlib.pyplot as plt
+
     path = Path(path)
-    return atomic_write(path, lambda fh: fig.savefig(fh, dpi=dpi, bbox_inches="tight",
-                                                     format=path.suffix.lstrip(".")), mode="wb")
+    try:
+        return atomic_write(path, lambda fh: fig.savefig(fh, dpi=dpi, bbox_inches="tight",
+                                                         format=path.suffix.lstrip(".")), mode="wb")
+    finally:
+        plt.close(fig)
 
 
 # ----------------------------------------------------------------------------- validation
