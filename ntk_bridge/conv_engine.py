@@ -25,7 +25,8 @@ the state of a pair is the two (H W) x (H W) arrays K and T, nothing else. One j
 chunk of P pairs (P = ``chunk``) through all layers; pairs are streamed in chunks so memory is bounded
 at any N; for a set against itself only the pairs a <= b are computed and mirrored. A chunk is split
 over all local devices along the pair axis (``jax.sharding``, :func:`pair_sharding`): the same code on
-one CPU, 4 virtual CPU devices or a GPU.
+one CPU, 4 virtual CPU devices or a GPU. Under ``jax.distributed`` the chunks are dealt round-robin
+to the processes (hosts) and the partial kernels summed across them (:func:`gap_kernels`).
 
 Cost model (per pair, per layer; n = H W positions, b = 8 bytes in float64, 4 in float32):
   work    n^2 elementwise maps (one arc-cosine, two square roots, ~40 flops) + 2 stencils (each two
@@ -197,7 +198,12 @@ def gap_kernels(x1: np.ndarray, x2: np.ndarray | None, n_layers: int, W_std: flo
     x1 (n1, H, W), x2 (n2, H, W) or None (x1 with itself: pairs a <= b computed, mirrored). Pairs are
     streamed ``chunk`` at a time (rounded up to a multiple of the local device count), at most two chunks
     in flight; ``progress(done_pairs)`` is called after each chunk. Must run inside ``nt_backend.float64()``
-    (float64 arrays), also for dtype float32 (the float32 kernel is returned in float64)."""
+    (float64 arrays), also for dtype float32 (the float32 kernel is returned in float64).
+
+    Under ``jax.distributed`` (several processes, e.g. one per host) process p computes chunks
+    p, p + P, p + 2P, ... on its own local devices, and the processes then sum their partial
+    matrices (each pair is computed by exactly one process; :func:`_combine_processes`), so every
+    process returns the whole kernel."""
     import jax
 
     same = x2 is None
@@ -209,8 +215,9 @@ def gap_kernels(x1: np.ndarray, x2: np.ndarray | None, n_layers: int, W_std: flo
     n_dev = len(jax.local_devices())
     chunk = int(math.ceil(max(1, min(chunk, len(rows))) / n_dev) * n_dev)
     fn = compiled_pass(float(W_std), dtype, n_dev)
-    kgap = np.empty((n_layers, len(a_img), len(b_img)))
-    ugap = np.empty_like(kgap)
+    kgap = np.zeros((n_layers, len(a_img), len(b_img)))
+    ugap = np.zeros_like(kgap)
+    n_proc, me = jax.process_count(), jax.process_index()
 
     def launch(lo):
         i, j = rows[lo:lo + chunk], cols[lo:lo + chunk]
@@ -234,13 +241,27 @@ def gap_kernels(x1: np.ndarray, x2: np.ndarray | None, n_layers: int, W_std: flo
 
     pending = None
     for lo in range(0, len(rows), chunk):
+        if (lo // chunk) % n_proc != me:               # another process's chunk
+            continue
         job = launch(lo)
         if pending is not None:
             collect(pending)
         pending = job
     if pending is not None:
         collect(pending)
-    return kgap, ugap
+    return _combine_processes(kgap), _combine_processes(ugap)
+
+
+def _combine_processes(part: np.ndarray) -> np.ndarray:
+    """The sum over processes of each one's partial matrix (zeros where another computed): the whole
+    matrix on every process. One process: ``part`` itself."""
+    import jax
+
+    if jax.process_count() == 1:
+        return part
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(part), np.float64).sum(axis=0)
 
 
 def readout(kgap: np.ndarray, ugap: np.ndarray, depths, readout_W_std: float) -> dict:
