@@ -36,6 +36,9 @@ Cost model (per pair, per layer; n = H W positions, b = 8 bytes in float64, 4 in
           entry-layers per CPU-second, both cores counted, machine loaded 12-23 on 2 cores):
               float64: 6.6-7.8e7 at 7x7, 4.2-5.5e7 at 14x14, 4.3-4.4e7 at 28x28 (13-24 ns per entry-layer)
               float32: 1.4-1.5e8 at 7x7, 8.2-9.3e7 at 14x14, 7.5-7.6e7 at 28x28 (7-13 ns)
+          On the same machine idle (bench_conv_kernels_idle.txt, load 0.5-1.6), per WALL second:
+              float64: 1.7e8 at 7x7, 1.4-1.5e8 at 14x14, 7.4-8.6e7 at 28x28
+              float32: 3.5-3.6e8 at 7x7, 2.7-2.8e8 at 14x14, 1.35-1.43e8 at 28x28
           Entries per CPU-second, all depths 1..8, two different sets: float64 ~4.0e3 at 7x7, ~136 at
           14x14, ~9 at 28x28 (a set with itself: ~1.7-2.5x that, n(n+1)/2 pairs for n^2 entries); an idle
           2-core machine gives up to 2x that per wall second. The same machine's single elementwise
