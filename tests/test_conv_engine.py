@@ -170,34 +170,15 @@ def test_sharded_over_4_virtual_devices_equals_one_device():
                 np.testing.assert_allclose(b, a, rtol=1e-12, atol=0)
 
 
-def _free_port() -> int:
-    import socket
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_two_processes_under_jax_distributed_give_the_one_process_kernel(tmp_path):
     """A multi-host run on one machine: two processes joined through the JAX coordinator variables
     (as `--distributed`) deal the pair chunks round-robin and sum their partial kernels; each ends
     with the whole kernel, equal to the one-process one to 1e-12 (a set with itself and two sets)."""
-    sys.path.insert(0, str(REPO / "tests"))
     from helpers.conv_multihost_child import images, kernels
+    from helpers.processes import run_processes
 
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{_free_port()}",
-           "JAX_NUM_PROCESSES": "2"}
-    env.pop("XLA_FLAGS", None)
-    procs = [subprocess.Popen([sys.executable, "-m", "helpers.conv_multihost_child", str(tmp_path)],
-                              cwd=REPO / "tests", env={**env, "JAX_PROCESS_ID": str(i)},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
-    try:
-        logs = [p.communicate(timeout=600)[0] for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    assert all(p.returncode == 0 for p in procs), "\n".join(log[-2000:] for log in logs)
+    run_processes("helpers.conv_multihost_child", tmp_path, env={"XLA_FLAGS": ""}, timeout=600)
     a, b = images(0, 5), images(1, 3)
     want = dict(zip(("self_k", "self_u", "cross_k", "cross_u"), kernels(a, None) + kernels(a, b)))
     for i in range(2):

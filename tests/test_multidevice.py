@@ -30,6 +30,7 @@ import numpy as np
 import pytest
 
 from ntk_bridge.errors import BridgeError
+from helpers.processes import run_processes
 from ntk_bridge.train.parallel import check_split, coordinator_settings
 
 HERE = Path(__file__).resolve().parent
@@ -130,30 +131,12 @@ def test_a_whole_run_trains_on_four_devices_and_a_bad_split_is_refused(child):
     assert not runs["refused_dir_exists"]  # refused before anything was written
 
 
-def _free_port() -> int:
-    import socket
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_two_processes_take_the_four_device_step(child, tmp_path):
     """A multi-host run on one machine: two processes of 2 CPU devices each, joined through the
     JAX coordinator variables (as ``train --distributed``), take the same step as one process with
     4 devices (same tolerance), and both processes end with the same parameters."""
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu",
-           "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{_free_port()}", "JAX_NUM_PROCESSES": "2"}
-    procs = [subprocess.Popen([sys.executable, "-m", "helpers.multihost_child", str(tmp_path)], cwd=HERE,
-                              env={**env, "JAX_PROCESS_ID": str(i)}, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for i in range(2)]
-    try:
-        logs = [p.communicate(timeout=1200)[0] for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    assert all(p.returncode == 0 for p in procs), "\n".join(log[-2000:] for log in logs)
+    run_processes("helpers.multihost_child", tmp_path, env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
     for name in ("mtl", "maml"):
         runs = [np.load(tmp_path / f"{name}_{i}.npz") for i in range(2)]
         assert all(int(r["processes"]) == 2 and int(r["devices"]) == N_DEVICES and int(r["local_shards"]) == 2
