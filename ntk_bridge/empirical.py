@@ -25,23 +25,38 @@ Params = Any
 def _jacobian_leaves(apply_fn: Callable, params: Params, x) -> list:
     """Jacobian of ``apply_fn(params, x)`` (n, c) w.r.t. each leaf: arrays (n, c, leaf.size)."""
     import jax
-    import jax.numpy as jnp
 
     jac = jax.jacrev(apply_fn)(params, x)
-    n_out = jnp.shape(apply_fn(params, x))
+    n_out = jax.eval_shape(apply_fn, params, x).shape          # the output's shape, not computed
     return [j.reshape(n_out + (-1,)) for j in jax.tree_util.tree_leaves(jac)]
+
+
+def _leaf_terms(apply_fn: Callable, params: Params, x1, x2) -> list:
+    """Each leaf's share ``(1/c) sum_c J_c(x1) J_c(x2)^T`` (n1, n2), in tree-leaf order."""
+    import jax.numpy as jnp
+
+    j1 = _jacobian_leaves(apply_fn, params, x1)
+    j2 = j1 if x2 is None else _jacobian_leaves(apply_fn, params, x2)
+    c = j1[0].shape[1]
+    return [jnp.einsum("icp,jcp->ij", a, b) / c for a, b in zip(j1, j2)]
 
 
 def empirical_ntk(apply_fn: Callable, params: Params, x1, x2=None):
     """``Theta(x1, x2)`` (n1, n2) of ``apply_fn`` at ``params``: ``(1/c) sum_c J_c(x1) J_c(x2)^T``.
 
     ``x2 = None`` means ``x2 = x1`` (the Jacobian is computed once)."""
-    import jax.numpy as jnp
+    return sum(_leaf_terms(apply_fn, params, x1, x2))
 
-    j1 = _jacobian_leaves(apply_fn, params, x1)
-    j2 = j1 if x2 is None else _jacobian_leaves(apply_fn, params, x2)
-    c = j1[0].shape[1]
-    return sum(jnp.einsum("icp,jcp->ij", a, b) for a, b in zip(j1, j2)) / c
+
+def ntk_and_head_ntk(apply_fn: Callable, params: list, x1, x2=None) -> tuple:
+    """(Theta, K) (n1, n2) from one Jacobian: Theta over every parameter, K over the head
+    ``params[-1]`` only (its leaves are the last in tree order): training only the head is kernel
+    regression with K."""
+    import jax
+
+    terms = _leaf_terms(apply_fn, params, x1, x2)
+    n_head = len(jax.tree_util.tree_leaves(params[-1]))
+    return sum(terms), sum(terms[len(terms) - n_head:])
 
 
 def linearize(apply_fn: Callable, params0: Params) -> Callable:

@@ -167,14 +167,12 @@ def empirical_kernels(spec: NetSpec, width: int, seed: int, x1: np.ndarray,
     """
     import jax
 
-    from ntk_bridge.empirical import empirical_ntk
+    from ntk_bridge.empirical import ntk_and_head_ntk
 
     x1, x2 = check_inputs(x1, x2)
     init_fn, apply_fn = network(spec, width)
     _, params = init_fn(jax.random.PRNGKey(seed), x1.shape)
-    body = params[:-1]
-    theta = empirical_ntk(apply_fn, params, x1, x2)
-    k = empirical_ntk(lambda head, x: apply_fn(list(body) + [head], x), params[-1], x1, x2)
+    theta, k = ntk_and_head_ntk(apply_fn, params, x1, x2)
     return Kernels(theta=np.asarray(theta, np.float64), k=np.asarray(k, np.float64))
 
 

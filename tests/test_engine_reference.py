@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from ntk_bridge.empirical import empirical_ntk, linearize
+from ntk_bridge.empirical import empirical_ntk, linearize, ntk_and_head_ntk
 from ntk_bridge.errors import BridgeError
 from ntk_bridge.kernels import NetSpec, depth_sweep, fc_kernels, to_sphere
 from ntk_bridge.networks import fc_network
@@ -109,6 +109,10 @@ def test_empirical_ntk_equals_neural_tangents(name, depth):
             theirs = nt_empirical_ntk(apply, params, x1, b)
             assert ours.shape == theirs.shape == (5, 5 if b is None else 3)
             _close(ours, theirs, f"{name} empirical ntk")
+            theta, k = ntk_and_head_ntk(apply, params, x1, b)      # one Jacobian, head leaves for K
+            head_only = nt_empirical_ntk(lambda h, x: apply(list(params[:-1]) + [h], x), params[-1], x1, b)
+            _close(theta, theirs, f"{name} theta of ntk_and_head_ntk")
+            _close(k, head_only, f"{name} head-only k")
 
 
 def test_linearised_network_equals_neural_tangents_linearize():

@@ -27,7 +27,7 @@ import numpy as np
 
 from ntk_bridge import predictors
 from ntk_bridge.finite.training import FiniteNet, GDConfig
-from ntk_bridge.empirical import empirical_ntk
+from ntk_bridge.empirical import ntk_and_head_ntk
 from ntk_bridge.kernels import Kernels, NetSpec, fc_kernels
 from ntk_bridge.predictors import PredictorConfig
 from ntk_bridge.tasks import TaskSet
@@ -65,9 +65,5 @@ def empirical_gram(net: FiniteNet, x: np.ndarray) -> Kernels:
     """
     import jax.numpy as jnp
 
-    x = jnp.asarray(x, jnp.float64)
-    p0 = net.params0
-    theta = empirical_ntk(net.apply_fn, p0, x)
-    body = list(p0[:-1])
-    k = empirical_ntk(lambda h, xx: net.apply_fn(body + [h], xx), p0[-1], x)
+    theta, k = ntk_and_head_ntk(net.apply_fn, list(net.params0), jnp.asarray(x, jnp.float64))
     return Kernels(theta=np.asarray(theta, np.float64), k=np.asarray(k, np.float64))
