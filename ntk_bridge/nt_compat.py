@@ -41,20 +41,22 @@ SUPPLIED = (
 )
 
 
-def safe_map(fn, *iterables):
-    """``list(map(fn, *iterables))`` that refuses iterables of different lengths (jax.util's)."""
+def _same_length(name: str, iterables) -> list[list]:
+    """The iterables as lists; ValueError if their lengths differ (what jax.util's safe_* check)."""
     lists = [list(it) for it in iterables]
     if len({len(a) for a in lists}) > 1:
-        raise ValueError(f"safe_map: lengths differ {[len(a) for a in lists]}")
-    return list(map(fn, *lists))
+        raise ValueError(f"{name}: lengths differ {[len(a) for a in lists]}")
+    return lists
+
+
+def safe_map(fn, *iterables):
+    """``list(map(fn, *iterables))`` that refuses iterables of different lengths (jax.util's)."""
+    return list(map(fn, *_same_length("safe_map", iterables)))
 
 
 def safe_zip(*iterables):
     """``list(zip(*iterables))`` that refuses iterables of different lengths (jax.util's)."""
-    lists = [list(it) for it in iterables]
-    if len({len(a) for a in lists}) > 1:
-        raise ValueError(f"safe_zip: lengths differ {[len(a) for a in lists]}")
-    return list(zip(*lists))
+    return list(zip(*_same_length("safe_zip", iterables)))
 
 
 def _supply_core() -> None:
