@@ -33,6 +33,10 @@ def check_protocol(val_dir: Path, test_dir: Path) -> None:
     """Both runs share every config field but the evaluation split and episode counts; val is on 'val'."""
     from ntk_bridge.errors import require
 
+    for folder in (val_dir, test_dir):
+        require((folder / "config.json").is_file() and (folder / "accuracy.csv").is_file(),
+                f"{folder} is not a finished kernel-fewshot result folder (no config.json / accuracy.csv); "
+                "run experiments/results/kernel_fewshot_conv14/run.sh first")
     a = json.loads((val_dir / "config.json").read_text())
     b = json.loads((test_dir / "config.json").read_text())
     require(a["test_split"] == "val" and b["test_split"] == "test",
@@ -96,10 +100,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from ntk_bridge.errors import BridgeError
+    from ntk_bridge.errors import script_exit
 
-    try:
-        raise SystemExit(main())
-    except BridgeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2)
+    raise SystemExit(script_exit(main))

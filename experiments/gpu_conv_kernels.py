@@ -92,10 +92,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from ntk_bridge.errors import BridgeError
+    from ntk_bridge.errors import script_exit
 
-    try:
-        raise SystemExit(main())
-    except BridgeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2)
+    raise SystemExit(script_exit(main))
