@@ -47,16 +47,15 @@ def check_protocol(val_dir: Path, test_dir: Path) -> None:
 
 
 def choose(val: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
-    """One row per (kernel, labels, shots, method): depth argmax of validation acc_mean, its test accuracy."""
-    rows = []
-    for key, g in test[test["kernel"] != "trained"].groupby(KEYS, sort=True):
-        v = val.set_index(KEYS).loc[key].reset_index().sort_values("depth")
-        depth = int(v["depth"].iloc[int(np.argmax(v["acc_mean"].to_numpy()))])   # first max = smallest depth
-        t = g[g["depth"] == depth].iloc[0]
-        vr = v[v["depth"] == depth].iloc[0]
-        rows.append({**dict(zip(KEYS, key)), "depth": depth, "chosen_by": "validation",
-                     "test_acc": t["acc_mean"], "test_ci95": t["acc_ci95"], "test_episodes": int(t["episodes"]),
-                     "val_acc": vr["acc_mean"], "val_ci95": vr["acc_ci95"], "val_episodes": int(vr["episodes"])})
+    """One row per (kernel, labels, shots, method): depth argmax of validation acc_mean (the smallest
+    on ties; :func:`ntk_bridge.selection.choose_depths`), its test accuracy; trained networks as read."""
+    from ntk_bridge.selection import choose_depths
+
+    chosen = choose_depths(test[test["kernel"] != "trained"], val[val["kernel"] != "trained"])
+    chosen = chosen.rename(columns={"acc_mean": "test_acc", "acc_ci95": "test_ci95", "episodes": "test_episodes"})
+    chosen = chosen.sort_values(KEYS, kind="stable").assign(depth=lambda f: f["depth"].astype(int))
+    rows = chosen[KEYS + ["depth", "chosen_by", "test_acc", "test_ci95", "test_episodes", "val_acc", "val_ci95",
+                          "val_episodes"]].to_dict("records")
     for r in test[test["kernel"] == "trained"].itertuples():
         rows.append({"kernel": "trained", "labels": "-", "shots": r.shots, "method": r.method, "depth": 0,
                      "chosen_by": "-", "test_acc": r.acc_mean, "test_ci95": r.acc_ci95,
