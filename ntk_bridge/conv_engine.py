@@ -29,29 +29,30 @@ one CPU, 4 virtual CPU devices or a GPU. Under ``jax.distributed`` the chunks ar
 to the processes (hosts) and the partial kernels summed across them (:func:`gap_kernels`).
 
 Cost model (per pair, per layer; n = H W positions, b = 8 bytes in float64, 4 in float32):
-  work    n^2 elementwise maps (one arc-cosine, two square roots, ~40 flops) + 2 stencils (each two
-          separable passes of 3 shifted adds) over n^2 entries, so time per pair = L n^2 / R with R the
-          engine's rate in entry-layers per second, nearly independent of n and L once a chunk holds
-          >= 10^5 entries. Measured R (experiments/results/bench/bench_conv_kernels.txt/.json, depth 8,
-          entry-layers per CPU-second, both cores counted, machine loaded 12-23 on 2 cores):
-              float64: 6.6-7.8e7 at 7x7, 4.2-5.5e7 at 14x14, 4.3-4.4e7 at 28x28 (13-24 ns per entry-layer)
-              float32: 1.4-1.5e8 at 7x7, 8.2-9.3e7 at 14x14, 7.5-7.6e7 at 28x28 (7-13 ns)
-          On the same machine idle (bench_conv_kernels_idle.txt, load 0.5-1.6), per WALL second:
-              float64: 1.7e8 at 7x7, 1.4-1.5e8 at 14x14, 7.4-8.6e7 at 28x28
-              float32: 3.5-3.6e8 at 7x7, 2.7-2.8e8 at 14x14, 1.35-1.43e8 at 28x28
-          Entries per CPU-second, all depths 1..8, two different sets: float64 ~4.0e3 at 7x7, ~136 at
-          14x14, ~9 at 28x28 (a set with itself: ~1.7-2.5x that, n(n+1)/2 pairs for n^2 entries); an idle
-          2-core machine gives up to 2x that per wall second. The same machine's single elementwise
-          pass (y = a x + b, and the fast arc-cosine alone) costs 0.1-1 ns per entry: the engine reaches
-          ~2-5 % of the axpy rate and ~5-10 % of the arc-cosine rate per entry-layer: the time goes to
-          the stencil passes and fusion boundaries as XLA compiles them (not profiled further here).
-  memory  (estimated from the arrays one step holds, not measured) ~6 arrays of P n^2 b per chunk of
-          P pairs (K and T carried, their stencil passes, the ReLU map's outputs): P = 8 at 14x14
-          float64 is 8 x 38416 x 8 x 6 = 15 MB; at 28x28 (n = 784) a pair needs ~30 MB, so P = 256 is
-          ~7.5 GB on a GPU. Memory does not grow with N (pairs are streamed)
-          or with L (one scan step at a time).
-  dtype   float32 halves memory and is ~1.6-2x faster on these CPUs; its relative error against
-          float64 over depths 1..8 is ~2-3e-7 (measured in the bench and tested < 1e-5).
+  work    2 stencils (each two separable passes of 3 shifted adds, materialised: K and T) and the ReLU
+          map, whose two outputs (Kr and Kr + Tr) are two fused passes over n^2 entries, each with its
+          own arc-cosine and square roots (~40 flops; :func:`relu_map` says why), so time per pair =
+          L n^2 / R with R the engine's rate in entry-layers per second. Measured R on the project's
+          2-core CPU machine (experiments/results/bench/bench_conv_kernels.txt, depth 8, default chunk,
+          machine otherwise idle, per WALL second, both cores):
+              float64: 1.9-2.3e8 at 7x7, 1.5-2.5e8 at 14x14, 1.8-2.2e8 at 28x28 (4-7 ns per entry-layer)
+              float32: 4.3-5.8e8 at 7x7, 3.9-5.2e8 at 14x14, 4.5-4.8e8 at 28x28 (2-2.6 ns)
+          i.e. a 28x28 pair through 8 layers takes ~26 ms in float64 and ~11 ms in float32
+          (chunk_sweep.txt). Entries per wall second, all depths 1..8, two different sets: float64
+          ~1.2e4 at 7x7, ~470 at 14x14, ~36 at 28x28 (a set with itself: ~1.6-3.3x that, n(n+1)/2 pairs
+          for n^2 entries). The same machine's single elementwise pass over a chunk's state costs
+          0.13-0.43 ns per entry (y = a x + b) and 0.22-1.0 ns (the fast arc-cosine alone): the engine
+          reaches 3-18 % of the axpy rate and 8-31 % of the arc-cosine rate per entry-layer; about half
+          of its time is the stencil passes (shifted copies with zero fill, as XLA's CPU backend emits
+          them), half the two ReLU passes.
+  memory  one step of P pairs holds ~7-9 arrays of P n^2 b (XLA's buffer plan of the compiled step,
+          memory_analysis, in chunk_sweep.txt: 10 MiB at 7x7 (P = 64), 8.6 MiB at 14x14 (P = 4),
+          31.5 MiB at 28x28 (P = 1) in float64). The default chunk (:func:`default_chunk`) keeps that
+          in a CPU's last-level cache, which is worth 1.5-2.4x per pair against a step 2-8x larger; on
+          a GPU it allows ~2^26 entries per state array (~4 GB per step in float64 at 28x28, P = 64).
+          Memory does not grow with N (pairs are streamed) or with L (one scan step at a time).
+  dtype   float32 halves memory and is ~2-2.5x faster on these CPUs; its relative error against
+          float64 over depths 1..8 is ~2e-7 (measured in the bench and tested < 1e-5).
 """
 
 from __future__ import annotations
@@ -112,20 +113,38 @@ def stencil(a):
     return _shift_sum(jax.lax.optimization_barrier(_shift_sum(a, (0, 2))), (1, 3))
 
 
-def relu_map(k, t, ra, rb, sa, sb, diag):
-    """One ReLU layer on a chunk: pre-activation (K, T) (H, W, H, W, P) -> post-activation (Kr, Tr).
-
-    ra, rb (H, W, P): 1 / sqrt(q) of the two images; sa, sb: sqrt(q); diag (H, W, H, W, P) bool: the
-    entries i = j of pairs (x, x), where rho is exactly 1."""
+def _relu_terms(k, ra, rb, sa, sb, diag):
+    """(pm, g) of a pre-activation K (H, W, H, W, P): pm = (pi - theta) / (2 pi) and
+    g = sqrt(q(x)_i q(y)_j) sin(theta) / (2 pi), theta = acos(rho), rho = K / sqrt(q(x)_i q(y)_j) clipped
+    to [-1, 1] and exactly 1 where ``diag``."""
     import jax.numpy as jnp
 
     rho = jnp.clip(k * ra[:, :, None, None] * rb[None, None], -1.0, 1.0)
     rho = jnp.where(diag, 1.0, rho)
-    pi_minus = math.pi - arccos(rho)
-    sq = sa[:, :, None, None] * sb[None, None]
-    kr = (sq * jnp.sqrt((1.0 - rho) * (1.0 + rho)) + pi_minus * k) * (0.5 / math.pi)
-    tr = t * pi_minus * (0.5 / math.pi)
-    return kr, tr
+    pm = (math.pi - arccos(rho)) * (0.5 / math.pi)
+    g = sa[:, :, None, None] * sb[None, None] * jnp.sqrt((1.0 - rho) * (1.0 + rho)) * (0.5 / math.pi)
+    return pm, g
+
+
+def relu_map(k, t, ra, rb, sa, sb, diag):
+    """One ReLU layer on a chunk: pre-activation (K, T) (H, W, H, W, P) -> (Kr, Kr + Tr) of the layer,
+    Kr = g + pm K and Kr + Tr = g + pm (K + T) (:func:`_relu_terms`).
+
+    ra, rb (H, W, P): 1 / sqrt(q) of the two images; sa, sb: sqrt(q); diag (H, W, H, W, P) bool: the
+    entries i = j of pairs (x, x), where rho is exactly 1.
+
+    The two outputs are two separate expressions, each evaluating the arc-cosine itself: XLA's CPU
+    fusion shares no expensive subexpression between two outputs (it materialises the shared square
+    roots and recomputes the rest in each consumer: 3.6 ns per entry for both outputs at 28x28 float64,
+    against 1.2 ns for one), so the second output reads (K, T) through an optimisation barrier, which
+    keeps common-subexpression elimination from merging the two back into one shared graph."""
+    import jax
+
+    pm, g = _relu_terms(k, ra, rb, sa, sb, diag)
+    kr = g + pm * k
+    k2, t2 = jax.lax.optimization_barrier((k, t))
+    pm2, g2 = _relu_terms(k2, ra, rb, sa, sb, diag)
+    return kr, g2 + pm2 * (k2 + t2)
 
 
 def pair_pass(a, b, ra, rb, sa, sb, same, c: float):
@@ -141,11 +160,8 @@ def pair_pass(a, b, ra, rb, sa, sb, same, c: float):
 
     def layer(carry, per_layer):
         kr, u = carry                                   # u = Tr + Kr of the previous layer
-        k = c * stencil(kr)
-        t = c * stencil(u)
-        kr, tr = relu_map(k, t, *per_layer, diag)
-        u = tr + kr
-        kr, u = jax.lax.optimization_barrier((kr, u))
+        k, t = jax.lax.optimization_barrier((c * stencil(kr), c * stencil(u)))
+        kr, u = jax.lax.optimization_barrier(relu_map(k, t, *per_layer, diag))
         return (kr, u), (jnp.mean(kr, axis=(0, 1, 2, 3)), jnp.mean(u, axis=(0, 1, 2, 3)))
 
     _, (kgap, ugap) = jax.lax.scan(layer, (kr0, kr0), (ra, rb, sa, sb))
@@ -180,6 +196,27 @@ def compiled_pass(W_std: float, dtype: str, n_devices: int):
                    out_shardings=(out, out))
 
 
+#: Pairs per engine step on a CPU device, when none is given: the largest power of two whose state array
+#: (P pairs x (H W)^2 entries) holds at most this many bytes, at least one pair. Chosen from the sweep on the
+#: project's 2-core machine (32 MB last-level cache; experiments/results/bench/chunk_sweep.txt): a step's
+#: ~6 arrays must stay in that cache (28x28 float64: 26 ms per pair at P = 1, 39-43 ms at P = 2-8), and a
+#: small P costs host overhead per step (7x7).
+CPU_STATE_BYTES = 2 ** 21
+#: The same for a GPU: a state array of up to 2^26 entries (512 MB in float64, ~3 GB per step), enough
+#: pairs to fill the device (not measured here: no GPU was lent; give ``chunk`` to override).
+GPU_STATE_ENTRIES = 2 ** 26
+
+
+def default_chunk(n_positions: int, dtype: str, platform: str, n_devices: int = 1) -> int:
+    """Pairs per engine step for images of ``n_positions`` = H W pixels: per device, the largest power of two
+    P with P n_positions^2 x bytes <= CPU_STATE_BYTES (cpu) or P n_positions^2 <= GPU_STATE_ENTRIES (other
+    platforms), at least 1; times ``n_devices`` (the step is split over them)."""
+    entries = n_positions ** 2
+    per_device = (GPU_STATE_ENTRIES if platform != "cpu"
+                  else CPU_STATE_BYTES // np.dtype(dtype).itemsize) // entries
+    return (1 << max(0, int(per_device).bit_length() - 1)) * n_devices
+
+
 def pair_indices(n1: int, n2: int | None) -> tuple[np.ndarray, np.ndarray]:
     """(rows, cols) of the pairs to compute: all n1 x n2, or a <= b of a set with itself (n2 None)."""
     if n2 is None:
@@ -195,11 +232,12 @@ def _per_layer(q: np.ndarray, idx: np.ndarray, dtype) -> tuple[np.ndarray, np.nd
 
 
 def gap_kernels(x1: np.ndarray, x2: np.ndarray | None, n_layers: int, W_std: float, dtype: str = "float64",
-                chunk: int = 64, progress=None) -> tuple[np.ndarray, np.ndarray]:
+                chunk: int | None = None, progress=None) -> tuple[np.ndarray, np.ndarray]:
     """(kgap, ugap), each (n_layers, n1, n2) float64: mean over positions of Kr_l and of Kr_l + Tr_l, every layer.
 
     x1 (n1, H, W), x2 (n2, H, W) or None (x1 with itself: pairs a <= b computed, mirrored). Pairs are
-    streamed ``chunk`` at a time (rounded up to a multiple of the local device count), at most two chunks
+    streamed ``chunk`` at a time (None: :func:`default_chunk`; rounded up to a multiple of the local device
+    count), at most two chunks
     in flight; ``progress(done_pairs)`` is called after each chunk. Must run inside ``nt_backend.float64()``
     (float64 arrays), also for dtype float32 (the float32 kernel is returned in float64).
 
@@ -215,7 +253,10 @@ def gap_kernels(x1: np.ndarray, x2: np.ndarray | None, n_layers: int, W_std: flo
     qa = variances(a_img, n_layers, W_std)
     qb = qa if same else variances(b_img, n_layers, W_std)
     rows, cols = pair_indices(len(a_img), None if same else len(b_img))
-    n_dev = len(jax.local_devices())
+    devices = jax.local_devices()
+    n_dev = len(devices)
+    if chunk is None:
+        chunk = default_chunk(a_img.shape[1] * a_img.shape[2], dtype, devices[0].platform, n_dev)
     chunk = int(math.ceil(max(1, min(chunk, len(rows))) / n_dev) * n_dev)
     fn = compiled_pass(float(W_std), dtype, n_dev)
     kgap = np.zeros((n_layers, len(a_img), len(b_img)))

@@ -8,8 +8,10 @@ checks them to 1e-10 relative) computed by the project's own engine, :mod:`ntk_b
 requested depth; pairs of images are streamed ``tile`` at a time (a set against itself: only pairs
 a <= b) over all local devices; float64 by default, ``dtype="float32"`` on request.
 
-Cost: O(L (H W)^2) per pair and ``tile`` x (H W)^2 x 8 bytes x ~6 of memory per chunk; the
-measured rates are in the engine's docstring and experiments/results/bench/bench_conv_kernels.txt.
+Cost: O(L (H W)^2) per pair and ``tile`` x (H W)^2 x 8 bytes x ~6 of memory per chunk (the default tile
+keeps a state array within 2 MiB on a CPU: 64 pairs at 7x7, 4 at 14x14, 1 at 28x28 in float64); the
+measured rates are in the engine's docstring, experiments/results/bench/bench_conv_kernels.txt and
+chunk_sweep.txt there.
 
 Cache: each evaluation ``kernel(x1, x2)`` is stored as one ``.npz`` under ``cache_dir``, named by
 the SHA-256 of (x1 bytes and shape, x2 bytes and shape or "same", the network spec: image size,
@@ -41,21 +43,23 @@ CACHE_VERSION = 1
 @dataclass(frozen=True)
 class ConvSpec:
     """The conv network and its evaluation: ``image_size`` x ``image_size`` x 1 inputs, ``depths``,
-    weight std of the convolutions and of the readout, the pairs per engine step (``tile``) and the
-    working dtype (float64, or float32: about 2-4x faster, relative error vs float64 stated in the bench)."""
+    weight std of the convolutions and of the readout, the pairs per engine step (``tile``; None: the
+    engine's cache-sized default, :func:`ntk_bridge.conv_engine.default_chunk`) and the working dtype
+    (float64, or float32: about 1.5-2x faster, relative error vs float64 stated in the bench)."""
 
     image_size: int = 7
     depths: tuple[int, ...] = (1, 2, 4, 8)
     W_std: float = math.sqrt(2.0)
     readout_W_std: float = 1.0
-    tile: int = 16
+    tile: int | None = None
     dtype: str = "float64"
 
     def __post_init__(self):
         for name in ("image_size", "tile"):
             v = getattr(self, name)
-            require(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1,
-                    f"conv {name} must be an integer >= 1 (got {v!r})")
+            require((name == "tile" and v is None)
+                    or (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1),
+                    f"conv {name} must be an integer >= 1 (got {v!r})" + (" or None (auto)" if name == "tile" else ""))
         require(len(self.depths) >= 1 and all(isinstance(d, (int, np.integer)) and d >= 1 for d in self.depths),
                 f"conv depths must be integers >= 1 (got {list(self.depths)})")
         require(np.isfinite(self.W_std) and self.W_std > 0 and np.isfinite(self.readout_W_std)
@@ -78,7 +82,7 @@ class ConvSpec:
 @in_float64
 def engine_kernels(spec: ConvSpec, x1: np.ndarray, x2: np.ndarray | None, progress=None) -> dict:
     """{depth: Kernels (n1, n2)} of flattened images x1 (n1, s*s) and x2 (n2, s*s) (None: x1 with itself),
-    from one pass of :func:`ntk_bridge.conv_engine.gap_kernels` (``spec.tile`` pairs per step)."""
+    from one pass of :func:`ntk_bridge.conv_engine.gap_kernels` (``spec.tile`` pairs per step, None: auto)."""
     s = spec.image_size
     depths = sorted(set(int(d) for d in spec.depths))
     a = np.asarray(x1, np.float64)
@@ -152,9 +156,9 @@ class ConvKernel:
         return out
 
 
-def conv_kernel(depths: Sequence[int], image_size: int, tile: int, cache_dir: str | Path | None = None,
+def conv_kernel(depths: Sequence[int], image_size: int, tile: int | None = None, cache_dir: str | Path | None = None,
                 W_std: float = math.sqrt(2.0), dtype: str = "float64") -> ConvKernel:
-    """A :class:`ConvKernel` for ``depths`` on ``image_size`` images, ``tile`` pairs per engine step."""
+    """A :class:`ConvKernel` for ``depths`` on ``image_size`` images, ``tile`` pairs per engine step (None: auto)."""
     spec = ConvSpec(image_size=image_size, depths=tuple(sorted(set(int(d) for d in depths))), W_std=W_std, tile=tile,
                     dtype=dtype)
     return ConvKernel(spec, None if cache_dir is None else Path(cache_dir))

@@ -27,7 +27,8 @@ test tasks are set to 0: no prediction depends on them (the predictors multiply 
 weights; the tiled-vs-full test checks that the predictions equal those on the full kernel), and every
 prediction is checked to be finite.
 Convolutional kernels (:mod:`ntk_bridge.conv_kernels`) are evaluated for all depths in one pass,
-``conv_tile`` image pairs per engine step (each pair's state is two (H W) x (H W) arrays), a set against
+``conv_tile`` image pairs per engine step (None: the engine's cache-sized default; each pair's state is
+two (H W) x (H W) arrays), a set against
 itself as its upper triangle, and cached on disk by content hash.
 """
 
@@ -82,7 +83,7 @@ class FewShotConfig:
     conv_image_size: int = 4
     conv_train_episodes: int = 5
     conv_test_episodes: int = 20
-    conv_tile: int = 32
+    conv_tile: int | None = None
     conv_cache: str | None = None
     labels: tuple[str, ...] = ("random-slots", "global")
     encoder: str | None = None
@@ -94,6 +95,8 @@ class FewShotConfig:
         for name in ("n_way", "n_query", "train_episodes", "test_episodes", "image_size", "tile_rows", "group_rows",
                      "conv_image_size", "conv_train_episodes", "conv_test_episodes", "conv_tile"):
             v = getattr(self, name)
+            if name == "conv_tile" and v is None:            # auto: the engine's default chunk
+                continue
             require(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1,
                     f"{name} must be an integer >= 1 (got {v!r})")
         require(self.n_way >= 2, f"n_way must be >= 2 for classification (got {self.n_way})")
@@ -234,10 +237,10 @@ def fc_kernel_eval(net: NetSpec, depths: Sequence[int]) -> KernelEval:
     return run
 
 
-def conv_kernel_eval(depths: Sequence[int], image_size: int, tile: int, W_std: float = math.sqrt(2.0),
+def conv_kernel_eval(depths: Sequence[int], image_size: int, tile: int | None, W_std: float = math.sqrt(2.0),
                      cache_dir: str | None = None):
     """Convolutional kernels ``[Conv(3x3, SAME) + Relu] * depth + GlobalAvgPool + Dense`` for every depth
-    in one pass of the layer recursion, ``tile`` image pairs per engine step, cached under ``cache_dir``
+    in one pass of the layer recursion, ``tile`` image pairs per engine step (None: auto), cached under ``cache_dir``
     (:mod:`ntk_bridge.conv_kernels`). Rows of x are flattened (image_size, image_size, 1) images."""
     from ntk_bridge.conv_kernels import conv_kernel
 
@@ -515,7 +518,7 @@ def run_kernel(config: FewShotConfig, name: str, kernel, et: EpisodeTasks, codes
     log(f"{name} kernel, {meta['shots']}-shot: {len(tasks.train)} training / {len(tasks.test)} test episodes, "
         f"d={tasks.points.shape[1]}, {len(depths)} depths, label spaces {', '.join(codes)}; kernel tile = {tile} "
         f"test rows x <= {n_tr} training columns (~{2 * len(depths) * tile * n_tr * 8 / 2 ** 20:.0f} MB per tile)"
-        + (f" in conv engine steps of {config.conv_tile} image pairs" if name == "conv" else "")
+        + (f" in conv engine steps of {config.conv_tile or 'auto (cache-sized)'} image pairs" if name == "conv" else "")
         + f"; {len(plan)} prediction group(s) of {len(plan[0])} test tasks = {rows_group} rows "
         f"(~{2 * len(depths) * rows_group * n_tr * 8 / 2 ** 20:.0f} MB of group-vs-training kernels, "
         f"~{2 * (n_tr + rows_group) ** 2 * 8 / 2 ** 20:.0f} MB assembled Gram per depth)")

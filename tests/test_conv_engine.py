@@ -113,6 +113,25 @@ def test_chunk_size_does_not_change_the_values():
             np.testing.assert_allclose(got[d].k, ref[d].k, rtol=1e-14, atol=0)
 
 
+def test_default_chunk_keeps_a_state_array_within_the_cpu_budget_and_scales_with_devices():
+    from ntk_bridge.conv_engine import CPU_STATE_BYTES, GPU_STATE_ENTRIES, default_chunk
+
+    for size in (4, 7, 14, 28, 32):
+        n2 = (size * size) ** 2
+        for dtype, b in (("float64", 8), ("float32", 4)):
+            p = default_chunk(size * size, dtype, "cpu")
+            assert p & (p - 1) == 0                     # a power of two
+            assert p == 1 or p * n2 * b <= CPU_STATE_BYTES < 2 * p * n2 * b   # the largest one within budget
+        g = default_chunk(size * size, "float64", "gpu")
+        assert g == 1 or g * n2 <= GPU_STATE_ENTRIES < 2 * g * n2
+    assert [default_chunk(s * s, "float64", "cpu") for s in (7, 14, 28)] == [64, 4, 1]
+    assert default_chunk(14 * 14, "float64", "cpu", n_devices=4) == 16
+    x1, x2 = _images(5, 6, 5), _images(6, 5, 5)          # chunk None (auto) gives the same values
+    auto = engine_kernels(ConvSpec(image_size=5, depths=(1, 3)), x1, x2)
+    one = engine_kernels(ConvSpec(image_size=5, depths=(1, 3), tile=1), x1, x2)
+    np.testing.assert_allclose(auto[3].theta, one[3].theta, rtol=1e-14, atol=0)
+
+
 def test_set_with_itself_computes_only_the_upper_triangle_and_mirrors_it():
     rows, cols = pair_indices(5, None)
     assert len(rows) == 15 and np.all(rows <= cols)
@@ -245,14 +264,14 @@ def test_gpu_script_dry_run_on_cpu_fills_the_cache_that_kernel_fewshot_reads(tmp
     assert timing.loc["conv", "cache_hits"] == report["cache_misses"]
 
 
-# ----------------------------------------------------------------------------- the 14x14 study's depth choice
+# ----------------------------------------------------------------------------- the conv studies' depth choice
 
-def test_conv14_depth_is_chosen_on_validation_never_on_test():
+def test_conv_study_depth_is_chosen_on_validation_never_on_test():
     import importlib.util
 
     import pandas as pd
 
-    spec = importlib.util.spec_from_file_location("conv14_select", REPO / "experiments" / "conv14_select.py")
+    spec = importlib.util.spec_from_file_location("conv_select", REPO / "experiments" / "conv_select.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     base = {"kernel": "conv", "labels": "encoding", "shots": 1, "method": "maml", "acc_ci95": 1.0, "episodes": 20}

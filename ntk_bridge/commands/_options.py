@@ -68,6 +68,16 @@ def int_list_or_none(text: str) -> tuple[int, ...]:
     return int_list(text, allow_none=True)
 
 
+def int_or_auto(text: str) -> int | None:
+    """``"auto"`` as None (the callee chooses), else the integer."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'auto', got {text!r}") from None
+
+
 def split_assignment(item: str, form: str) -> tuple[str, object]:
     """``"KEY=VALUE"`` as (KEY stripped, VALUE parsed as JSON; a bare word stays a string).
 

@@ -34,8 +34,8 @@ Convolutional kernel (--conv-depths, default 1,2,4,8): [Conv 3x3 + Relu] x L + g
 1e-10), all depths in one pass of the layer recursion, --conv-tile image pairs per engine step, a set
 against itself computed once per pair, and cached in --conv-cache by a SHA-256 of (images, network
 spec), so a rerun costs no kernel time. It costs O((H W)^2 L) per pair of images (float64, all depths
-1-8, per CPU-second: ~4,000 entries at 7x7, ~140-350 at 14x14, ~9-16 at 28x28; see
-experiments/results/bench/bench_conv_kernels.txt): the default uses 4x4 images (--conv-image-size)
+1-8, per wall second on 2 idle cores: ~12,000 entries at 7x7, ~470 at 14x14, ~36 at 28x28, a set with
+itself 1.6-3.3x that; see experiments/results/bench/bench_conv_kernels.txt): the default uses 4x4 images (--conv-image-size)
 and the first --conv-train-episodes / --conv-test-episodes episodes. Kernel entries per second are
 reported.
 
@@ -66,7 +66,7 @@ from pathlib import Path
 
 from ntk_bridge.commands._fields import Flag, add_flags, build
 from ntk_bridge.commands._options import (ACTIVATION_FLAG, NET_STD_FLAGS, add_output_flags, add_predictor_arguments, int_list,
-                                          int_list_or_none, predictor_config)
+                                          int_list_or_none, int_or_auto, predictor_config)
 from ntk_bridge.schemas import KERNEL_FEWSHOT
 
 REPO = Path(__file__).resolve().parents[2]
@@ -130,7 +130,9 @@ CONV_FLAGS = (
     Flag("conv_image_size", "image size for the conv kernel (it costs (size^2)^2 per pair)"),
     Flag("conv_train_episodes", "first N training episodes"),
     Flag("conv_test_episodes", "first N test episodes"),
-    Flag("conv_tile", "image pairs per conv engine step (memory ~ TILE x (size^2)^2 x 8 bytes x 6)"),
+    Flag("conv_tile", "image pairs per conv engine step (memory ~ TILE x (size^2)^2 x 8 bytes x 6); 'auto': the "
+                      "engine's default, a state array within 2 MiB on a CPU (1 pair at 28x28, 4 at 14x14)",
+         parse=int_or_auto, shown=lambda v: "auto" if v is None else str(v)),
     Flag("conv_cache", "folder of cached conv kernels, one .npz per (images, spec) hash; 'none': no cache", parse=str),
 )
 FLAGS = EPISODE_FLAGS + LABEL_FLAGS + FC_FLAGS + CONV_FLAGS
