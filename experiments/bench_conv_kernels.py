@@ -15,9 +15,12 @@ s; the full matrix produced), and the speed-up over A.
 
 The machine's elementwise limit is measured in the same run: the rate of one fused elementwise
 pass y = a x + b over an array the size of a chunk's state (entries per second, float64 and
-float32), and of the fast arc-cosine alone. The engine makes ~5 such passes per layer (one ReLU
-map reading K and T and writing Kr and Kr + Tr, two separable stencils); its rate in entry-layers
-per second (pairs x (H W)^2 x L / s) is printed as a fraction of the axpy rate.
+float32), and of the fast arc-cosine alone. A layer of the engine is two stencils (each two
+separable shifted-add passes), then two fused ReLU passes writing Kr and Kr + Tr, each with its own
+arc-cosine. Its rate in entry-layers per second (pairs x (H W)^2 x L / s) is printed as a fraction
+of the axpy rate and of the arc-cosine rate. The engine runs at its default chunk
+(conv_engine.default_chunk) unless --chunk is given; neural-tangents at the block size that was its
+fastest in bench_conv_chunk.py's sweep (experiments/results/bench/chunk_sweep.txt).
 
     nice -n 10 .venv/bin/python experiments/bench_conv_kernels.py \
         --out experiments/results/bench/bench_conv_kernels.txt
@@ -44,13 +47,14 @@ DEPTH = 8
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """Sizes, set sizes per image size (self n; cross n1, n2), neural-tangents block size, engine chunk."""
+    """Sizes, set sizes per image size (self n; cross n1, n2), neural-tangents block size (its fastest in
+    experiments/results/bench/chunk_sweep.txt), engine chunk (empty: the engine's default)."""
 
     sizes: tuple[int, ...] = (7, 14, 28)
     n_self: tuple[int, ...] = (64, 32, 8)
     n_cross: tuple[int, ...] = (32, 16, 4)
-    nt_tile: tuple[int, ...] = (32, 16, 4)
-    chunk: tuple[int, ...] = (32, 8, 4)
+    nt_tile: tuple[int, ...] = (8, 8, 4)
+    chunk: tuple[int, ...] = ()
     repeats: int = 3
 
 
@@ -109,8 +113,8 @@ def nt_variant(s: int, tile: int):
     return run
 
 
-def engine_variant(s: int, chunk: int, dtype: str):
-    """B / C: the engine, all depths 1..8 in one pass."""
+def engine_variant(s: int, chunk: int | None, dtype: str):
+    """B / C: the engine, all depths 1..8 in one pass (``chunk`` None: the engine's default)."""
     from ntk_bridge.conv_kernels import ConvSpec, engine_kernels
 
     spec = ConvSpec(image_size=s, depths=tuple(range(1, DEPTH + 1)), tile=chunk, dtype=dtype)
@@ -120,6 +124,17 @@ def engine_variant(s: int, chunk: int, dtype: str):
         return {d: out[d].theta for d in out} | {("k", d): out[d].k for d in out}
 
     return run
+
+
+def chunk_of(cfg: BenchConfig, k: int, dtype: str) -> int:
+    """The engine's pairs per step at size index ``k``: the configured one, or the engine's default."""
+    import jax
+
+    from ntk_bridge.conv_engine import default_chunk
+
+    if cfg.chunk:
+        return cfg.chunk[k]
+    return default_chunk(cfg.sizes[k] ** 2, dtype, jax.devices()[0].platform, len(jax.local_devices()))
 
 
 def timed(fn, *args):
@@ -155,8 +170,8 @@ def bench_size(say, cfg: BenchConfig, k: int) -> list[Row]:
     s = cfg.sizes[k]
     rows = []
     variants = {"A neural-tangents f64 depth 8": nt_variant(s, cfg.nt_tile[k]),
-                "B engine f64 depths 1-8": engine_variant(s, cfg.chunk[k], "float64"),
-                "C engine f32 depths 1-8": engine_variant(s, cfg.chunk[k], "float32")}
+                "B engine f64 depths 1-8": engine_variant(s, chunk_of(cfg, k, "float64"), "float64"),
+                "C engine f32 depths 1-8": engine_variant(s, chunk_of(cfg, k, "float32"), "float32")}
     for workload, (x1, x2) in (("self", (images(0, cfg.n_self[k], s), None)),
                                ("cross", (images(1, cfg.n_cross[k], s), images(2, cfg.n_cross[k], s)))):
         n1, n2 = len(x1), len(x1) if x2 is None else len(x2)
@@ -207,13 +222,14 @@ def main(argv=None) -> int:
                    "(default %(default)s)")
     p.add_argument("--nt-tile", default=",".join(map(str, d.nt_tile)), help="neural-tangents block size per image "
                    "size (default %(default)s)")
-    p.add_argument("--chunk", default=",".join(map(str, d.chunk)), help="engine pairs per step per image size "
-                   "(default %(default)s)")
+    p.add_argument("--chunk", default="auto", help="engine pairs per step per image size, or 'auto': the "
+                   "engine's default (conv_engine.default_chunk; default %(default)s)")
     p.add_argument("--repeats", type=int, default=d.repeats, help="A-B-C rounds (A once more at the end)")
     p.add_argument("--out", default=None, help="also write the report to this .txt (and the rows to .json)")
     args = p.parse_args(argv)
     lists = [int_tuple(getattr(args, a), f"--{a.replace('_', '-')}", "7,14")
-             for a in ("sizes", "n_self", "n_cross", "nt_tile", "chunk")]
+             for a in ("sizes", "n_self", "n_cross", "nt_tile")]
+    lists.append(() if args.chunk == "auto" else int_tuple(args.chunk, "--chunk", "32,8,1"))
     cfg = BenchConfig(*lists, repeats=args.repeats)
     out = out_path(args.out)
     say = Report(out)
@@ -225,8 +241,10 @@ def main(argv=None) -> int:
     rows = []
     for k, s in enumerate(cfg.sizes):
         rows += bench_size(say, cfg, k)
-        say(f"  (chunk state {cfg.chunk[k]} pairs x {(s * s) ** 2} entries)")
-        lim = elementwise_limits(say, (s * s, s * s, cfg.chunk[k]))
+        chunk = chunk_of(cfg, k, "float64")
+        say(f"  (chunk state {chunk} pairs x {(s * s) ** 2} entries in float64, {chunk_of(cfg, k, 'float32')} "
+            "in float32)")
+        lim = elementwise_limits(say, (s * s, s * s, chunk))
         for r in rows:
             if r.size == s and r.variant[0] in "BC":
                 dt = "float64" if r.variant[0] == "B" else "float32"
