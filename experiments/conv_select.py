@@ -1,4 +1,4 @@
-"""The 14x14 conv-kernel study: each kernel predictor's depth chosen on validation episodes, read on test.
+"""The conv-kernel studies (14x14, 28x28): each kernel predictor's depth chosen on validation episodes, read on test.
 
 Reads two ``ntk-bridge kernel-fewshot`` result folders made with the same flags except
 ``--test-split`` (``val``: episodes from the validation alphabet; ``test``: the held-out test
@@ -7,9 +7,14 @@ conv), label space, shot setting and method, the depth with the highest VALIDATI
 chosen (the smallest on ties) and the TEST accuracy at that depth is reported beside it; the test
 numbers never enter a choice. The trained Conv-4 rows (no depth) are copied as they are.
 
-Writes OUT/selected.csv and prints a markdown table (method x kernel / label space).
+Then, for every label space, shot setting and method present with both kernels, the PAIRED difference
+conv minus FC on the identical test episodes (each kernel at its own validation-chosen depth; the
+per-episode accuracies of episodes.csv): mean and 95% t-interval over the test episodes.
 
-    .venv/bin/python experiments/conv14_select.py experiments/results/kernel_fewshot_conv14/val \\
+Writes OUT/selected.csv and OUT/paired.csv and prints markdown tables (method x kernel / label space;
+method x label space).
+
+    .venv/bin/python experiments/conv_select.py experiments/results/kernel_fewshot_conv14/val \\
         experiments/results/kernel_fewshot_conv14/test --out experiments/results/kernel_fewshot_conv14
 """
 
@@ -36,7 +41,7 @@ def check_protocol(val_dir: Path, test_dir: Path) -> None:
     for folder in (val_dir, test_dir):
         require((folder / "config.json").is_file() and (folder / "accuracy.csv").is_file(),
                 f"{folder} is not a finished kernel-fewshot result folder (no config.json / accuracy.csv); "
-                "run experiments/results/kernel_fewshot_conv14/run.sh first")
+                "run the study's run.sh (experiments/results/kernel_fewshot_conv*/) first")
     a = json.loads((val_dir / "config.json").read_text())
     b = json.loads((test_dir / "config.json").read_text())
     require(a["test_split"] == "val" and b["test_split"] == "test",
@@ -61,6 +66,49 @@ def choose(val: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
                      "chosen_by": "-", "test_acc": r.acc_mean, "test_ci95": r.acc_ci95,
                      "test_episodes": int(r.episodes), "val_acc": np.nan, "val_ci95": np.nan, "val_episodes": 0})
     return pd.DataFrame(rows)
+
+
+def paired(sel: pd.DataFrame, episodes: pd.DataFrame) -> pd.DataFrame:
+    """Conv minus FC accuracy (points) per (labels, shots, method), paired over the test episodes, each kernel
+    at its chosen depth: mean, 95% t half-width (metrics.mean_ci) and the number of episodes."""
+    from ntk_bridge.errors import require
+    from ntk_bridge.metrics import mean_ci
+
+    rows = []
+    picked = sel[sel["kernel"].isin(["fc", "conv"])]
+    for (labels, shots, method), g in picked.groupby(["labels", "shots", "method"], sort=False):
+        if set(g["kernel"]) != {"fc", "conv"}:
+            continue
+        per = {}
+        for r in g.itertuples():
+            e = episodes[(episodes["kernel"] == r.kernel) & (episodes["labels"] == labels)
+                         & (episodes["shots"] == shots) & (episodes["method"] == method) & (episodes["depth"] == r.depth)]
+            per[r.kernel] = e.set_index("episode")["accuracy"].sort_index()
+        require(per["fc"].index.equals(per["conv"].index),
+                f"conv and FC were scored on different test episodes ({labels}, {method}); rerun both in one run")
+        diff = 100.0 * (per["conv"] - per["fc"]).to_numpy()
+        mean, half = mean_ci(diff)
+        rows.append({"labels": labels, "shots": shots, "method": method, "conv_minus_fc": mean, "ci95": half,
+                     "episodes": len(diff)})
+    return pd.DataFrame(rows)
+
+
+def paired_markdown(pairs: pd.DataFrame) -> str:
+    """The paired differences as a table: method rows, label-space columns."""
+    lines = []
+    for shots, g in pairs.groupby("shots"):
+        labels = list(dict.fromkeys(g["labels"]))
+        n = int(g["episodes"].iloc[0])
+        lines.append(f"\n{shots}-shot: conv minus FC, points (mean +- 95% t-CI over the {n} paired test episodes)\n")
+        lines.append("| method | " + " | ".join(labels) + " |")
+        lines.append("|---" * (len(labels) + 1) + "|")
+        for m in dict.fromkeys(g["method"]):
+            cells = []
+            for ls in labels:
+                r = g[(g["labels"] == ls) & (g["method"] == m)]
+                cells.append("-" if r.empty else f"{r.conv_minus_fc.iloc[0]:+.1f} +- {r.ci95.iloc[0]:.1f}")
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def markdown(sel: pd.DataFrame) -> str:
@@ -93,8 +141,11 @@ def main(argv=None) -> int:
     sel = choose(pd.read_csv(args.val_dir / "accuracy.csv"), pd.read_csv(args.test_dir / "accuracy.csv"))
     from ntk_bridge.io import atomic_write
 
+    pairs = paired(sel, pd.read_csv(args.test_dir / "episodes.csv"))
     atomic_write(args.out / "selected.csv", lambda fh: sel.to_csv(fh, index=False, float_format="%.6g"))
+    atomic_write(args.out / "paired.csv", lambda fh: pairs.to_csv(fh, index=False, float_format="%.6g"))
     print(markdown(sel))
+    print(paired_markdown(pairs))
     return 0
 
 

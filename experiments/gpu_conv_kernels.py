@@ -12,12 +12,14 @@ No labels, encoder or predictor are needed here (the kernel depends on the image
 Records the device, JAX version, wall seconds, entries computed and entries per second (all depths)
 as JSON in --report (default: $OUT/gpu_conv_kernels.json when $OUT is set, else next to the cache).
 
-Example (one GPU; --conv-tile = image pairs per engine step; at 28x28 float64 a pair's state is
-2 x 784^2 x 8 bytes = 9.8 MB and a step holds ~6 such arrays per pair: 256 pairs ~ 8 GB):
+Example (one GPU): the flags of experiments/results/kernel_fewshot_conv28/run.sh, here with more
+episodes. --conv-tile (image pairs per engine step) defaults to the engine's GPU rule, a state array of
+<= 2^26 entries: 64 pairs at 28x28, ~2.2 GB per step in float64 (XLA plans ~7 state arrays per step);
+give a number to override it.
 
-    python experiments/gpu_conv_kernels.py --shots 1 --train-episodes 5 --test-episodes 60 \\
-        --conv-image-size 28 --conv-depths 1,2,4,8 --conv-train-episodes 5 --conv-test-episodes 60 \\
-        --conv-tile 256 --conv-cache runs/conv28/cache --labels random-slots
+    python experiments/gpu_conv_kernels.py --shots 1 --train-episodes 5 --test-episodes 60 --image-size 28 \\
+        --conv-image-size 28 --conv-depths 1,2,3,4 --conv-train-episodes 5 --conv-test-episodes 60 \\
+        --conv-cache runs/conv28/cache --labels random-slots
 """
 
 from __future__ import annotations

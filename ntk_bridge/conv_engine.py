@@ -49,7 +49,7 @@ Cost model (per pair, per layer; n = H W positions, b = 8 bytes in float64, 4 in
           memory_analysis, in chunk_sweep.txt: 10 MiB at 7x7 (P = 64), 8.6 MiB at 14x14 (P = 4),
           31.5 MiB at 28x28 (P = 1) in float64). The default chunk (:func:`default_chunk`) keeps that
           in a CPU's last-level cache, which is worth 1.2-2.3x per pair against a step 2-8x larger; on
-          a GPU it allows ~2^26 entries per state array (~4 GB per step in float64 at 28x28, P = 64).
+          a GPU it allows up to 2^26 entries per state array (28x28: P = 64, ~2.2 GB per step in float64).
           Memory does not grow with N (pairs are streamed) or with L (one scan step at a time).
   dtype   float32 halves memory and is ~2-2.5x faster on these CPUs; its relative error against
           float64 over depths 1..8 is ~2e-7 (measured in the bench and tested < 1e-5).
@@ -202,7 +202,7 @@ def compiled_pass(W_std: float, dtype: str, n_devices: int):
 #: ~7-9 arrays must stay in that cache (float64: 28x28 29 ms per pair at P = 1, 34-41 ms at P = 2-8;
 #: 14x14 1.1 ms at P = 4, 2.1-2.6 ms at P = 16-32), and a small P costs host overhead per step (7x7).
 CPU_STATE_BYTES = 2 ** 21
-#: The same for a GPU: a state array of up to 2^26 entries (512 MB in float64, ~3 GB per step), enough
+#: The same for a GPU: a state array of up to 2^26 entries (<= 512 MB in float64, <= ~4 GB per step), enough
 #: pairs to fill the device (not measured here: no GPU was lent; give ``chunk`` to override).
 GPU_STATE_ENTRIES = 2 ** 26
 
