@@ -281,3 +281,31 @@ def test_conv_study_depth_is_chosen_on_validation_never_on_test():
     assert sel["depth"].tolist() == [2] and sel["test_acc"].tolist() == [40.0]    # validation tie -> smaller depth
     for perm in ([70.0, 90.0, 40.0], [40.0, 70.0, 90.0]):                          # test numbers never move it
         assert mod.choose(val, test.assign(acc_mean=perm))["depth"].tolist() == [2]
+
+
+def test_conv_minus_fc_is_paired_over_the_same_test_episodes_at_each_kernels_chosen_depth():
+    import importlib.util
+
+    import pandas as pd
+
+    from ntk_bridge.errors import BridgeError
+    from ntk_bridge.metrics import t_quantile
+
+    spec = importlib.util.spec_from_file_location("conv_select", REPO / "experiments" / "conv_select.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    sel = pd.DataFrame([{"kernel": "fc", "labels": "encoding", "shots": 1, "method": "anil", "depth": 4},
+                        {"kernel": "conv", "labels": "encoding", "shots": 1, "method": "anil", "depth": 2}])
+    fc = np.array([0.4, 0.6, 0.5, 0.2])
+    conv = np.array([0.6, 0.6, 0.9, 0.4])
+    rows = [{"kernel": k, "labels": "encoding", "shots": 1, "method": "anil", "depth": d, "episode": e, "accuracy": a}
+            for k, d, acc in (("fc", 4, fc), ("conv", 2, conv)) for e, a in enumerate(acc)]
+    rows += [{"kernel": "conv", "labels": "encoding", "shots": 1, "method": "anil", "depth": 1, "episode": e,
+              "accuracy": 0.0} for e in range(4)]                                 # a depth not chosen: ignored
+    out = mod.paired(sel, pd.DataFrame(rows))
+    diff = 100 * (conv - fc)
+    assert out["conv_minus_fc"].iloc[0] == pytest.approx(diff.mean())
+    assert out["ci95"].iloc[0] == pytest.approx(t_quantile(4) * diff.std(ddof=1) / 2)
+    assert out["episodes"].iloc[0] == 4
+    with pytest.raises(BridgeError, match="different test episodes"):
+        mod.paired(sel, pd.DataFrame(rows[:-5]))                                  # one FC/conv episode missing
