@@ -10,7 +10,10 @@ It prints which P ``conv_engine.default_chunk`` picks (the rule the engine uses 
 Within one size, every repeat runs all P (and all t) in turn, the order reversed on every other repeat;
 one untimed call per setting first (compiles). Reported: median (min, max) of wall milliseconds per pair,
 and the memory of one engine step as XLA plans it (``memory_analysis().temp_size_in_bytes`` of the
-compiled step, all depths), in MiB and in units of one state array (P (H W)^2 x bytes).
+compiled step, all depths), in MiB and in units of one state array (P (H W)^2 x bytes). Last, the whole
+engine at its default chunk with its ReLU map as it is (two outputs as two fused passes, each with its own
+arc-cosine) against the same map written as one expression whose two outputs share the arc-cosine,
+alternately (ms per pair, float64; each repeat compiles its variant before timing it).
 
     nice -n 10 .venv/bin/python experiments/bench_conv_chunk.py \\
         --out experiments/results/bench/chunk_sweep.txt
@@ -22,6 +25,7 @@ import argparse
 import statistics
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,6 +103,54 @@ def memory_line(say, case: Case) -> None:
         say(f"  engine {dt} step memory (XLA temp; MiB = state arrays): " + "   ".join(cells))
 
 
+def shared_relu_map(k, t, ra, rb, sa, sb, diag):
+    """The ReLU map as one expression with two outputs sharing the arc-cosine (the form the engine avoids)."""
+    from ntk_bridge.conv_engine import _relu_terms
+
+    pm, g = _relu_terms(k, ra, rb, sa, sb, diag)
+    return g + pm * k, g + pm * (k + t)
+
+
+@contextmanager
+def relu_form(fn):
+    """Within the block the engine traces ``fn`` as its ReLU map (a bench-only A/B of one design choice;
+    compiled steps are dropped on entry and on exit)."""
+    from ntk_bridge import conv_engine
+
+    original = conv_engine.relu_map
+    conv_engine.compiled_pass.cache_clear()
+    conv_engine.relu_map = fn
+    try:
+        yield
+    finally:
+        conv_engine.relu_map = original
+        conv_engine.compiled_pass.cache_clear()
+
+
+def relu_form_line(say, case: Case, repeats: int, dtype: str = "float64") -> None:
+    """ms per pair of the whole engine at its default chunk with the ReLU map as it is (two outputs, two
+    fused passes) and written with shared subexpressions (one expression, two outputs), alternately."""
+    import jax
+
+    from ntk_bridge.conv_engine import default_chunk, relu_map
+
+    p = default_chunk(case.size ** 2, dtype, jax.devices()[0].platform)
+    x1, x2 = images(1, case.n1, case.size), images(2, case.n2, case.size)
+    forms = {"two passes (engine)": relu_map, "shared": shared_relu_map}
+    walls = {name: [] for name in forms}
+    for r in range(repeats + 1):                                    # round 0 compiles, not counted
+        for name in (list(forms) if r % 2 == 0 else list(forms)[::-1]):
+            with relu_form(forms[name]):
+                call = engine_call(case.size, p, dtype)
+                call(x1, x2)                                        # compile inside the block
+                t0 = time.perf_counter()
+                call(x1, x2)
+                if r:
+                    walls[name].append((time.perf_counter() - t0) / (case.n1 * case.n2) * 1e3)
+    say(f"  engine {dtype} P = {p}, ReLU map written as, ms per pair:  " + "   ".join(
+        f"{name}: {statistics.median(w):.3f} ({min(w):.3f}-{max(w):.3f})" for name, w in walls.items()))
+
+
 def sweep(say, case: Case, repeats: int) -> list[Row]:
     """Engine (float64, float32) over ``case.chunks`` and neural-tangents over ``case.nt_tiles``."""
     import jax
@@ -130,6 +182,7 @@ def sweep(say, case: Case, repeats: int) -> list[Row]:
         label = "P (pairs per step)" if side.startswith("engine") else "t (block t x t)"
         say(f"  {side:32s} ms per pair by {label}:  " + "   ".join(cells))
     memory_line(say, case)
+    relu_form_line(say, case, repeats)
     return rows
 
 

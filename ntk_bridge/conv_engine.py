@@ -42,9 +42,10 @@ Cost model (per pair, per layer; n = H W positions, b = 8 bytes in float64, 4 in
           ~1.2e4 at 7x7, ~470 at 14x14, ~36 at 28x28 (a set with itself: ~1.6-3.3x that, n(n+1)/2 pairs
           for n^2 entries). The same machine's single elementwise pass over a chunk's state costs
           0.13-0.43 ns per entry (y = a x + b) and 0.22-1.0 ns (the fast arc-cosine alone): the engine
-          reaches 3-18 % of the axpy rate and 8-31 % of the arc-cosine rate per entry-layer; about half
-          of its time is the stencil passes (shifted copies with zero fill, as XLA's CPU backend emits
-          them), half the two ReLU passes.
+          reaches 3-18 % of the axpy rate and 8-31 % of the arc-cosine rate per entry-layer; the rest
+          goes to the stencil passes (shifted copies with zero fill, as XLA's CPU backend emits them)
+          and to evaluating the ReLU map twice (once per output, which is still ~2x faster than one
+          shared evaluation: :func:`relu_map`).
   memory  one step of P pairs holds ~7-9 arrays of P n^2 b (XLA's buffer plan of the compiled step,
           memory_analysis, in chunk_sweep.txt: 10 MiB at 7x7 (P = 64), 8.6 MiB at 14x14 (P = 4),
           31.5 MiB at 28x28 (P = 1) in float64). The default chunk (:func:`default_chunk`) keeps that
@@ -135,9 +136,10 @@ def relu_map(k, t, ra, rb, sa, sb, diag):
 
     The two outputs are two separate expressions, each evaluating the arc-cosine itself: XLA's CPU
     fusion shares no expensive subexpression between two outputs (it materialises the shared square
-    roots and recomputes the rest in each consumer: 3.6 ns per entry for both outputs at 28x28 float64,
-    against 1.2 ns for one), so the second output reads (K, T) through an optimisation barrier, which
-    keeps common-subexpression elimination from merging the two back into one shared graph."""
+    roots and recomputes the rest in each consumer), so the second output reads (K, T) through an
+    optimisation barrier, which keeps common-subexpression elimination from merging the two back into
+    one shared graph. The whole engine is ~2x faster per pair this way than with the two outputs
+    written as one shared expression (experiments/results/bench/chunk_sweep.txt, "ReLU map written as")."""
     import jax
 
     pm, g = _relu_terms(k, ra, rb, sa, sb, diag)

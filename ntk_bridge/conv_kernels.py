@@ -8,7 +8,7 @@ checks them to 1e-10 relative) computed by the project's own engine, :mod:`ntk_b
 requested depth; pairs of images are streamed ``tile`` at a time (a set against itself: only pairs
 a <= b) over all local devices; float64 by default, ``dtype="float32"`` on request.
 
-Cost: O(L (H W)^2) per pair and ``tile`` x (H W)^2 x 8 bytes x ~6 of memory per chunk (the default tile
+Cost: O(L (H W)^2) per pair and ``tile`` x (H W)^2 x 8 bytes x ~7-9 of memory per chunk (the default tile
 keeps a state array within 2 MiB on a CPU: 64 pairs at 7x7, 4 at 14x14, 1 at 28x28 in float64); the
 measured rates are in the engine's docstring, experiments/results/bench/bench_conv_kernels.txt and
 chunk_sweep.txt there.

@@ -130,7 +130,7 @@ CONV_FLAGS = (
     Flag("conv_image_size", "image size for the conv kernel (it costs (size^2)^2 per pair)"),
     Flag("conv_train_episodes", "first N training episodes"),
     Flag("conv_test_episodes", "first N test episodes"),
-    Flag("conv_tile", "image pairs per conv engine step (memory ~ TILE x (size^2)^2 x 8 bytes x 6); 'auto': the "
+    Flag("conv_tile", "image pairs per conv engine step (memory ~ TILE x (size^2)^2 x 8 bytes x 7-9); 'auto': the "
                       "engine's default, a state array within 2 MiB on a CPU (1 pair at 28x28, 4 at 14x14)",
          parse=int_or_auto, shown=lambda v: "auto" if v is None else str(v)),
     Flag("conv_cache", "folder of cached conv kernels, one .npz per (images, spec) hash; 'none': no cache", parse=str),
