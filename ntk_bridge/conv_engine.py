@@ -35,21 +35,21 @@ Cost model (per pair, per layer; n = H W positions, b = 8 bytes in float64, 4 in
           L n^2 / R with R the engine's rate in entry-layers per second. Measured R on the project's
           2-core CPU machine (experiments/results/bench/bench_conv_kernels.txt, depth 8, default chunk,
           machine otherwise idle, per WALL second, both cores):
-              float64: 1.9-2.3e8 at 7x7, 1.5-2.5e8 at 14x14, 1.8-2.2e8 at 28x28 (4-7 ns per entry-layer)
-              float32: 4.3-5.8e8 at 7x7, 3.9-5.2e8 at 14x14, 4.5-4.8e8 at 28x28 (2-2.6 ns)
-          i.e. a 28x28 pair through 8 layers takes ~26 ms in float64 and ~11 ms in float32
+              float64: 2.1-2.4e8 at 7x7, 2.3-2.5e8 at 14x14, 2.1-2.3e8 at 28x28 (4-5 ns per entry-layer)
+              float32: 4.5-5.6e8 at 7x7, 5.0-5.3e8 at 14x14, 4.7e8 at 28x28 (1.8-2.2 ns)
+          i.e. a 28x28 pair through 8 layers takes 22-29 ms in float64 and ~11 ms in float32
           (chunk_sweep.txt). Entries per wall second, all depths 1..8, two different sets: float64
-          ~1.2e4 at 7x7, ~470 at 14x14, ~36 at 28x28 (a set with itself: ~1.6-3.3x that, n(n+1)/2 pairs
+          ~1.1e4 at 7x7, ~740 at 14x14, ~46 at 28x28 (a set with itself: ~1.6-2.3x that, n(n+1)/2 pairs
           for n^2 entries). The same machine's single elementwise pass over a chunk's state costs
-          0.13-0.43 ns per entry (y = a x + b) and 0.22-1.0 ns (the fast arc-cosine alone): the engine
-          reaches 3-18 % of the axpy rate and 8-31 % of the arc-cosine rate per entry-layer; the rest
+          0.11-0.48 ns per entry (y = a x + b) and 0.29-0.64 ns (the fast arc-cosine alone): the engine
+          reaches 5-25 % of the axpy rate and 10-19 % of the arc-cosine rate per entry-layer; the rest
           goes to the stencil passes (shifted copies with zero fill, as XLA's CPU backend emits them)
-          and to evaluating the ReLU map twice (once per output, which is still ~2x faster than one
-          shared evaluation: :func:`relu_map`).
+          and to evaluating the ReLU map twice (once per output, which is still faster than one shared
+          evaluation: :func:`relu_map`).
   memory  one step of P pairs holds ~7-9 arrays of P n^2 b (XLA's buffer plan of the compiled step,
           memory_analysis, in chunk_sweep.txt: 10 MiB at 7x7 (P = 64), 8.6 MiB at 14x14 (P = 4),
           31.5 MiB at 28x28 (P = 1) in float64). The default chunk (:func:`default_chunk`) keeps that
-          in a CPU's last-level cache, which is worth 1.2-2.3x per pair against a step 2-8x larger; on
+          in a CPU's last-level cache, which is worth 1.0-2.2x per pair against a step 2-8x larger; on
           a GPU it allows up to 2^26 entries per state array (28x28: P = 64, ~2.2 GB per step in float64).
           Memory does not grow with N (pairs are streamed) or with L (one scan step at a time).
   dtype   float32 halves memory and is ~2-2.5x faster on these CPUs; its relative error against
@@ -138,8 +138,9 @@ def relu_map(k, t, ra, rb, sa, sb, diag):
     fusion shares no expensive subexpression between two outputs (it materialises the shared square
     roots and recomputes the rest in each consumer), so the second output reads (K, T) through an
     optimisation barrier, which keeps common-subexpression elimination from merging the two back into
-    one shared graph. The whole engine is ~2x faster per pair this way than with the two outputs
-    written as one shared expression (experiments/results/bench/chunk_sweep.txt, "ReLU map written as")."""
+    one shared graph. The whole engine is 1.2x (7x7), 2.4x (14x14) and 2.2x (28x28) faster per pair this
+    way than with the two outputs written as one shared expression, float64 at the default chunk
+    (experiments/results/bench/chunk_sweep.txt, "ReLU map written as")."""
     import jax
 
     pm, g = _relu_terms(k, ra, rb, sa, sb, diag)
@@ -201,8 +202,8 @@ def compiled_pass(W_std: float, dtype: str, n_devices: int):
 #: Pairs per engine step on a CPU device, when none is given: the largest power of two whose state array
 #: (P pairs x (H W)^2 entries) holds at most this many bytes, at least one pair. Chosen from the sweep on the
 #: project's 2-core machine (32 MB last-level cache; experiments/results/bench/chunk_sweep.txt): a step's
-#: ~7-9 arrays must stay in that cache (float64: 28x28 29 ms per pair at P = 1, 34-41 ms at P = 2-8;
-#: 14x14 1.1 ms at P = 4, 2.1-2.6 ms at P = 16-32), and a small P costs host overhead per step (7x7).
+#: ~7-9 arrays must stay in that cache (float64: 28x28 23 ms per pair at P = 1, 44-46 ms at P = 2-8;
+#: 14x14 1.2 ms at P = 4, 2.0-2.7 ms at P = 16-32), and a small P costs host overhead per step (7x7).
 CPU_STATE_BYTES = 2 ** 21
 #: The same for a GPU: a state array of up to 2^26 entries (<= 512 MB in float64, <= ~4 GB per step), enough
 #: pairs to fill the device (not measured here: no GPU was lent; give ``chunk`` to override).

@@ -45,7 +45,7 @@ class ConvSpec:
     """The conv network and its evaluation: ``image_size`` x ``image_size`` x 1 inputs, ``depths``,
     weight std of the convolutions and of the readout, the pairs per engine step (``tile``; None: the
     engine's cache-sized default, :func:`ntk_bridge.conv_engine.default_chunk`) and the working dtype
-    (float64, or float32: about 1.5-2x faster, relative error vs float64 stated in the bench)."""
+    (float64, or float32: about 2-2.5x faster, relative error vs float64 stated in the bench)."""
 
     image_size: int = 7
     depths: tuple[int, ...] = (1, 2, 4, 8)

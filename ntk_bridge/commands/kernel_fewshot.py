@@ -34,8 +34,8 @@ Convolutional kernel (--conv-depths, default 1,2,4,8): [Conv 3x3 + Relu] x L + g
 1e-10), all depths in one pass of the layer recursion, --conv-tile image pairs per engine step, a set
 against itself computed once per pair, and cached in --conv-cache by a SHA-256 of (images, network
 spec), so a rerun costs no kernel time. It costs O((H W)^2 L) per pair of images (float64, all depths
-1-8, per wall second on 2 idle cores: ~12,000 entries at 7x7, ~470 at 14x14, ~36 at 28x28, a set with
-itself 1.6-3.3x that; see experiments/results/bench/bench_conv_kernels.txt): the default uses 4x4 images (--conv-image-size)
+1-8, per wall second on 2 idle cores: ~11,000 entries at 7x7, ~740 at 14x14, ~46 at 28x28, a set with
+itself 1.6-2.3x that; see experiments/results/bench/bench_conv_kernels.txt): the default uses 4x4 images (--conv-image-size)
 and the first --conv-train-episodes / --conv-test-episodes episodes. Kernel entries per second are
 reported.
 
