@@ -40,6 +40,17 @@ def test_help_states_the_dataclass_default_and_flags_reach_nested_fields():
     assert config.family.n_test_tasks == WidthSweepConfig().family.n_test_tasks      # the rest untouched
 
 
+def test_conv_tile_is_auto_by_default_a_number_on_request_and_refuses_other_words(capsys):
+    parser, args = _parse(kernel_fewshot)
+    assert kernel_fewshot.config_from_args(args).conv_tile is None                # auto: the engine's default
+    assert "default auto" in " ".join(parser.format_help().split())
+    assert kernel_fewshot.config_from_args(parser.parse_args(["--conv-tile", "8"])).conv_tile == 8
+    assert kernel_fewshot.config_from_args(parser.parse_args(["--conv-tile", "AUTO"])).conv_tile is None
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--conv-tile", "many"])
+    assert "expected an integer or 'auto'" in capsys.readouterr().err
+
+
 @dataclasses.dataclass(frozen=True)
 class _Inner:
     a: int = 1
