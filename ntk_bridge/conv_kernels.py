@@ -55,11 +55,12 @@ class ConvSpec:
     dtype: str = "float64"
 
     def __post_init__(self):
-        for name in ("image_size", "tile"):
-            v = getattr(self, name)
-            require((name == "tile" and v is None)
-                    or (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1),
-                    f"conv {name} must be an integer >= 1 (got {v!r})" + (" or None (auto)" if name == "tile" else ""))
+        def positive_int(v) -> bool:
+            return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
+
+        require(positive_int(self.image_size), f"conv image_size must be an integer >= 1 (got {self.image_size!r})")
+        require(self.tile is None or positive_int(self.tile),
+                f"conv tile must be an integer >= 1 (got {self.tile!r}) or None (auto)")
         require(len(self.depths) >= 1 and all(isinstance(d, (int, np.integer)) and d >= 1 for d in self.depths),
                 f"conv depths must be integers >= 1 (got {list(self.depths)})")
         require(np.isfinite(self.W_std) and self.W_std > 0 and np.isfinite(self.readout_W_std)
