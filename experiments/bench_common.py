@@ -50,7 +50,7 @@ def finish(say: Report, out: Path | None, config, rows: list) -> None:
             f"on {os.cpu_count()} CPUs): wall times are inflated and noisy; the A-B-A medians and the "
             "CPU-time columns are the better guide to the ratios")
     if out is not None:
-        from ntk_bridge.io import json_text            # strict JSON: a NaN timing is written as null
+        from ntk_bridge.io import json_text  # strict JSON: a NaN timing is written as null
         out.with_suffix(".json").write_text(json_text(
             {"config": asdict(config), "argv": sys.argv[1:], "rows": [asdict(r) for r in rows]}))
 

@@ -33,7 +33,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-
 from bench_common import Report, finish, load, out_path  # noqa: E402
 from bench_conv_kernels import DEPTH, images, nt_variant  # noqa: E402
 
@@ -70,8 +69,8 @@ class Row:
 
 
 def engine_call(size: int, chunk: int, dtype: str):
-    from ntk_bridge.conv_engine import gap_kernels
-    from ntk_bridge.nt_backend import float64
+    from ntk_bridge.engine.conv_engine import gap_kernels
+    from ntk_bridge.engine.precision import float64
 
     def run(x1, x2):
         with float64():
@@ -83,8 +82,8 @@ def engine_call(size: int, chunk: int, dtype: str):
 
 def step_memory(size: int, chunk: int, dtype: str, layers: int = DEPTH) -> float:
     """XLA's planned temporary memory of one engine step (bytes), from the compiled step's memory_analysis."""
-    from ntk_bridge.conv_engine import compiled_pass
-    from ntk_bridge.nt_backend import float64
+    from ntk_bridge.engine.conv_engine import compiled_pass
+    from ntk_bridge.engine.precision import float64
 
     with float64():
         img, per_layer = np.zeros((size, size, chunk), dtype), np.ones((layers, size, size, chunk), dtype)
@@ -105,7 +104,7 @@ def memory_line(say, case: Case) -> None:
 
 def shared_relu_map(k, t, ra, rb, sa, sb, diag):
     """The ReLU map as one expression with two outputs sharing the arc-cosine (the form the engine avoids)."""
-    from ntk_bridge.conv_engine import _relu_terms
+    from ntk_bridge.engine.conv_engine import _relu_terms
 
     pm, g = _relu_terms(k, ra, rb, sa, sb, diag)
     return g + pm * k, g + pm * (k + t)
@@ -115,7 +114,7 @@ def shared_relu_map(k, t, ra, rb, sa, sb, diag):
 def relu_form(fn):
     """Within the block the engine traces ``fn`` as its ReLU map (a bench-only A/B of one design choice;
     compiled steps are dropped on entry and on exit)."""
-    from ntk_bridge import conv_engine
+    from ntk_bridge.engine import conv_engine
 
     original = conv_engine.relu_map
     conv_engine.compiled_pass.cache_clear()
@@ -132,7 +131,7 @@ def relu_form_line(say, case: Case, repeats: int, dtype: str = "float64") -> Non
     fused passes) and written with shared subexpressions (one expression, two outputs), alternately."""
     import jax
 
-    from ntk_bridge.conv_engine import default_chunk, relu_map
+    from ntk_bridge.engine.conv_engine import default_chunk, relu_map
 
     p = default_chunk(case.size ** 2, dtype, jax.devices()[0].platform)
     x1, x2 = images(1, case.n1, case.size), images(2, case.n2, case.size)
@@ -155,7 +154,7 @@ def sweep(say, case: Case, repeats: int) -> list[Row]:
     """Engine (float64, float32) over ``case.chunks`` and neural-tangents over ``case.nt_tiles``."""
     import jax
 
-    from ntk_bridge.conv_engine import default_chunk
+    from ntk_bridge.engine.conv_engine import default_chunk
 
     x1, x2 = images(1, case.n1, case.size), images(2, case.n2, case.size)
     pairs = case.n1 * case.n2

@@ -1,7 +1,7 @@
-"""Benchmark: the CNN-GAP conv kernel engine (ntk_bridge.conv_engine) against neural-tangents.
+"""Benchmark: the CNN-GAP conv kernel engine (ntk_bridge.engine.conv_engine) against neural-tangents.
 
 Network: [Conv 3x3 SAME + Relu] x L + GlobalAvgPool + Dense, infinite channels, NTK and NNGP.
-  A  neural-tangents: ``jax.jit(kernel_fn)`` of the depth-8 network only (ntk_bridge.conv_reference,
+  A  neural-tangents: ``jax.jit(kernel_fn)`` of the depth-8 network only (ntk_bridge.reference.conv,
      via nt_backend.stax()), float64, in t x t blocks (the whole set where it fits); for a set with
      itself only the upper blocks are computed and mirrored (as a competent user would);
   B  the engine, float64: ALL depths 1..8 from one pass (ConvKernel; a set with itself as its
@@ -39,7 +39,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-
 from bench_common import Report, finish, int_tuple, load, out_path  # noqa: E402
 
 DEPTH = 8
@@ -90,8 +89,8 @@ def nt_variant(s: int, tile: int):
     """A: neural-tangents' depth-8 kernel_fn, jitted, in tile x tile blocks (upper blocks for x2 None)."""
     import jax
 
-    from ntk_bridge.conv_reference import cnn_gap_kernel_fn
-    from ntk_bridge.nt_backend import float64
+    from ntk_bridge.engine.precision import float64
+    from ntk_bridge.reference.conv import cnn_gap_kernel_fn
 
     with float64():
         kfn = jax.jit(cnn_gap_kernel_fn(DEPTH), static_argnames="get")
@@ -115,7 +114,7 @@ def nt_variant(s: int, tile: int):
 
 def engine_variant(s: int, chunk: int | None, dtype: str):
     """B / C: the engine, all depths 1..8 in one pass (``chunk`` None: the engine's default)."""
-    from ntk_bridge.conv_kernels import ConvSpec, engine_kernels
+    from ntk_bridge.engine.conv_kernels import ConvSpec, engine_kernels
 
     spec = ConvSpec(image_size=s, depths=tuple(range(1, DEPTH + 1)), tile=chunk, dtype=dtype)
 
@@ -130,7 +129,7 @@ def chunk_of(cfg: BenchConfig, k: int, dtype: str) -> int:
     """The engine's pairs per step at size index ``k``: the configured one, or the engine's default."""
     import jax
 
-    from ntk_bridge.conv_engine import default_chunk
+    from ntk_bridge.engine.conv_engine import default_chunk
 
     if cfg.chunk:
         return cfg.chunk[k]
@@ -149,8 +148,8 @@ def elementwise_limits(say, shape, dtypes=("float64", "float32")) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from ntk_bridge.fast_math import arccos
-    from ntk_bridge.nt_backend import float64
+    from ntk_bridge.engine.fast_math import arccos
+    from ntk_bridge.engine.precision import float64
 
     out = {}
     with float64():

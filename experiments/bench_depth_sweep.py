@@ -12,7 +12,7 @@ on n points of the sphere (d = 16, x2 = x1), float64, computed by
   ntk_bridge (whole-matrix operations, rho = 1 on the diagonal);
 - ``jax-jit-step``: the same recursion with one jitted float64 XLA layer step (the alternative
   implementation considered for ntk_bridge);
-- ``ntk_bridge``: ``ntk_bridge.kernels.depth_sweep``.
+- ``ntk_bridge``: ``ntk_bridge.engine.fc.depth_sweep``.
 
 Every timed method is first called once (reported as ``first call``: jit compilation for the
 JAX methods, warm-up otherwise), then run ``repeats`` times in A-B-A order (the order of the
@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import platform
 import sys
 import time
@@ -41,14 +40,14 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-
 from bench_common import Report, finish, int_tuple, load, out_path  # noqa: E402  (experiments/ is on sys.path)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ntk_bridge.engine.fc import depth_sweep
+from ntk_bridge.engine.spec import NetSpec, to_sphere
 from ntk_bridge.errors import BridgeError, require  # noqa: E402
-from ntk_bridge.kernels import NetSpec, depth_sweep, to_sphere  # noqa: E402
-from ntk_bridge.nt_reference import nt_kernels  # noqa: E402
+from ntk_bridge.reference.stax import nt_kernels
 
 METHODS = ("nt-per-depth", "nt-one-pass", "numpy-one-pass", "jax-jit-step", "ntk_bridge")
 
@@ -117,7 +116,8 @@ def make_nt_one_pass(spec: NetSpec) -> Callable:
     """
     import jax
 
-    from ntk_bridge.nt_backend import float64, stax as _stax
+    from ntk_bridge.engine.precision import float64
+    from ntk_bridge.reference.compat import stax as _stax
 
     stax = _stax()
     b = spec.b_std if spec.b_std > 0 else None
@@ -151,7 +151,8 @@ def make_jax_step(spec: NetSpec) -> Callable:
     """
     import jax
     import jax.numpy as jnp
-    from ntk_bridge.nt_backend import float64 as enable_x64
+
+    from ntk_bridge.engine.precision import float64 as enable_x64
 
     w2, b2, rw2, rb2 = spec.W_std ** 2, spec.b_std ** 2, spec.readout_W_std ** 2, spec.readout_b_std ** 2
 

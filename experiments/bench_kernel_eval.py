@@ -1,12 +1,12 @@
 """Benchmark: points per second of kernel evaluation, FC (all depths in one pass) and conv.
 
 FC: the fully connected ReLU NTK and head kernel for depths 1,2,4,...,64 from one pass of the
-layer recursion (ntk_bridge.kernels.depth_sweep), for an n x n Gram matrix of random inputs on the
+layer recursion (ntk_bridge.engine.fc.depth_sweep), for an n x n Gram matrix of random inputs on the
 sphere of radius sqrt(196) (14x14 images), computed in row tiles of --fc-tile points so that the
 working set is 2 x depths x tile x n x 8 bytes plus the recursion's temporaries.
 
 Conv: [Conv 3x3 + Relu] x depth + GlobalAvgPool + Dense (neural-tangents, jit), evaluated in
---conv-tile x --conv-tile point blocks (ntk_bridge.kernel_fewshot.conv_kernel_eval); its cost per
+--conv-tile x --conv-tile point blocks (ntk_bridge.studies.kernel_fewshot.conv_kernel_eval); its cost per
 pair grows like (H W)^2 (the full spatial covariance), so it is timed at 7x7 and 14x14.
 
 "points per second" = n / seconds for the whole n x n Gram matrix (all depths for FC); the
@@ -29,7 +29,8 @@ import numpy as np  # noqa: E402
 
 
 def bench_fc(n: int, tile: int, depths: tuple[int, ...]) -> dict:
-    from ntk_bridge.kernels import NetSpec, depth_sweep, to_sphere
+    from ntk_bridge.engine.fc import depth_sweep
+    from ntk_bridge.engine.spec import NetSpec, to_sphere
 
     x = to_sphere(np.random.default_rng(0).standard_normal((n, 196)))
     net = NetSpec(depth=max(depths))
@@ -46,8 +47,8 @@ def bench_fc(n: int, tile: int, depths: tuple[int, ...]) -> dict:
 
 
 def bench_conv(n: int, tile: int, size: int, depth: int) -> dict:
-    from ntk_bridge.kernel_fewshot import conv_kernel_eval
-    from ntk_bridge.kernels import to_sphere
+    from ntk_bridge.engine.spec import to_sphere
+    from ntk_bridge.studies.kernel_fewshot import conv_kernel_eval
 
     x = to_sphere(np.random.default_rng(1).standard_normal((n, size * size)))
     conv = conv_kernel_eval((depth,), size, tile)

@@ -39,7 +39,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from bench_common import Report, finish, int_tuple, load, out_path  # noqa: E402  (experiments/ is on sys.path)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

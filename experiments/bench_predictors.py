@@ -1,6 +1,6 @@
 """Closed-form predictors before and after batching, per task draw, at 40 and 160 training tasks.
 
-"Before" is ntk_bridge/predictors.py as of commit 22b631c (one eigendecomposition per task and
+"Before" is ntk_bridge/closed_form/predictors.py as of commit 22b631c (one eigendecomposition per task and
 per use, outer operators formed as matrices, the Meta-NTK built from a dense block-diagonal A),
 loaded from git; "after" is the current module (one batched eigh for all support kernels,
 outer operators applied to their right-hand sides, A applied to rows). Both compute what one
@@ -32,7 +32,7 @@ METHODS = ("mtl-b", "mtl-a", "anil", "maml", "head-only")
 
 def load_before():
     """The predictors module of BEFORE_COMMIT, imported from a temporary file."""
-    src = subprocess.run(["git", "-C", str(ROOT), "show", f"{BEFORE_COMMIT}:ntk_bridge/predictors.py"],
+    src = subprocess.run(["git", "-C", str(ROOT), "show", f"{BEFORE_COMMIT}:ntk_bridge/closed_form/predictors.py"],
                          check=True, capture_output=True, text=True).stdout
     path = Path(tempfile.mkdtemp()) / "predictors_before.py"
     path.write_text(src)
@@ -58,9 +58,10 @@ def timed(fn):
 
 
 def bench(n_tasks: int, depth: int, repeats: int, before, after) -> dict:
-    from ntk_bridge.inner_loop import InnerLoop
-    from ntk_bridge.kernels import NetSpec, depth_sweep
-    from ntk_bridge.tasks import FamilyConfig, make_tasks
+    from ntk_bridge.closed_form.inner_loop import InnerLoop
+    from ntk_bridge.closed_form.tasks import FamilyConfig, make_tasks
+    from ntk_bridge.engine.fc import depth_sweep
+    from ntk_bridge.engine.spec import NetSpec
 
     tasks = make_tasks(FamilyConfig(n_train_tasks=n_tasks, n_test_tasks=10), seed=0)
     gram = depth_sweep(NetSpec(depth=depth), tasks.points, depths=[depth])[depth]
@@ -87,9 +88,9 @@ def main() -> int:
                         "OpenBLAS eigh was measured 10-20x slower)")
     args = p.parse_args()
     sys.path.insert(0, str(ROOT))
-    from ntk_bridge import predictors as after
-
     from threadpoolctl import threadpool_limits
+
+    from ntk_bridge.closed_form import predictors as after
 
     before = load_before()
     threadpool_limits(limits=args.blas_threads, user_api="blas")

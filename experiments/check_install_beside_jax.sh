@@ -29,6 +29,6 @@ for pkg in jax jaxlib flax; do
   if [ "$b" != "$a" ]; then echo "CHANGED: $b -> $a"; status=1; fi
 done
 if echo "$after" | grep -qi '^tensorflow=='; then echo "TensorFlow was installed"; status=1; fi
-"$venv/bin/python" -c "import ntk_bridge.kernels as k, numpy as np; x = k.to_sphere(np.eye(3, 4) + 1); print('fc_kernels diag:', np.diag(k.fc_kernels(k.NetSpec(depth=2), x).ntk))"
+"$venv/bin/python" -c "import ntk_bridge.engine.fc as k, numpy as np; x = k.to_sphere(np.eye(3, 4) + 1); print('fc_kernels diag:', np.diag(k.fc_kernels(k.NetSpec(depth=2), x).ntk))"
 [ $status = 0 ] && echo "OK: jax, jaxlib and flax kept their versions; no TensorFlow" || echo "FAIL"
 exit $status

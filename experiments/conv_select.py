@@ -53,8 +53,8 @@ def check_protocol(val_dir: Path, test_dir: Path) -> None:
 
 def choose(val: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
     """One row per (kernel, labels, shots, method): depth argmax of validation acc_mean (the smallest
-    on ties; :func:`ntk_bridge.selection.choose_depths`), its test accuracy; trained networks as read."""
-    from ntk_bridge.selection import choose_depths
+    on ties; :func:`ntk_bridge.report.selection.choose_depths`), its test accuracy; trained networks as read."""
+    from ntk_bridge.report.selection import choose_depths
 
     chosen = choose_depths(test[test["kernel"] != "trained"], val[val["kernel"] != "trained"])
     chosen = chosen.rename(columns={"acc_mean": "test_acc", "acc_ci95": "test_ci95", "episodes": "test_episodes"})
@@ -72,7 +72,7 @@ def paired(sel: pd.DataFrame, episodes: pd.DataFrame) -> pd.DataFrame:
     """Conv minus FC accuracy (points) per (labels, shots, method), paired over the test episodes, each kernel
     at its chosen depth: mean, 95% t half-width (metrics.mean_ci) and the number of episodes."""
     from ntk_bridge.errors import require
-    from ntk_bridge.metrics import mean_ci
+    from ntk_bridge.stats import mean_ci
 
     rows = []
     picked = sel[sel["kernel"].isin(["fc", "conv"])]
@@ -150,6 +150,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from ntk_bridge.errors import script_exit
+    from ntk_bridge.commands.cli import script_exit
 
     raise SystemExit(script_exit(main))

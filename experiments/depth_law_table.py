@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ntk_bridge import depth_law
 from ntk_bridge.io import write_csv, write_json
-from ntk_bridge.regime_map import RegimeMapConfig
+from ntk_bridge.studies import depth_law
+from ntk_bridge.studies.regime_map import RegimeMapConfig
 
 CELLS = ("relu-b0|fixed|t=inf", "relu-b0|ridge|t=inf", "relu-b0|depth-norm|t=1", "relu-b0.1|depth-norm|t=inf",
          "relu-b0.5|depth-norm|t=inf", "relu-b0.5|ridge|t=inf", "erf-critical|fixed|t=inf", "erf-critical|fixed|t=10")

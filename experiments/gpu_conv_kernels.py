@@ -2,8 +2,8 @@
 
 Takes exactly the flags of ``ntk-bridge kernel-fewshot`` (same parser) and makes exactly the conv
 kernel calls that command will make (the same episodes, images, training block, test-row tiles and
-per-task blocks, :func:`ntk_bridge.kernel_fewshot.tile_grams`), through the same engine
-(:mod:`ntk_bridge.conv_engine`; JAX places it on the GPU, pairs sharded over all local devices, no code
+per-task blocks, :func:`ntk_bridge.studies.kernel_fewshot.tile_grams`), through the same engine
+(:mod:`ntk_bridge.engine.conv_engine`; JAX places it on the GPU, pairs sharded over all local devices, no code
 change), so each result lands in ``--conv-cache`` under the content hash the command looks up. Then
 ``ntk-bridge kernel-fewshot`` with the same flags (on any machine, with the cache folder copied over)
 reads every conv kernel from the cache (``cache_hits`` in its timing.csv; 0 entries computed).
@@ -46,8 +46,8 @@ def warm_cache(config, progress: bool = True) -> dict:
     """Compute (or read) every conv kernel block that ``kernel-fewshot`` with ``config`` will ask for."""
     from tqdm import tqdm
 
-    from ntk_bridge import kernel_fewshot as kf
     from ntk_bridge.errors import require
+    from ntk_bridge.studies import kernel_fewshot as kf
 
     require(bool(config.conv_depths), "give --conv-depths (the conv kernel is what this script computes)")
     require(config.conv_cache is not None, "give --conv-cache FOLDER: the cache is this script's output")
@@ -94,6 +94,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from ntk_bridge.errors import script_exit
+    from ntk_bridge.commands.cli import script_exit
 
     raise SystemExit(script_exit(main))

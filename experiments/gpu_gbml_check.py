@@ -94,7 +94,7 @@ def time_one(label, algo_name, overrides, t, shots, queries, dropblock, *, hw, c
     if algo_name == "mtl":
         algo = get_algorithm("mtl")
     else:
-        algo = make_gbml(algo_name, GBMLConfig(n_way=n_way, meta_batch=t, **overrides))
+        algo = make_gbml(algo_name, GBMLConfig.from_mapping({"n_way": n_way, "meta_batch": t, **overrides}))
     batch = _batch(rng, algo.episodic, t, n_way, shots, queries, hw, mean, std)
     images = int(sum(v.shape[0] * v.shape[1] for k, v in batch.items() if k in ("x", "support_x", "query_x")))
     state = algo.init(jax.random.PRNGKey(0), model, batch, run_cfg, 64)
@@ -196,7 +196,7 @@ def main(argv=None) -> int:
     out = os.environ.get("OUT")
     if out:
         os.makedirs(out, exist_ok=True)
-        from ntk_bridge.io import json_text            # strict JSON (NaN as null)
+        from ntk_bridge.io import json_text  # strict JSON (NaN as null)
         with open(os.path.join(out, "gpu_gbml_check.json"), "w") as fh:
             fh.write(json_text(report))
         print(f"wrote {os.path.join(out, 'gpu_gbml_check.json')}")

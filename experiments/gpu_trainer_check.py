@@ -192,7 +192,7 @@ def main(argv=None) -> int:
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)
         path = Path(out) / "gpu_trainer_check.json"
-        from ntk_bridge.io import json_text            # strict JSON (NaN as null)
+        from ntk_bridge.io import json_text  # strict JSON (NaN as null)
         path.write_text(json_text(report))
         print(f"wrote {path}")
     failed = [k for k, v in report["phases"].items() if "error" in v]

@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ntk_bridge import depth_law
+from ntk_bridge.closed_form.predictors import predict
+from ntk_bridge.closed_form.tasks import make_tasks
+from ntk_bridge.engine.fc import depth_sweep
+from ntk_bridge.engine.precision import float64
 from ntk_bridge.io import write_csv
-from ntk_bridge.kernels import depth_sweep
-from ntk_bridge.nt_backend import float64
-from ntk_bridge.predictors import predict
-from ntk_bridge.regime_map import RegimeMapConfig
-from ntk_bridge.tasks import make_tasks
+from ntk_bridge.studies import depth_law
+from ntk_bridge.studies.regime_map import RegimeMapConfig
 
 CELLS = ("relu-b0|fixed|t=inf", "relu-b0|depth-norm|t=inf")
 DEPTH = 1024

@@ -5,7 +5,7 @@
 
 The committed run (its README) used trained encoders that are not in the repository (runs/ is
 ignored), so the command itself cannot be rerun here; its figure is the module's plot function
-(:func:`ntk_bridge.kernel_fewshot.plot`) of its committed accuracy.csv and distances.csv, with the
+(:func:`ntk_bridge.studies.kernel_fewshot.plot`) of its committed accuracy.csv and distances.csv, with the
 title from its run.json, which is exactly what this script calls.
 """
 
@@ -19,9 +19,9 @@ import pandas as pd
 
 
 def main(argv=None) -> int:
-    from ntk_bridge import kernel_fewshot as kf
     from ntk_bridge.errors import require
     from ntk_bridge.io import save_figure
+    from ntk_bridge.studies import kernel_fewshot as kf
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", default="experiments/results/kernel_fewshot")

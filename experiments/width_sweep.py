@@ -2,7 +2,7 @@
 
 import sys
 
-from ntk_bridge.cli import main
+from ntk_bridge.commands.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["width-sweep", *sys.argv[1:]]))

@@ -12,7 +12,7 @@ in, numpy arrays and pandas DataFrames out, every bad input refused with one :cl
 
 A user's own Gram enters as ``nb.gram(ntk=..., nngp=...)``, a user's own neural-tangents network as
 ``nb.kernels_from_kernel_fn(kernel_fn, x)`` (``stax = nb.neural_tangents().stax``: neural-tangents 0.6.5
-imports on current JAX only through this shim, :mod:`ntk_bridge.nt_compat`) (or a function ``(depth, points) -> Kernels`` given to
+imports on current JAX only through this shim, :mod:`ntk_bridge.reference.compat`) (or a function ``(depth, points) -> Kernels`` given to
 ``run_depth_study``). ``examples/`` has two runnable scripts.
 
 The maths is ``docs/theory.md``: kernels (``kernels``), tasks (``tasks``), inner loop
@@ -31,44 +31,44 @@ from ntk_bridge.errors import BridgeError
 # public name -> (module, attribute); loaded on first access (PEP 562)
 _LAZY = {
     # kernels (neural-tangents names: .ntk = Theta, .nngp = K)
-    "NetSpec": ("ntk_bridge.kernels", "NetSpec"),
-    "Kernels": ("ntk_bridge.kernels", "Kernels"),
-    "fc_kernels": ("ntk_bridge.kernels", "fc_kernels"),
-    "depth_sweep": ("ntk_bridge.kernels", "depth_sweep"),
-    "to_sphere": ("ntk_bridge.kernels", "to_sphere"),
-    "empirical_kernels": ("ntk_bridge.kernels", "empirical_kernels"),
+    "NetSpec": ("ntk_bridge.engine.spec", "NetSpec"),
+    "Kernels": ("ntk_bridge.engine.spec", "Kernels"),
+    "fc_kernels": ("ntk_bridge.engine.fc", "fc_kernels"),
+    "depth_sweep": ("ntk_bridge.engine.fc", "depth_sweep"),
+    "to_sphere": ("ntk_bridge.engine.spec", "to_sphere"),
+    "empirical_kernels": ("ntk_bridge.engine.empirical", "empirical_kernels"),
     "gram": ("ntk_bridge.api", "gram"),
-    "kernels_from_kernel_fn": ("ntk_bridge.nt_reference", "kernels_from_kernel_fn"),
-    "neural_tangents": ("ntk_bridge.nt_backend", "nt"),   # nb.neural_tangents(): the module, on current JAX
+    "kernels_from_kernel_fn": ("ntk_bridge.reference.stax", "kernels_from_kernel_fn"),
+    "neural_tangents": ("ntk_bridge.reference.compat", "nt"),   # nb.neural_tangents(): the module, on current JAX
     # tasks
-    "Task": ("ntk_bridge.tasks", "Task"),
-    "TaskSet": ("ntk_bridge.tasks", "TaskSet"),
+    "Task": ("ntk_bridge.closed_form.tasks", "Task"),
+    "TaskSet": ("ntk_bridge.closed_form.tasks", "TaskSet"),
     "task_set": ("ntk_bridge.api", "task_set"),
-    "FamilyConfig": ("ntk_bridge.tasks", "FamilyConfig"),
-    "make_tasks": ("ntk_bridge.tasks", "make_tasks"),
+    "FamilyConfig": ("ntk_bridge.closed_form.tasks", "FamilyConfig"),
+    "make_tasks": ("ntk_bridge.closed_form.tasks", "make_tasks"),
     # predictors
-    "InnerLoop": ("ntk_bridge.inner_loop", "InnerLoop"),
-    "PredictorConfig": ("ntk_bridge.predictors", "PredictorConfig"),
-    "METHODS": ("ntk_bridge.predictors", "METHODS"),
+    "InnerLoop": ("ntk_bridge.closed_form.inner_loop", "InnerLoop"),
+    "PredictorConfig": ("ntk_bridge.closed_form.predictors", "PredictorConfig"),
+    "METHODS": ("ntk_bridge.closed_form.predictors", "METHODS"),
     "predict": ("ntk_bridge.api", "predict"),
     "adaptation_only": ("ntk_bridge.api", "adaptation_only"),
     # distances and errors
-    "d_rel": ("ntk_bridge.metrics", "d_rel"),
-    "d_tr": ("ntk_bridge.metrics", "d_tr"),
-    "relative_error": ("ntk_bridge.metrics", "relative_error"),
-    "mean_ci": ("ntk_bridge.metrics", "mean_ci"),
+    "d_rel": ("ntk_bridge.closed_form.distances", "d_rel"),
+    "d_tr": ("ntk_bridge.closed_form.distances", "d_tr"),
+    "relative_error": ("ntk_bridge.closed_form.distances", "relative_error"),
+    "mean_ci": ("ntk_bridge.stats", "mean_ci"),
     # studies (DataFrames)
     "run_depth_study": ("ntk_bridge.api", "run_depth_study"),
     "depth_summary": ("ntk_bridge.api", "depth_summary"),
     "run_regime_study": ("ntk_bridge.api", "run_regime_study"),
     "regime_verdicts": ("ntk_bridge.api", "regime_verdicts"),
-    "RegimeMapConfig": ("ntk_bridge.regime_map", "RegimeMapConfig"),
+    "RegimeMapConfig": ("ntk_bridge.studies.regime_map", "RegimeMapConfig"),
     "run_width_study": ("ntk_bridge.api", "run_width_study"),
     "WidthSweepConfig": ("ntk_bridge.finite.sweep", "WidthSweepConfig"),
 }
 
 __all__ = ["BridgeError", *_LAZY]
-__version__ = "0.1.0"
+__version__ = "0.2.0"   # the one source of the version (pyproject reads it)
 
 
 def __getattr__(name: str):

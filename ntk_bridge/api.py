@@ -11,12 +11,12 @@ Shapes (T tasks, n_q query and n_s support points per task, d input dimensions, 
 - tasks: :func:`task_set` from arrays x_query (T, n_q, d), y_query (T, n_q) or (T, n_q, c),
   x_support (T, n_s, d), y_support (T, n_s) or (T, n_s, c), one tuple for the training tasks and
   one for the test tasks; ``tasks.points`` (n, d) lays out every point, n = sum of all tasks' n_q + n_s;
-- kernels on those points: :func:`ntk_bridge.kernels.fc_kernels` (one depth) or
-  :func:`ntk_bridge.kernels.depth_sweep` (every depth in one pass) of a :class:`NetSpec`, a user's own
-  neural-tangents ``stax`` kernel_fn through :func:`ntk_bridge.nt_reference.kernels_from_kernel_fn`,
+- kernels on those points: :func:`ntk_bridge.engine.fc.fc_kernels` (one depth) or
+  :func:`ntk_bridge.engine.fc.depth_sweep` (every depth in one pass) of a :class:`NetSpec`, a user's own
+  neural-tangents ``stax`` kernel_fn through :func:`ntk_bridge.reference.stax.kernels_from_kernel_fn`,
   or a user's own Gram matrices through :func:`gram` (``ntk`` and ``nngp``, each (n, n));
 - :func:`predict` / :func:`adaptation_only`: test-query predictions (T_test, n_q, c);
-- :func:`ntk_bridge.metrics.d_rel`, :func:`ntk_bridge.metrics.d_tr`: distances between predictions;
+- :func:`ntk_bridge.closed_form.distances.d_rel`, :func:`ntk_bridge.closed_form.distances.d_tr`: distances between predictions;
 - :func:`run_depth_study`, :func:`run_regime_study`, :func:`run_width_study`: the studies as DataFrames.
 
 The formulas are docs/theory.md's; this module adds no mathematics, only the front door.
@@ -31,10 +31,11 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ntk_bridge.closed_form.predictors import METHODS, PAIRS, PredictorConfig
+from ntk_bridge.closed_form.tasks import Task, TaskSet
+from ntk_bridge.engine.fc import depth_sweep
+from ntk_bridge.engine.spec import Kernels, NetSpec
 from ntk_bridge.errors import BridgeError, require
-from ntk_bridge.kernels import Kernels, NetSpec, depth_sweep
-from ntk_bridge.predictors import METHODS, PAIRS, PredictorConfig
-from ntk_bridge.tasks import Task, TaskSet
 
 # (depth, points (n, d)) -> Kernels on those points: how a user's own kernel enters run_depth_study
 KernelFamily = Callable[[int, np.ndarray], Kernels]
@@ -71,7 +72,7 @@ def task_set(train, test) -> TaskSet:
     ``train`` and ``test`` are each a tuple ``(x_query, y_query, x_support, y_support)`` with shapes
     (T, n_q, d), (T, n_q) or (T, n_q, c), (T, n_s, d), (T, n_s) or (T, n_s, c); or a list of
     :class:`Task`. Inputs must lie on the sphere of radius sqrt(d) for the engine's kernels
-    (:func:`ntk_bridge.kernels.to_sphere` projects them).
+    (:func:`ntk_bridge.engine.spec.to_sphere` projects them).
     """
     groups = []
     for group, value in (("train", train), ("test", test)):
@@ -157,7 +158,7 @@ def predict(method: str, tasks: TaskSet, gram: Kernels, config: PredictorConfig 
     ``gram`` holds Theta and K over ``tasks.points`` (n, n); ``f0`` (n, c), optional, the
     network's outputs at initialisation (0 when omitted).
     """
-    from ntk_bridge import predictors
+    from ntk_bridge.closed_form import predictors
 
     tasks = as_task_set(tasks)
     _check_method(method)
@@ -167,7 +168,7 @@ def predict(method: str, tasks: TaskSet, gram: Kernels, config: PredictorConfig 
 def adaptation_only(method: str, tasks: TaskSet, gram: Kernels, config: PredictorConfig | None = None) -> np.ndarray:
     """The t = 0 predictor K_in(X, X') T' Y' (Theta for maml, K otherwise), (T_test, n_q, c): what
     ``method`` predicts from the test supports alone, the denominator of d_tr."""
-    from ntk_bridge import predictors
+    from ntk_bridge.closed_form import predictors
 
     tasks = as_task_set(tasks)
     _check_method(method)
@@ -220,14 +221,14 @@ def run_depth_study(tasks, kernels=NetSpec(depth=16), depths: Sequence[int] | No
     ``tasks``: a TaskSet, or a list of TaskSets (one per draw). ``kernels``: a :class:`NetSpec`
     (the engine's kernels at ``depths``, default 1..spec.depth, in one pass per draw); a function
     ``(depth, points (n, d)) -> Kernels`` (e.g. a user's stax network through
-    :func:`ntk_bridge.nt_reference.kernels_from_kernel_fn`); or, for one TaskSet, a mapping
+    :func:`ntk_bridge.reference.stax.kernels_from_kernel_fn`); or, for one TaskSet, a mapping
     ``{depth: Kernels}`` already on ``tasks.points``. ``pairs``: (method, anil|maml) pairs.
 
     Returns one row per depth x pair x draw with columns depth, pair, draw, d_rel, d_tr, method_a,
     method_b, err_a, err_b, err_head_only (errors are ||F - Y||^2 / ||Y||^2 on the test queries).
-    :func:`ntk_bridge.depth_study.summarize` fits the log-log rates of such a frame.
+    :func:`ntk_bridge.studies.depth_sweep.summarize` fits the log-log rates of such a frame.
     """
-    from ntk_bridge.depth_study import DepthStudyConfig, rows_from_kernels
+    from ntk_bridge.studies.depth_sweep import DepthStudyConfig, rows_from_kernels
 
     draws = _task_draws(tasks)
     require(not isinstance(kernels, Mapping) or len(draws) == 1,
@@ -248,8 +249,8 @@ def run_depth_study(tasks, kernels=NetSpec(depth=16), depths: Sequence[int] | No
 
 def depth_summary(frame: pd.DataFrame) -> pd.DataFrame:
     """Per pair: mean distances at the smallest and largest depth and the fitted log-log rates
-    (:func:`ntk_bridge.depth_study.summarize`)."""
-    from ntk_bridge.depth_study import summarize
+    (:func:`ntk_bridge.studies.depth_sweep.summarize`)."""
+    from ntk_bridge.studies.depth_sweep import summarize
 
     require(isinstance(frame, pd.DataFrame) and {"pair", "depth", "d_rel", "d_tr"} <= set(frame.columns),
             "depth_summary needs the DataFrame returned by ntk_bridge.run_depth_study")
@@ -261,12 +262,12 @@ def depth_summary(frame: pd.DataFrame) -> pd.DataFrame:
 def run_regime_study(config=None, cache: str | Path | None = None, progress: bool = False) -> pd.DataFrame:
     """The regime map (network x inner-loop scale x outer time, every depth) as a tidy DataFrame.
 
-    ``config``: a :class:`ntk_bridge.regime_map.RegimeMapConfig` (default: its ``QUICK`` grid, seconds);
+    ``config``: a :class:`ntk_bridge.studies.regime_map.RegimeMapConfig` (default: its ``QUICK`` grid, seconds);
     ``cache``: a folder for the per-cell results (resumable; default a temporary folder). One row
     per cell x depth x pair x draw (columns cell, net, inner, outer_time, depth, pair, draw, d_rel,
     d_tr, err_a, err_b, err_head_only, status). :func:`regime_verdicts` says where MTL and GBML meet.
     """
-    from ntk_bridge.regime_map import QUICK, RegimeMapConfig, compute
+    from ntk_bridge.studies.regime_map import QUICK, RegimeMapConfig, compute
 
     config = QUICK if config is None else config
     require(isinstance(config, RegimeMapConfig), f"config must be a RegimeMapConfig (got {type(config).__name__})")
@@ -279,8 +280,8 @@ def run_regime_study(config=None, cache: str | Path | None = None, progress: boo
 def regime_verdicts(frame: pd.DataFrame, deep_from: int = 64) -> pd.DataFrame:
     """Per cell and pair: the fitted deep rates and gains (rates over depths >= ``deep_from``),
     merged with the verdict on whether MTL-B and GBML meet while both beat head-only."""
-    from ntk_bridge.regime_map import summarize_cells, verdicts
-    from ntk_bridge.regime_report import verdict_frame
+    from ntk_bridge.studies.regime_map import summarize_cells, verdicts
+    from ntk_bridge.studies.regime_report import verdict_frame
 
     require(isinstance(frame, pd.DataFrame) and {"cell", "pair", "depth", "draw"} <= set(frame.columns),
             "regime_verdicts needs the DataFrame returned by ntk_bridge.run_regime_study")

@@ -11,19 +11,7 @@ class BridgeError(ValueError):
         super().__init__(" ".join(str(message).split()))
 
 
-def require(condition: bool, message: str) -> None:
+def require(condition: object, message: str) -> None:
     """Raise :class:`BridgeError` with ``message`` unless ``condition`` holds."""
     if not condition:
         raise BridgeError(message)
-
-
-def script_exit(main) -> int:
-    """Run ``main()`` for a script's ``__main__``: its return code, or 2 after one ``error: ...``
-    line on stderr for a :class:`BridgeError` (what the CLI does); ``raise SystemExit(script_exit(main))``."""
-    import sys
-
-    try:
-        return main()
-    except BridgeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2

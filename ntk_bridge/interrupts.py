@@ -19,7 +19,6 @@ import signal
 import threading
 from typing import Iterator
 
-
 DISCARDED = "the output being written was discarded; earlier results are as they were"
 
 

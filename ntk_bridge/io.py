@@ -64,7 +64,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import fcntl
 import json
 import math
 import os
@@ -194,16 +193,17 @@ def write_csv(path: str | os.PathLike, frame) -> Path:
 
 
 def save_figure(path: str | os.PathLike, fig, dpi: int = 130) -> Path:
-    """Atomically save a matplotlib figure (format from the suffix), then close it (pyplot keeps
-    every open figure alive; a long session or test run would pile them up)."""
-    import matplotlib.pyplot as plt
-
+    """Atomically save a matplotlib figure (format from the suffix). A figure that pyplot manages
+    is closed afterwards (pyplot keeps every open figure alive); the package's own figures are
+    plain ``matplotlib.figure.Figure`` objects, built without pyplot, so no backend is touched."""
     path = Path(path)
     try:
         return atomic_write(path, lambda fh: fig.savefig(fh, dpi=dpi, bbox_inches="tight",
                                                          format=path.suffix.lstrip(".")), mode="wb")
     finally:
-        plt.close(fig)
+        if getattr(fig.canvas, "manager", None) is not None:   # made by pyplot: release it there
+            import matplotlib.pyplot as plt
+            plt.close(fig)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -373,6 +373,20 @@ def _lock_holder(lock: Path) -> str:
     return "unknown"
 
 
+def _lock_exclusive(fd: int) -> None:
+    """An exclusive, non-blocking lock on the open file ``fd`` (OSError when another process holds
+    it). POSIX ``flock``; on Windows ``msvcrt.locking`` on the first byte. Imported here, not at
+    the module's top, so the package imports on every platform."""
+    try:
+        import fcntl
+    except ImportError:                      # not POSIX
+        import msvcrt
+
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
 @contextlib.contextmanager
 def output_lock(target: Path, option: str, shown: Path) -> Iterator[Path]:
     """Hold an exclusive lock on the result path ``target`` for the whole run (``flock`` on
@@ -387,7 +401,7 @@ def output_lock(target: Path, option: str, shown: Path) -> Iterator[Path]:
             raise BridgeError(f"{option} {shown}: cannot create the lock file {lock} ({err.strerror}); "
                               "choose a writable location") from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _lock_exclusive(fd)
         except OSError:
             os.close(fd)
             pid = _lock_holder(lock)

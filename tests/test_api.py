@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 import ntk_bridge as nb
-from ntk_bridge import depth_study as depth_module
-from ntk_bridge import predictors
+from ntk_bridge.closed_form import predictors
 from ntk_bridge.errors import BridgeError
+from ntk_bridge.studies import depth_sweep as depth_module
 
 
 def _arrays(rng, n_tasks, n_q=4, n_s=3, d=6, c=None):
@@ -45,7 +45,7 @@ def test_every_public_name_resolves_and_none_is_shadowed_by_a_submodule():
         assert getattr(nb, name) is not None
     assert nb.Kernels(theta=np.eye(2), k=np.zeros((2, 2))).ntk[0, 0] == 1.0
     with pytest.raises(AttributeError):
-        nb.no_such_name
+        _ = nb.no_such_name
 
 
 def test_import_is_cheap():

@@ -35,7 +35,7 @@ def test_own_kernel_depth_example():
     out = _run("own_kernel_depth.py")
     diag = re.findall(r"L = +(\d+): +([0-9.]+) +\(L \+ 1 = (\d+)\)", out)
     assert [int(L) for L, _, _ in diag] == [1, 2, 4, 8, 16], out
-    for L, value, expected in diag:
+    for L, value, _expected in diag:
         assert abs(float(value) - (int(L) + 1)) < 1e-3, out
     assert "your stax Erf network: mean over 3 task draws" in out
     rates = re.findall(r"^\s*(mtl-\w vs \w+)\s+(-?[0-9.]+)\s+(-?[0-9.]+)$", out, re.M)

@@ -12,9 +12,9 @@ import signal
 
 import numpy as np
 import pytest
-
-from ntk_bridge.cli import main
 from helpers.file_tree import tree as _tree
+
+from ntk_bridge.commands.cli import main
 
 
 def _run(argv) -> int:
@@ -125,7 +125,7 @@ def test_other_settings_replace_a_finished_result_set_only_with_overwrite(previo
 
 
 def test_every_command_states_its_default_output():
-    from ntk_bridge.cli import build_parser
+    from ntk_bridge.commands.cli import build_parser
 
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command").choices
@@ -250,7 +250,7 @@ def _nan_from_step(monkeypatch, first_bad: int, what: str):
 @pytest.mark.parametrize("what", ["loss", "gradient"])
 def test_non_finite_training_stops_at_its_step_and_keeps_the_last_good_checkpoint(omniglot, tmp_path, monkeypatch,
                                                                                  capsys, what):
-    from ntk_bridge.train.loop import damage, _managers
+    from ntk_bridge.train.checkpoints import damage, managers
 
     run = tmp_path / "run"
     _nan_from_step(monkeypatch, 3, what)
@@ -259,7 +259,7 @@ def test_non_finite_training_stops_at_its_step_and_keeps_the_last_good_checkpoin
                                           "a gradient was not finite (the parameters became NaN or infinite) at step 3"))
     assert f"the last good checkpoint (step 2) is kept in {run / 'checkpoints'}" in line
     assert _checkpoints(run) == [2] and not (run / "summary.json").exists()
-    latest, _ = _managers(run)
+    latest, _ = managers(run)
     assert damage(latest, 2) == ""
 
 

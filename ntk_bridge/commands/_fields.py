@@ -56,7 +56,7 @@ def field_value(config: Any, dotted: str) -> Any:
 
 
 def _parser_for(value: Any) -> Callable[[str], Any]:
-    from ntk_bridge.commands._options import int_list
+    from ntk_bridge.commands._fields import int_list
     if isinstance(value, bool):
         raise TypeError("a bool field needs its own flag (store_true / store_false)")
     if isinstance(value, tuple):
@@ -122,3 +122,35 @@ def build(defaults: Any, args: argparse.Namespace, flags: Sequence[Flag]) -> Any
     for head, values in nested.items():
         top[head] = dataclasses.replace(getattr(defaults, head), **values)
     return dataclasses.replace(defaults, **top)
+
+
+def int_list(text: str, allow_none: bool = False) -> tuple[int, ...]:
+    """Parse ``"1,2,4"`` into ``(1, 2, 4)``; with ``allow_none``, ``"none"`` or ``""`` gives ``()``.
+
+    Every comma-separated item must be an integer: an empty item (``"1,,4"``, ``"1,2,"``) is
+    refused, not skipped, since it usually means a value was lost.
+    """
+    if allow_none and text.strip().lower() in ("", "none"):
+        return ()
+    items = [v.strip() for v in text.split(",")]
+    if "" in items:
+        raise argparse.ArgumentTypeError(
+            f"empty item in {text!r} (item {items.index('') + 1}); give comma-separated integers such as 1,2,4")
+    try:
+        return tuple(int(v) for v in items)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 1,2,4, got {text!r}") from None
+
+
+def int_list_or_none(text: str) -> tuple[int, ...]:
+    return int_list(text, allow_none=True)
+
+
+def int_or_auto(text: str) -> int | None:
+    """``"auto"`` as None (the callee chooses), else the integer."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'auto', got {text!r}") from None

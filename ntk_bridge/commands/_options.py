@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 
+from ntk_bridge.closed_form.tasks import FAMILIES
 from ntk_bridge.commands._fields import Flag
-from ntk_bridge.kernels import ACTIVATIONS
-from ntk_bridge.tasks import FAMILIES
+from ntk_bridge.engine.spec import ACTIVATIONS
 
 # the network flags of every kernel-side command (fields of a NetSpec named ``net``)
 ACTIVATION_FLAG = Flag("net.activation", "hidden activation", name="--activation", choices=ACTIVATIONS)
@@ -20,7 +20,7 @@ NET_STD_FLAGS = (
 )
 # the synthetic task family's flags (fields of a FamilyConfig named ``family``)
 FAMILY_FLAGS = (
-    Flag("family.family", "synthetic task family (see ntk_bridge.tasks)", name="--family", choices=FAMILIES),
+    Flag("family.family", "synthetic task family (see ntk_bridge.closed_form.tasks)", name="--family", choices=FAMILIES),
     Flag("family.d", "input dimension", name="--d"),
     Flag("family.n_train_tasks", "training tasks per draw", name="--train-tasks"),
     Flag("family.n_test_tasks", "unseen test tasks per draw", name="--test-tasks"),
@@ -46,38 +46,6 @@ def add_output_flags(g, out_default: str, out_what: str, figure_default: str | N
     g.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
 
 
-def int_list(text: str, allow_none: bool = False) -> tuple[int, ...]:
-    """Parse ``"1,2,4"`` into ``(1, 2, 4)``; with ``allow_none``, ``"none"`` or ``""`` gives ``()``.
-
-    Every comma-separated item must be an integer: an empty item (``"1,,4"``, ``"1,2,"``) is
-    refused, not skipped, since it usually means a value was lost.
-    """
-    if allow_none and text.strip().lower() in ("", "none"):
-        return ()
-    items = [v.strip() for v in text.split(",")]
-    if "" in items:
-        raise argparse.ArgumentTypeError(
-            f"empty item in {text!r} (item {items.index('') + 1}); give comma-separated integers such as 1,2,4")
-    try:
-        return tuple(int(v) for v in items)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 1,2,4, got {text!r}") from None
-
-
-def int_list_or_none(text: str) -> tuple[int, ...]:
-    return int_list(text, allow_none=True)
-
-
-def int_or_auto(text: str) -> int | None:
-    """``"auto"`` as None (the callee chooses), else the integer."""
-    if text.strip().lower() == "auto":
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer or 'auto', got {text!r}") from None
-
-
 def split_assignment(item: str, form: str) -> tuple[str, object]:
     """``"KEY=VALUE"`` as (KEY stripped, VALUE parsed as JSON; a bare word stays a string).
 
@@ -100,11 +68,11 @@ def split_assignment(item: str, form: str) -> tuple[str, object]:
 def add_predictor_arguments(p: argparse.ArgumentParser, outer_ridge_help: str) -> None:
     """The inner-loop (docs/theory.md 3) and outer-training option groups of the closed forms.
 
-    Defaults are those of :class:`~ntk_bridge.inner_loop.InnerLoop` and
-    :class:`~ntk_bridge.predictors.PredictorConfig` (stated once, there).
+    Defaults are those of :class:`~ntk_bridge.closed_form.inner_loop.InnerLoop` and
+    :class:`~ntk_bridge.closed_form.predictors.PredictorConfig` (stated once, there).
     """
-    from ntk_bridge.inner_loop import FORMS, SCALES, InnerLoop
-    from ntk_bridge.predictors import OUTER_SCALES, PredictorConfig
+    from ntk_bridge.closed_form.inner_loop import FORMS, SCALES, InnerLoop
+    from ntk_bridge.closed_form.predictors import OUTER_SCALES, PredictorConfig
 
     inner, pred = InnerLoop(), PredictorConfig()
     g = p.add_argument_group("inner loop (docs/theory.md section 3)")
@@ -128,9 +96,9 @@ def add_predictor_arguments(p: argparse.ArgumentParser, outer_ridge_help: str) -
 
 
 def predictor_config(args):
-    """The :class:`ntk_bridge.predictors.PredictorConfig` of :func:`add_predictor_arguments`' options."""
-    from ntk_bridge.inner_loop import InnerLoop
-    from ntk_bridge.predictors import PredictorConfig
+    """The :class:`ntk_bridge.closed_form.predictors.PredictorConfig` of :func:`add_predictor_arguments`' options."""
+    from ntk_bridge.closed_form.inner_loop import InnerLoop
+    from ntk_bridge.closed_form.predictors import PredictorConfig
 
     inner = InnerLoop(form=args.inner, tau=args.inner_time, steps=args.inner_steps,
                       step_size=args.inner_step_size, mu=args.inner_ridge, eps=args.inner_eps,

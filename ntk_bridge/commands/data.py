@@ -87,14 +87,12 @@ def _source(dataset: str, root: Path, split: str) -> str:
 
 
 def _grid(splits: dict, per_row: int, seed: int, title: str):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.figure import Figure
 
     rows = [s for s in splits if splits[s] is not None]
-    fig, axes = plt.subplots(len(rows), per_row, figsize=(1.3 * per_row, 1.5 * len(rows)),
-                             squeeze=False)
+    fig = Figure(figsize=(1.3 * per_row, 1.5 * len(rows)))
+    axes = fig.subplots(len(rows), per_row, squeeze=False)
     rng = np.random.default_rng(seed)
     for r, name in enumerate(rows):
         sp = splits[name]
@@ -181,8 +179,6 @@ def run(args) -> int:
                 f"of {', '.join(f'{s} {sp.num_classes}' for s, sp in splits.items() if sp is not None)}), "
                 f"one random image of each; seed {args.seed}")
     save_figure(out, fig)
-    import matplotlib.pyplot as plt
-    plt.close(fig)
     write_json(out.with_suffix(".json"), summary)
     print(f"sample grid: {out}   summary: {out.with_suffix('.json')}")
     return 0

@@ -27,9 +27,15 @@ import argparse
 import time
 
 from ntk_bridge.commands._fields import Flag, add_flags, build
-from ntk_bridge.commands._options import (ACTIVATION_FLAG, FAMILY_FLAGS, NET_STD_FLAGS, add_output_flags,
-                                          add_predictor_arguments, predictor_config)
-from ntk_bridge.schemas import DEPTH_SWEEP
+from ntk_bridge.commands._options import (
+    ACTIVATION_FLAG,
+    FAMILY_FLAGS,
+    NET_STD_FLAGS,
+    add_output_flags,
+    add_predictor_arguments,
+    predictor_config,
+)
+from ntk_bridge.report.schemas import DEPTH_SWEEP
 
 SWEEP_FLAGS = (
     Flag("depths", "comma-separated depths (hidden layers)"),
@@ -46,7 +52,7 @@ FLAGS = SWEEP_FLAGS + NETWORK_FLAGS + TASK_FLAGS
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The flags; every default is the field default of DepthStudyConfig (its NetSpec, FamilyConfig)."""
-    from ntk_bridge.depth_study import DepthStudyConfig
+    from ntk_bridge.studies.depth_sweep import DepthStudyConfig
 
     defaults = DepthStudyConfig()
     for title, flags in (("sweep", SWEEP_FLAGS), ("network (infinite width)", NETWORK_FLAGS), ("tasks", TASK_FLAGS)):
@@ -60,21 +66,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def check_rank(family: str, d: int) -> None:
     """The subspace family draws ``rank`` directions in R^d, so it needs --d >= its rank."""
+    from ntk_bridge.closed_form.tasks import FamilyConfig
     from ntk_bridge.errors import require
-    from ntk_bridge.tasks import FamilyConfig
 
     rank = FamilyConfig.rank
     require(family != "subspace" or d >= rank,
             f"--d {d} is smaller than the subspace family's rank {rank} (the number of shared "
-            f"directions, fixed in ntk_bridge.tasks.FamilyConfig): use --d {rank} or more, or --family teacher")
+            f"directions, fixed in ntk_bridge.closed_form.tasks.FamilyConfig): use --d {rank} or more, or --family teacher")
 
 
 def config_from_args(args):
     """The DepthStudyConfig of the flags (the FC net built at the deepest depth)."""
     import dataclasses
 
-    from ntk_bridge.depth_study import DepthStudyConfig
     from ntk_bridge.errors import require
+    from ntk_bridge.studies.depth_sweep import DepthStudyConfig
 
     require(min(args.depths) >= 1, f"--depths must all be >= 1 (got {min(args.depths)})")
     check_rank(args.family__family, args.family__d)
@@ -93,9 +99,9 @@ def describe(config) -> str:
 def run(args) -> int:
     from pathlib import Path
 
-    from ntk_bridge import depth_study
     from ntk_bridge.io import result_set, save_figure, write_json
-    from ntk_bridge.schemas import write_table
+    from ntk_bridge.report.schemas import write_table
+    from ntk_bridge.studies import depth_sweep as depth_study
 
     config = config_from_args(args)                       # every check before anything is written
     out = Path(args.out)
@@ -119,8 +125,8 @@ def print_results(config, frame, summary, errors, elapsed, out, figure) -> None:
     """The printed summary: distances and rates per pair, test errors at the extreme depths."""
     import pandas as pd
 
-    from ntk_bridge.depth_study import DEEP_DEPTH
-    from ntk_bridge.metrics import CI95_TEXT, format_mean_ci
+    from ntk_bridge.stats import CI95_TEXT, format_mean_ci
+    from ntk_bridge.studies.depth_sweep import DEEP_DEPTH
 
     fam = config.family
     pd.set_option("display.width", 160)

@@ -42,8 +42,14 @@ def run(args) -> int:
 
     from ntk_bridge.errors import BridgeError
     from ntk_bridge.io import write_csv, write_json
-    from ntk_bridge.train.loop import (evaluate_state, init_state, load_data, load_run_config,
-                                       restore_for_eval, trained_anything)
+    from ntk_bridge.train.loop import (
+        evaluate_state,
+        init_state,
+        load_data,
+        load_run_config,
+        restore_for_eval,
+        trained_anything,
+    )
 
     run_dir = Path(args.run_dir)
     config = load_run_config(run_dir)

@@ -1,6 +1,6 @@
 """MTL vs GBML where the networks learn features: muP and NTK parameterisation side by side.
 
-For each parameterisation (--params ntk,mup; table in ntk_bridge.parameterisation), depth, width
+For each parameterisation (--params ntk,mup; table in ntk_bridge.engine.parameterisation), depth, width
 and seed, one finite ReLU MLP is trained by full-batch SGD with each method
 
   head-only  the initial network's head fine-tuned on the test support (the baseline)
@@ -59,7 +59,6 @@ FLAGS = GRID_FLAGS + TASK_FLAGS + TRAINING_FLAGS
 
 
 def _caps(text: str) -> tuple[tuple[int, int], ...]:
-    from ntk_bridge.errors import BridgeError
 
     out = []
     for item in (t for t in text.split(",") if t.strip()):
@@ -72,7 +71,7 @@ def _caps(text: str) -> tuple[tuple[int, int], ...]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ntk_bridge.feature_map import FeatureMapConfig
+    from ntk_bridge.studies.feature_map import FeatureMapConfig
 
     defaults = FeatureMapConfig()
     g = p.add_argument_group("grid")
@@ -100,7 +99,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def config_from_args(args):
     from dataclasses import replace
 
-    from ntk_bridge.feature_map import QUICK, FeatureMapConfig
+    from ntk_bridge.studies.feature_map import QUICK, FeatureMapConfig
 
     if args.quick:
         return QUICK
@@ -118,9 +117,9 @@ FILES = ("rows.csv", "pairs.csv", "table.csv", "pair_table.csv", "slopes.csv", "
 
 
 def run(args) -> int:
-    from ntk_bridge import feature_map as fm
     from ntk_bridge.errors import BridgeError, require
     from ntk_bridge.io import check_figure_path, check_settings
+    from ntk_bridge.studies import feature_map as fm
 
     config = config_from_args(args)                  # every check before anything is trained or written
     require(args.budget_minutes is None or args.budget_minutes > 0, "--budget-minutes must be > 0")
@@ -145,8 +144,8 @@ def run(args) -> int:
 
 
 def _write(args, config, cache: Path, wall: float, cpu: float) -> None:
-    from ntk_bridge import feature_map as fm
     from ntk_bridge.io import result_set, save_figure, write_csv, write_json
+    from ntk_bridge.studies import feature_map as fm
 
     frame, pairs, _ = fm.load(config, cache)
     mt = fm.table(frame, ["param", "depth", "method", "width"],
@@ -176,7 +175,7 @@ def _settings(config) -> dict:
 def _slopes(frame, pairs):
     import pandas as pd
 
-    from ntk_bridge import feature_map as fm
+    from ntk_bridge.studies import feature_map as fm
 
     parts = [fm.width_slopes(pairs, m, ["param", "depth", "pair"]) for m in ("d_tr", "d_rel")]
     parts += [fm.width_slopes(frame[frame["method"] != "head-only"], "delta_width", ["param", "depth", "method"])]

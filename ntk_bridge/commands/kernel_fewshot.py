@@ -30,7 +30,7 @@ own episode's n_way classes):
                 the identical test episodes.
 
 Convolutional kernel (--conv-depths, default 1,2,4,8): [Conv 3x3 + Relu] x L + global average pool
-+ Dense, infinite channels (the project's engine, ntk_bridge.conv_engine: neural-tangents' numbers to
++ Dense, infinite channels (the project's engine, ntk_bridge.engine.conv_engine: neural-tangents' numbers to
 1e-10), all depths in one pass of the layer recursion, --conv-tile image pairs per engine step, a set
 against itself computed once per pair, and cached in --conv-cache by a SHA-256 of (images, network
 spec), so a rerun costs no kernel time. It costs O((H W)^2 L) per pair of images (float64, all depths
@@ -64,10 +64,15 @@ import argparse
 import time
 from pathlib import Path
 
-from ntk_bridge.commands._fields import Flag, add_flags, build
-from ntk_bridge.commands._options import (ACTIVATION_FLAG, NET_STD_FLAGS, add_output_flags, add_predictor_arguments, int_list,
-                                          int_list_or_none, int_or_auto, predictor_config)
-from ntk_bridge.schemas import KERNEL_FEWSHOT
+from ntk_bridge.commands._fields import Flag, add_flags, build, int_list, int_list_or_none, int_or_auto
+from ntk_bridge.commands._options import (
+    ACTIVATION_FLAG,
+    NET_STD_FLAGS,
+    add_output_flags,
+    add_predictor_arguments,
+    predictor_config,
+)
+from ntk_bridge.report.schemas import KERNEL_FEWSHOT
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SYNTHETIC = REPO / "experiments" / "results" / "depth_sweep" / "depth_sweep.csv"
@@ -76,7 +81,7 @@ DEFAULT_CACHE = Path.home() / ".cache" / "ntk_bridge" / "conv_kernels"
 
 def label_list(text: str) -> tuple[str, ...]:
     """Parse "random-slots,global" into a tuple of label-space names."""
-    from ntk_bridge.label_spaces import LABEL_SPACES
+    from ntk_bridge.studies.label_spaces import LABEL_SPACES
 
     names = tuple(v.strip() for v in text.split(","))
     bad = [v for v in names if v not in LABEL_SPACES]
@@ -88,7 +93,7 @@ def label_list(text: str) -> tuple[str, ...]:
 def command_defaults():
     """The command's defaults, one FewShotConfig: the dataclass's, plus the conv kernel at depths
     1,2,4,8 with the on-disk cache (a library caller opts into both; the command runs them)."""
-    from ntk_bridge.kernel_fewshot import FewShotConfig
+    from ntk_bridge.studies.kernel_fewshot import FewShotConfig
     return FewShotConfig(conv_depths=(1, 2, 4, 8), conv_cache=str(DEFAULT_CACHE))
 
 
@@ -203,7 +208,7 @@ def rate_rows(merged):
     import numpy as np
     import pandas as pd
 
-    from ntk_bridge.metrics import fit_loglog
+    from ntk_bridge.stats import fit_loglog
 
     def slope(depth, values):
         ok = np.isfinite(values) & (values > 1e-12)       # identically-zero distances (rounding) have no rate
@@ -239,10 +244,10 @@ def resolve_synthetic(option: str | None):
 
 def comparison(table, validation=None):
     """Per shots, kernel, label space and method: the accuracy at the depth chosen on ``validation``
-    (the accuracy table of a run on validation episodes; :func:`ntk_bridge.selection.choose_depths`),
+    (the accuracy table of a run on validation episodes; :func:`ntk_bridge.report.selection.choose_depths`),
     or at the smallest depth without one; never chosen on ``table``'s own (test) episodes. The
     column ``chosen_by`` says which rule chose each row."""
-    from ntk_bridge.selection import choose_depths
+    from ntk_bridge.report.selection import choose_depths
 
     chosen = choose_depths(table, validation)
     return chosen.sort_values(["shots", "kernel", "labels", "acc_mean"], ascending=[True, True, True, False])
@@ -279,9 +284,9 @@ def title_of(config) -> str:
 
 
 def run(args) -> int:
-    from ntk_bridge import kernel_fewshot as kf
     from ntk_bridge.io import check_figure_path, result_set, save_figure, write_json
-    from ntk_bridge.schemas import write_table
+    from ntk_bridge.report.schemas import write_table
+    from ntk_bridge.studies import kernel_fewshot as kf
 
     config = config_from_args(args)
     check_figure_path(args.figure, "--figure")

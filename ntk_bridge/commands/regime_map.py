@@ -31,7 +31,7 @@ costs nothing. Default grid: 48 cells x 10 draws x 11 depths, a few minutes on 2
 
 --law CELL computes nothing else and writes nothing: for that one cell (a key as in cells.csv, e.g.
 "relu-b0|depth-norm|t=inf") it prints the depth law's predictions (docs/theory.md 8,
-ntk_bridge.depth_law; nothing fitted) beside the exact predictors, per depth (--law-depths, default
+ntk_bridge.studies.depth_law; nothing fitted) beside the exact predictors, per depth (--law-depths, default
 the grid's depths >= --deep-from), as mean (sd) over the grid's draws.
 
 Examples:
@@ -48,7 +48,7 @@ from pathlib import Path
 
 from ntk_bridge.commands._fields import Flag, add_flags, build
 from ntk_bridge.commands._options import add_output_flags
-from ntk_bridge.schemas import REGIME_MAP
+from ntk_bridge.report.schemas import REGIME_MAP
 
 
 def _times(text: str) -> tuple[float, ...]:
@@ -58,7 +58,7 @@ def _times(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers or inf, got {text!r}") from None
 
 
-# every default is the RegimeMapConfig field's (ntk_bridge.regime_map), stated there once
+# every default is the RegimeMapConfig field's (ntk_bridge.studies.regime_map), stated there once
 GRID_FLAGS = (
     Flag("nets", "networks"),
     Flag("inners", "inner-loop scales"),
@@ -73,7 +73,7 @@ GRID_FLAGS = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ntk_bridge.regime_map import RegimeMapConfig
+    from ntk_bridge.studies.regime_map import RegimeMapConfig
 
     g = p.add_argument_group("grid")
     g.add_argument("--quick", action="store_true",
@@ -87,7 +87,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("the depth law beside the measurement (writes nothing)")
     g.add_argument("--law", metavar="CELL", default=None,
                    help='print predicted vs measured for this cell, e.g. "relu-b0.5|depth-norm|t=10", and stop')
-    from ntk_bridge.commands._options import int_list
+    from ntk_bridge.commands._fields import int_list
 
     g.add_argument("--law-depths", metavar="L,L,...", default=None, type=int_list,
                    help="depths for --law (default: the grid's depths >= --deep-from)")
@@ -96,7 +96,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def config_from_args(args):
     from dataclasses import replace
 
-    from ntk_bridge.regime_map import QUICK, RegimeMapConfig
+    from ntk_bridge.studies.regime_map import QUICK, RegimeMapConfig
 
     if args.quick:
         return QUICK
@@ -133,12 +133,12 @@ def law_study(args, config):
 
 
 def run_law(args, config) -> int:
-    from ntk_bridge import depth_law
-    from ntk_bridge.regime_report import print_law_comparison
+    from ntk_bridge.studies import depth_law
+    from ntk_bridge.studies.regime_report import law_comparison_text
 
     study = law_study(args, config)
     table = depth_law.summarize_comparison(depth_law.compare_cell(study, progress=not args.quiet))
-    print_law_comparison(table, f"cell {args.law}; {describe(replace_depths(config, study.depths))}")
+    print(law_comparison_text(table, f"cell {args.law}; {describe(replace_depths(config, study.depths))}"))
     return 0
 
 
@@ -149,10 +149,10 @@ def replace_depths(config, depths):
 
 
 def run(args) -> int:
-    from ntk_bridge import regime_map
     from ntk_bridge.io import result_set, save_figure, write_json
-    from ntk_bridge.regime_report import plot, verdict_frame, print_verdicts
-    from ntk_bridge.schemas import write_table
+    from ntk_bridge.report.schemas import write_table
+    from ntk_bridge.studies import regime_map
+    from ntk_bridge.studies.regime_report import plot, verdict_frame, verdicts_text
 
     config = config_from_args(args)                      # every check before anything is written
     if args.law is not None:
@@ -172,7 +172,7 @@ def run(args) -> int:
             write_table(tmp, REGIME_MAP.parts[key], table)
         write_json(tmp / REGIME_MAP.file("run"), _run_info(elapsed, cache))
         save_figure(figure, plot(summary, describe(config)))
-    print_verdicts(summary, verdicts, describe(config))
+    print(verdicts_text(summary, verdicts, describe(config)))
     print(f"\n{len(frame)} rows in {elapsed:.1f} s -> {Path(args.out) / 'regime_map.csv'}, figure {args.figure}")
     return 0
 

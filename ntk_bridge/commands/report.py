@@ -47,14 +47,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from ntk_bridge import report
+    from ntk_bridge.report import build, loading
 
-    sources = report.Sources(depth_sweep=Path(args.depth_sweep), width_sweep=Path(args.width_sweep),
+    sources = loading.Sources(depth_sweep=Path(args.depth_sweep), width_sweep=Path(args.width_sweep),
                              kernel_fewshot=Path(args.kernel_fewshot),
                              kernel_validation=Path(args.kernel_validation) if args.kernel_validation else None,
                              compare=[Path(c) for c in args.compare],
                              runs=Path(args.runs), regime_map=Path(args.regime_map))
-    path, figures = report.write(sources, Path(args.out), Path(args.figures))
+    path, figures = build.write(sources, Path(args.out), Path(args.figures))
     text = path.read_text()
     not_run = [line for line in text.splitlines() if "**not run**" in line]
     print(f"wrote {path} ({len(text.splitlines())} lines) and {len(figures)} figures: "

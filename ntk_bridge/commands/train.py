@@ -161,8 +161,6 @@ def build_config(args):
 def plot_curve(run_dir: Path, history: list, config) -> None:
     """run_dir/curve.png: the training loss of every step (steps.csv, train/steplog.py) and the
     validation accuracy (+- 95% CI) of every validation (metrics.json)."""
-    import matplotlib.pyplot as plt
-
     from ntk_bridge.io import save_figure
     from ntk_bridge.train import steplog
 
@@ -172,7 +170,6 @@ def plot_curve(run_dir: Path, history: list, config) -> None:
     fig = steplog.plot_curve(steps, history, f"{config.dataset} {config.n_way}-way {config.shots}-shot, "
                                                       f"{config.algorithm}, {config.backbone}")
     save_figure(run_dir / "curve.png", fig)
-    plt.close(fig)
 
 
 def best_line(summary: dict, config, history: list) -> str:

@@ -55,6 +55,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import pathlib
 import time
 
 from ntk_bridge.commands._fields import Flag, add_flags, build
@@ -152,10 +153,9 @@ def run(args) -> int:
 
 
 def _combine(args) -> int:
-    from ntk_bridge.finite import at_depth
-
     from pathlib import Path
 
+    from ntk_bridge.finite import at_depth
     from ntk_bridge.io import output_lock
 
     figure = args.figure or "figures/width_at_depth.png"
@@ -173,7 +173,7 @@ def _title(config) -> str:
             f"{config.dtype}; {config.seeds} seeds")
 
 
-def resume_folder(out) -> "Path":
+def resume_folder(out) -> "pathlib.Path":
     """Where the finished units of sweeps into ``out`` wait for a resume: the hidden sibling
     ``.<out name>.resume/`` (one sub-folder per unit settings, ntk_bridge.finite.sweep.UnitStore)."""
     from pathlib import Path
@@ -190,7 +190,7 @@ def _sweep(config, out, figure: str, quiet: bool, overwrite: bool = False) -> in
     from ntk_bridge.finite import sweep
     from ntk_bridge.interrupts import Interrupted
     from ntk_bridge.io import result_set, write_json
-    from ntk_bridge.schemas import WIDTH_SWEEP, write_table
+    from ntk_bridge.report.schemas import WIDTH_SWEEP, write_table
 
     settings = {"command": "width-sweep", **config.as_dict()}
     with result_set(out, figure, replaces=WIDTH_SWEEP.files(), settings=settings,
@@ -221,7 +221,7 @@ def _summarize(config, errors, pairs, out, figure, elapsed: float):
     returns ``printout(out, figure)``, which prints the tables naming the final paths."""
     from ntk_bridge.finite import sweep
     from ntk_bridge.io import save_figure, write_json
-    from ntk_bridge.schemas import WIDTH_SWEEP, write_table
+    from ntk_bridge.report.schemas import WIDTH_SWEEP, write_table
 
     slopes = sweep.slope_table(errors, pairs)
     table = sweep.error_table(errors)
@@ -272,9 +272,9 @@ def _from_rows(args) -> int:
 
 def _config_from_saved(saved: dict):
     """The WidthSweepConfig of a saved config.json (fields missing there take their defaults)."""
+    from ntk_bridge.closed_form.tasks import FamilyConfig
+    from ntk_bridge.engine.spec import NetSpec
     from ntk_bridge.finite.sweep import WidthSweepConfig
-    from ntk_bridge.kernels import NetSpec
-    from ntk_bridge.tasks import FamilyConfig
 
     fields = {k: v for k, v in saved.items() if k in WidthSweepConfig.__dataclass_fields__}
     fields["net"] = NetSpec(**saved["net"])

@@ -7,8 +7,8 @@ Importing this package is cheap (numpy only); loaders, JAX augmentation (``data.
 downloads (``data.download``) load on first use.
 """
 
-from ntk_bridge.data.base import (DATASETS, SPLITS, FewShotSplit, dataset_stats,
-                                  default_data_root, default_omniglot_root, load_split)
+from ntk_bridge.data.base import DATASETS, SPLITS, FewShotSplit, default_data_root, default_omniglot_root
+from ntk_bridge.data.registry import dataset_stats, load_split
 
 __all__ = ["DATASETS", "SPLITS", "FewShotSplit", "dataset_stats", "default_data_root",
            "default_omniglot_root", "load_split"]

@@ -24,8 +24,16 @@ from pathlib import Path
 import numpy as np
 
 from ntk_bridge.data.base import FewShotSplit, check_root, check_split
-from ntk_bridge.data.formats import (as_uint8_images, cache_folder, cached_array, check_not_html,
-                                     decode_image, get_key, missing_file_error, read_pickle)
+from ntk_bridge.data.formats import (
+    as_uint8_images,
+    cache_folder,
+    cached_array,
+    check_not_html,
+    decode_image,
+    get_key,
+    missing_file_error,
+    read_pickle,
+)
 from ntk_bridge.errors import BridgeError
 
 __all__ = ["load_miniimagenet", "find_mini_source", "labels_from_class_dict"]

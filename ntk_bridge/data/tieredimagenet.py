@@ -23,8 +23,17 @@ from pathlib import Path
 import numpy as np
 
 from ntk_bridge.data.base import FewShotSplit, check_root, check_split
-from ntk_bridge.data.formats import (_stamp, cache_folder, cached_array, decode_image, encode_bytes,
-                                     get_key, missing_file_error, npz_member_array, read_pickle)
+from ntk_bridge.data.formats import (
+    _stamp,
+    cache_folder,
+    cached_array,
+    decode_image,
+    encode_bytes,
+    get_key,
+    missing_file_error,
+    npz_member_array,
+    read_pickle,
+)
 from ntk_bridge.errors import BridgeError
 
 __all__ = ["load_tieredimagenet", "read_tiered_labels"]

@@ -25,6 +25,7 @@ for the widths it finished and marked ``complete = False`` in both tables.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,8 +33,9 @@ import numpy as np
 import pandas as pd
 
 from ntk_bridge.errors import require
-from ntk_bridge.finite.sweep import t_interval
-from ntk_bridge.metrics import fit_loglog
+from ntk_bridge.stats import finite_mean_ci, fit_loglog
+
+log = logging.getLogger(__name__)
 
 METHODS = ("mtl-a", "mtl-b", "anil", "maml")
 PAIRS = ("mtl-b vs anil", "mtl-b vs maml")
@@ -122,7 +124,7 @@ def tidy(sweeps: list[Sweep]) -> pd.DataFrame:
     for s in sweeps:
         proto = _protocol(s)
         for (method, width), g in s.errors.groupby(["method", "width"], sort=True):
-            m, h, n, bad = t_interval(g["rel_error"])
+            m, h, n, bad = finite_mean_ci(g["rel_error"])
             rows.append(dict(depth=s.depth, width=int(width), quantity="rel_error", subject=method,
                              mean=m, ci95=h, n=n, failed=bad, **proto))
         if not len(s.pairs):
@@ -131,7 +133,7 @@ def tidy(sweeps: list[Sweep]) -> pd.DataFrame:
             ok = g[np.isfinite(g["d_rel_net"].to_numpy(np.float64))]
             gaps = {f"{q}_gap": ok[f"{q}_net"] - ok[f"{q}_closed"] for q in ("d_rel", "d_tr")}
             for q in DISTANCES + tuple(gaps):
-                m, h, n, _ = t_interval(gaps[q] if q in gaps else ok[q])
+                m, h, n, _ = finite_mean_ci(gaps[q] if q in gaps else ok[q])
                 rows.append(dict(depth=s.depth, width=int(width), quantity=q, subject=pair, mean=m, ci95=h,
                                  n=n, failed=len(g) - len(ok), **proto))
     out = pd.DataFrame(rows)
@@ -150,9 +152,9 @@ def slopes(sweeps: list[Sweep]) -> pd.DataFrame:
             slope_mean, _ = fit_loglog(mean.index.values, mean.values)
             per_seed = [fit_loglog(x["width"].values, x["rel_error"].values)[0]
                         for _, x in g.groupby("seed") if x["width"].nunique() >= 2]
-            sm, sh, n, _ = t_interval(per_seed)
+            sm, sh, n, _ = finite_mean_ci(per_seed)
             widest = int(g["width"].max())
-            wm, wh, wn, _ = t_interval(g[g["width"] == widest]["rel_error"])
+            wm, wh, wn, _ = finite_mean_ci(g[g["width"] == widest]["rel_error"])
             below = mean[mean < REGIME_ERROR]
             last = mean.iloc[-2:]
             rows.append(dict(depth=s.depth, method=method, widths=f"{int(mean.index.min())}-{widest}",
@@ -181,14 +183,13 @@ def title(sweeps: list[Sweep]) -> str:
 
 def plot(table: pd.DataFrame, slope_rows: pd.DataFrame, heading: str):
     """2 x 4 log-log panels: rel_error per method; d_rel and d_tr of each pair, finite vs closed."""
-    import matplotlib
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, 4, figsize=(20, 9))
+    fig = Figure(figsize=(20, 9))
+    axes = fig.subplots(2, 4)
     depths = sorted(table["depth"].unique())
-    colors = {d: plt.cm.tab10(i % 10) for i, d in enumerate(depths)}
+    colors = {d: colormaps["tab10"](i % 10) for i, d in enumerate(depths)}
     slope_of = {(r.depth, r.method): (r.slope_seed_mean, r.slope_seed_ci95) for r in slope_rows.itertuples()}
     for ax, method in zip(axes[0], METHODS):
         for d in depths:
@@ -240,36 +241,36 @@ def width_needed(sweeps: list[Sweep], root: Path, figure, regime_csv: Path = REG
     errors = pd.concat([s.errors for s in sweeps], ignore_index=True)
     fits = width_law.joint_fit(errors)
     if fits.empty:
-        print("\njoint fit over width and depth: needs >= 2 depths with >= 2 seeds; skipped")
+        log.info("\njoint fit over width and depth: needs >= 2 depths with >= 2 seeds; skipped")
         return fits
     write_csv(root / "at_depth_joint_fit.csv", fits)
-    print(f"\njoint fit log e = k + a log w + b log L per seed (rows with w/L >= {width_law.MIN_RATIO:g}), mean +- t 95%; "
+    log.info(f"\njoint fit log e = k + a log w + b log L per seed (rows with w/L >= {width_law.MIN_RATIO:g}), mean +- t 95%; "
           f"hypothesis e = c (w/L)^-1/2 (a = -1/2, b = +1/2):")
     for r in fits.itertuples():
-        print(f"  {r.method:6s} a {r.a_width:+.3f} +- {r.a_ci95:.3f}, b {r.b_depth:+.3f} +- {r.b_ci95:.3f} (n={r.seeds} seeds, "
+        log.info(f"  {r.method:6s} a {r.a_width:+.3f} +- {r.a_ci95:.3f}, b {r.b_depth:+.3f} +- {r.b_ci95:.3f} (n={r.seeds} seeds, "
               f"{r.rows} networks, depths {r.depths}); c = {r.c:.3f} [{r.c_lo:.3f}, {r.c_hi:.3f}]; "
               f"rms log residual free {r.rms_log_free:.3f}, hypothesis {r.rms_log_hypothesis:.3f}")
     held = width_law.holdout(errors)
     if not held.empty:
         write_csv(root / "at_depth_holdout.csv", held)
-        print(f"  the deepest depth held out: c fitted on depths {held['fitted_on'].iloc[0]}, predicted c (w/L)^-1/2 "
+        log.info(f"  the deepest depth held out: c fitted on depths {held['fitted_on'].iloc[0]}, predicted c (w/L)^-1/2 "
               f"[c's 95% interval] vs measured mean +- t 95%:")
         for r in held.itertuples():
-            print(f"    {r.method:6s} L={r.depth} w={r.width}: predicted {r.predicted:.3f} [{r.predicted_lo:.3f}, "
+            log.info(f"    {r.method:6s} L={r.depth} w={r.width}: predicted {r.predicted:.3f} [{r.predicted_lo:.3f}, "
                   f"{r.predicted_hi:.3f}], measured {r.measured:.3f} +- {r.measured_ci95:.3f} (n={r.seeds})")
     if not Path(regime_csv).is_file():
-        print(f"  ({regime_csv} not found: the width w*(L) is not drawn)")
+        log.info(f"  ({regime_csv} not found: the width w*(L) is not drawn)")
         return fits
     distance = width_law.map_distance(regime_csv)
     for r in fits.itertuples():
         w = width_law.required_width(distance.index, distance.to_numpy(), r.c)
         picks = [d for d in (8, 64, 1024) if d in distance.index]
-        print(f"  {r.method}: w*(L) = L (4 c / d(L))^2 with d(L) of relu-b0|depth-norm|t=10: "
+        log.info(f"  {r.method}: w*(L) = L (4 c / d(L))^2 with d(L) of relu-b0|depth-norm|t=10: "
               + ", ".join(f"L={d}: {w[list(distance.index).index(d)]:.3g}" for d in picks))
     heading = (title(sweeps).split("\n")[0] + f"\nerror fitted over depths {fits['depths'].iloc[0]}; d(L): regime map "
                f"cell relu-b0|depth-norm|t=10, d_rel(MTL-B, ANIL), mean of its draws ({regime_csv})")
     save_figure(needed_figure(figure), width_law.plot(errors, fits, distance, heading))
-    print(f"  -> {root / 'at_depth_joint_fit.csv'}, figure {needed_figure(figure)}")
+    log.info(f"  -> {root / 'at_depth_joint_fit.csv'}, figure {needed_figure(figure)}")
     return fits
 
 
@@ -294,20 +295,20 @@ def _print(sweeps, table, slope_rows, root, figure) -> None:
     for s in sweeps:
         note = "" if s.complete else " (INCOMPLETE: widths finished so far)"
         more = "" if s.folders == 1 else f" (+{s.folders - 1} folders)"
-        print(f"depth {s.depth}: {s.folder}{more}, widths {sorted(int(w) for w in s.errors['width'].unique())}, "
+        log.info(f"depth {s.depth}: {s.folder}{more}, widths {sorted(int(w) for w in s.errors['width'].unique())}, "
               f"{s.errors['seed'].nunique()} seeds, {s.seconds:.0f} s{note}")
-    print("\nslope of log rel_error vs log width (per-seed fits, mean +- 95% t-interval, n seeds); error at the widest width:")
+    log.info("\nslope of log rel_error vs log width (per-seed fits, mean +- 95% t-interval, n seeds); error at the widest width:")
     for r in slope_rows.itertuples():
-        print(f"  depth {r.depth} {r.method:9s} slope {r.slope_seed_mean:+.3f} +- {r.slope_seed_ci95:.3f} (n={r.seeds}, "
+        log.info(f"  depth {r.depth} {r.method:9s} slope {r.slope_seed_mean:+.3f} +- {r.slope_seed_ci95:.3f} (n={r.seeds}, "
               f"widths {r.widths}); last {r.last_slope:+.2f}; at {r.widest}: {r.at_widest:.4f} +- {r.at_widest_ci95:.4f}")
-    print("\nd_rel(MTL-B, GBML) at the widest width, finite vs closed form (same seeds):")
+    log.info("\nd_rel(MTL-B, GBML) at the widest width, finite vs closed form (same seeds):")
     for s in sweeps:
         w = int(s.errors["width"].max())
         for pair in PAIRS:
             sel = (table["depth"] == s.depth) & (table["subject"] == pair) & (table["width"] == w)
             get = table[sel].set_index("quantity")
             if "d_rel_net" in get.index:
-                print(f"  depth {s.depth} width {w} {pair}: net {get.loc['d_rel_net', 'mean']:.4f}, closed "
+                log.info(f"  depth {s.depth} width {w} {pair}: net {get.loc['d_rel_net', 'mean']:.4f}, closed "
                       f"{get.loc['d_rel_closed', 'mean']:.4f}; paired gap {get.loc['d_rel_gap', 'mean']:+.4f} +- "
                       f"{get.loc['d_rel_gap', 'ci95']:.4f} (n={int(get.loc['d_rel_gap', 'n'])})")
-    print(f"\n-> {root / 'at_depth.csv'}, {root / 'at_depth_slopes.csv'}, figure {figure}")
+    log.info(f"\n-> {root / 'at_depth.csv'}, {root / 'at_depth_slopes.csv'}, figure {figure}")

@@ -1,6 +1,6 @@
 """The closed forms that a finite network trained by :mod:`ntk_bridge.finite.training` must match.
 
-These are :func:`ntk_bridge.predictors.predict` (docs/theory.md sections 3-5), called with
+These are :func:`ntk_bridge.closed_form.predictors.predict` (docs/theory.md sections 3-5), called with
 
 - the inner loop ``InnerLoop('steps', a, k)`` (exact for k discrete steps in the kernel regime);
 - the f_0 terms: ``f0 = apply(params0, points)``, the finite network's own initial outputs
@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ntk_bridge import predictors
+from ntk_bridge.closed_form import predictors
+from ntk_bridge.closed_form.predictors import PredictorConfig
+from ntk_bridge.closed_form.tasks import TaskSet
+from ntk_bridge.engine.empirical import ntk_and_head_ntk
+from ntk_bridge.engine.fc import fc_kernels
+from ntk_bridge.engine.precision import in_float64
+from ntk_bridge.engine.spec import Kernels, NetSpec
 from ntk_bridge.finite.training import FiniteNet, GDConfig
-from ntk_bridge.empirical import ntk_and_head_ntk
-from ntk_bridge.kernels import Kernels, NetSpec, fc_kernels
-from ntk_bridge.predictors import PredictorConfig
-from ntk_bridge.tasks import TaskSet
-from ntk_bridge.nt_backend import in_float64
 
 
 def predictor_config(config: GDConfig) -> PredictorConfig:
@@ -52,7 +53,7 @@ def closed_form(method: str, tasks: TaskSet, gram: Kernels, config: GDConfig,
 
 
 def infinite_gram(spec: NetSpec, tasks: TaskSet) -> Kernels:
-    """(Theta, K) of ``spec`` over every point of ``tasks`` (:func:`ntk_bridge.kernels.fc_kernels`)."""
+    """(Theta, K) of ``spec`` over every point of ``tasks`` (:func:`ntk_bridge.engine.fc.fc_kernels`)."""
     return fc_kernels(spec, tasks.points)
 
 

@@ -34,13 +34,14 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from ntk_bridge.closed_form.distances import d_rel, relative_error
+from ntk_bridge.closed_form.inner_loop import InnerLoop
+from ntk_bridge.closed_form.predictors import PAIRS
+from ntk_bridge.closed_form.tasks import FamilyConfig, TaskSet, make_tasks
+from ntk_bridge.engine.spec import Kernels, NetSpec
 from ntk_bridge.errors import require
 from ntk_bridge.finite.training import FINITE_METHODS, GDConfig
-from ntk_bridge.inner_loop import InnerLoop
-from ntk_bridge.predictors import PAIRS
-from ntk_bridge.kernels import Kernels, NetSpec
-from ntk_bridge.metrics import d_rel, fit_loglog, relative_error
-from ntk_bridge.tasks import FamilyConfig, TaskSet, make_tasks
+from ntk_bridge.stats import finite_mean_ci, fit_loglog
 
 DEFAULT_WIDTHS = (64, 128, 256, 512, 1024, 2048, 4096, 8192)
 DEFAULT_METHODS = ("mtl-b", "mtl-a", "anil", "maml", "ntk", "head-only")   # FINITE_METHODS, in table order
@@ -85,7 +86,7 @@ class WidthSweepConfig:
         require(0 < self.lr_fraction < 2,
                 f"lr fraction (lr * lam_max) must be in (0, 2) for gradient descent to converge (got {self.lr_fraction!r})")
         require(self.dtype in ("float64", "float32"), f"dtype must be float64 or float32 (got {self.dtype!r})")
-        self.inner  # validates the inner step size and count
+        _ = self.inner  # validates the inner step size and count
 
     @property
     def inner(self) -> InnerLoop:
@@ -449,30 +450,6 @@ def _d_tr(fa: np.ndarray, fb: np.ndarray, fb0: np.ndarray) -> float:
 
 # ----------------------------------------------------------------------------- summaries
 
-CI_LEVEL = 0.95
-
-
-def t_interval(values, level: float = CI_LEVEL) -> tuple[float, float, int, int]:
-    """(mean, half-width, n, n_nonfinite) of the finite entries of ``values``.
-
-    half-width = t_{(1+level)/2, n-1} * s / sqrt(n) with s the sample std (ddof 1): the
-    Student-t interval, right for a few seeds (with 3 seeds t = 4.30, not 1.96). NaN when n < 2
-    (one value has no interval) and both NaN when n = 0. Non-finite entries (failed networks) are
-    not averaged but counted in n_nonfinite, which every table reports beside n.
-    """
-    from scipy import stats
-
-    v = np.asarray(values, np.float64).ravel()
-    ok = v[np.isfinite(v)]
-    n, bad = int(ok.size), int(v.size - ok.size)
-    if n == 0:
-        return float("nan"), float("nan"), 0, bad
-    if n == 1:
-        return float(ok[0]), float("nan"), 1, bad
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * ok.std(ddof=1) / np.sqrt(n))
-    return float(ok.mean()), half, n, bad
-
-
 def error_table(errors: pd.DataFrame) -> pd.DataFrame:
     """Mean and 95% t-interval over seeds of rel_error per method and width.
 
@@ -481,7 +458,7 @@ def error_table(errors: pd.DataFrame) -> pd.DataFrame:
     """
     rows = []
     for (method, width), g in errors.groupby(["method", "width"], sort=True):
-        m, h, n, bad = t_interval(g["rel_error"])
+        m, h, n, bad = finite_mean_ci(g["rel_error"])
         tr = g["rel_error_transfer"].to_numpy(np.float64)
         rows.append(dict(method=method, width=width, seeds=n, failed=bad, rel_error=m, rel_error_ci95=h,
                          rel_error_transfer=float(np.mean(tr[np.isfinite(tr)])) if np.isfinite(tr).any() else np.nan,
@@ -511,9 +488,9 @@ def slope_table(errors: pd.DataFrame, pairs: pd.DataFrame | None = None) -> pd.D
         slope, _ = fit_loglog(mean.index.values, mean.values)
         per_seed = [fit_loglog(s["width"].values, s[col].values)[0]
                     for _, s in g.groupby("seed") if s["width"].nunique() >= 2]
-        sm, sh, n, _ = t_interval(per_seed)
+        sm, sh, n, _ = finite_mean_ci(per_seed)
         widest = g[g["width"] == g["width"].max()][col]
-        wm, wh, _, _ = t_interval(widest)
+        wm, wh, _, _ = finite_mean_ci(widest)
         rows.append(dict(quantity=name, slope=slope, slope_seed_mean=sm, slope_seed_ci95=sh,
                          widest=int(g["width"].max()), at_widest=wm, at_widest_ci95=wh, seeds=n))
     return pd.DataFrame(rows)
@@ -532,7 +509,7 @@ def distance_table(pairs: pd.DataFrame) -> pd.DataFrame:
         ok = g[np.isfinite(g["d_rel_net"].to_numpy(np.float64))]
         row = dict(pair=pair, width=width, seeds=len(ok), failed=len(g) - len(ok))
         for c in cols:
-            row[c], row[f"{c}_ci95"], _, _ = t_interval(ok[c]) if len(ok) else (np.nan, np.nan, 0, 0)
+            row[c], row[f"{c}_ci95"], _, _ = finite_mean_ci(ok[c]) if len(ok) else (np.nan, np.nan, 0, 0)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -592,15 +569,13 @@ def plot(errors: pd.DataFrame, pairs: pd.DataFrame, slopes: pd.DataFrame, title:
     forms); and, when measured, MTL-A's distance to head-only. Legends sit under the axes."""
     import textwrap
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     dist = distance_table(pairs) if len(pairs) else pd.DataFrame(columns=["pair"])
     panels = [_error_panel] + ([_distance_panel] if (dist["pair"] != INFLUENCE_PAIR).any() else []) \
         + ([_influence_panel] if (dist["pair"] == INFLUENCE_PAIR).any() else [])
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 5.6), squeeze=False, layout="constrained")
+    fig = Figure(figsize=(5.2 * len(panels), 5.6), layout='constrained')
+    axes = fig.subplots(1, len(panels), squeeze=False)
     slope_of = dict(zip(slopes["quantity"], slopes["slope"])) if len(slopes) else {}
     for ax, panel in zip(axes[0], panels):
         if panel is _error_panel:

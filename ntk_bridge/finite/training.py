@@ -1,9 +1,9 @@
 """Finite-width networks trained by full-batch gradient descent (MTL, ANIL, MAML, NTK regression).
 
-The network is the kernel core's :func:`ntk_bridge.kernels.network` at a finite width (NTK
+The network is the kernel core's :func:`ntk_bridge.engine.empirical.network` at a finite width (NTK
 parameterisation by default; ``init_net(..., param=)`` selects standard or muP, whose per-layer
-SGD step factors (:mod:`ntk_bridge.parameterisation`) every gradient step below applies, inner
-loops included; float64: the public functions run inside :func:`ntk_bridge.nt_backend.float64`): ``params[-1]``
+SGD step factors (:mod:`ntk_bridge.engine.parameterisation`) every gradient step below applies, inner
+loops included; float64: the public functions run inside :func:`ntk_bridge.engine.precision.float64`): ``params[-1]``
 is the head (readout), ``params[:-1]`` the body. Every loss is the squared loss with a 1/2,
 ``(1/2) sum ||f - Y||^2`` (summed, not averaged), so that a gradient step of size ``a`` is
 function-space time ``a`` of docs/theory.md's flows:
@@ -32,7 +32,7 @@ Methods (docs/theory.md sections 4-5):
 Non-zero initial output: the networks are NOT centred. The initial function
 ``f_0 = apply(params0, .)`` is kept and the closed forms carry it exactly through docs/theory.md's
 f_0 terms (see :mod:`ntk_bridge.finite.closed`). Exactness of both sides is tested on the
-linearised network (:func:`ntk_bridge.empirical.linearize`), where training and closed forms with the
+linearised network (:func:`ntk_bridge.engine.empirical.linearize`), where training and closed forms with the
 empirical kernels agree to rounding.
 
 Divergence: losses are recorded at every outer step; a non-finite loss or one above
@@ -49,15 +49,16 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ntk_bridge.closed_form.inner_loop import InnerLoop
+from ntk_bridge.closed_form.tasks import TaskSet
+from ntk_bridge.engine.empirical import network
+from ntk_bridge.engine.parameterisation import NTK, Parameterisation, lr_factors
+from ntk_bridge.engine.precision import in_float64
+from ntk_bridge.engine.spec import NetSpec
 from ntk_bridge.errors import BridgeError, require
-from ntk_bridge.inner_loop import InnerLoop
-from ntk_bridge.kernels import NetSpec, network
-from ntk_bridge.tasks import TaskSet
-from ntk_bridge.nt_backend import in_float64
-from ntk_bridge.parameterisation import NTK, Parameterisation, lr_factors
 
 FINITE_METHODS = ("mtl-a", "mtl-b", "anil", "maml", "ntk", "head-only")
-Params = Any  # the stax-layout parameter list (ntk_bridge.networks): [(W, b), (), ..., (W_head, b_head)]
+Params = Any  # the stax-layout parameter list (ntk_bridge.engine.networks): [(W, b), (), ..., (W_head, b_head)]
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ def _network(spec: NetSpec, width: int, param: Parameterisation = NTK, d: int | 
     """One (init_fn, apply_fn) per (spec, width, param), so jitted trainers are reused across seeds."""
     if param == NTK:
         return network(spec, int(width))
-    from ntk_bridge.networks import fc_network
+    from ntk_bridge.engine.networks import fc_network
 
     return fc_network(spec, int(width), 1, param, d)
 

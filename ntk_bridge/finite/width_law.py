@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ntk_bridge.errors import require
-from ntk_bridge.finite.sweep import t_interval
+from ntk_bridge.stats import finite_mean_ci
 
 MIN_RATIO = 16.0
 CLOSENESS = 4.0      # e <= d / CLOSENESS
@@ -49,9 +49,9 @@ def joint_fit(errors: pd.DataFrame, methods=("mtl-b", "anil"), min_ratio: float 
                                    for x, f in zip(seeds, fits)])
         res_h = np.concatenate([np.log(x["rel_error"]) - (lc - 0.5 * np.log(x["width"] / x["depth"]))
                                 for x, lc in zip(seeds, log_c)])
-        am, ah, n, _ = t_interval(fits[:, 1])
-        bm, bh, _, _ = t_interval(fits[:, 2])
-        cm, ch, _, _ = t_interval(log_c)
+        am, ah, n, _ = finite_mean_ci(fits[:, 1])
+        bm, bh, _, _ = finite_mean_ci(fits[:, 2])
+        cm, ch, _, _ = finite_mean_ci(log_c)
         rows.append(dict(method=method, a_width=am, a_ci95=ah, b_depth=bm, b_ci95=bh, seeds=n,
                          c=math.exp(cm), c_lo=math.exp(cm - ch), c_hi=math.exp(cm + ch),
                          rms_log_free=float(np.sqrt(np.mean(res_free ** 2))),
@@ -73,7 +73,7 @@ def holdout(errors: pd.DataFrame, methods=("mtl-b", "anil"), min_ratio: float = 
             continue
         f = fit.iloc[0]
         for width, g in e[(e["depth"] == held) & (e["method"] == method)].groupby("width"):
-            m, h, n, _ = t_interval(g["rel_error"])
+            m, h, n, _ = finite_mean_ci(g["rel_error"])
             x = (width / held) ** -0.5
             rows.append(dict(method=method, depth=held, width=int(width), measured=m, measured_ci95=h, seeds=n,
                              predicted=f.c * x, predicted_lo=f.c_lo * x, predicted_hi=f.c_hi * x, fitted_on=f.depths))
@@ -97,15 +97,14 @@ def map_distance(regime_csv, cell: str = "relu-b0|depth-norm|t=10", pair: str = 
 
 def plot(errors: pd.DataFrame, fits: pd.DataFrame, distance: pd.Series, heading: str):
     """Left: seed-mean error vs w / L for every depth and the fitted c (w / L)^-1/2; right: w*(L) with its band."""
-    import matplotlib
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(14, 5.5))
+    fig = Figure(figsize=(14, 5.5))
+    (ax, bx) = fig.subplots(1, 2)
     markers = {"mtl-b": "o", "anil": "s"}
     depths = sorted(errors["depth"].unique())
-    colors = {d: plt.cm.viridis(i / max(len(depths) - 1, 1)) for i, d in enumerate(depths)}
+    colors = {d: colormaps["viridis"](i / max(len(depths) - 1, 1)) for i, d in enumerate(depths)}
     for r in fits.itertuples():
         m = errors[errors["method"] == r.method].groupby(["depth", "width"])["rel_error"].mean().reset_index()
         for d in depths:

@@ -110,7 +110,7 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise BridgeError(f"bad config: {msg}")
-        from ntk_bridge.data.base import check_dataset  # numpy only: cheap
+        from ntk_bridge.data.base import check_dataset
         check_dataset(self.dataset)
         if self.backbone not in ("conv4", "resnet12"):
             raise BridgeError(f"unknown backbone {self.backbone!r}; choose one of conv4, resnet12")
@@ -188,7 +188,7 @@ def _check_finite(what: str, values: dict) -> None:
     for name, value in values.items():
         if bad(value):
             raise BridgeError(f"{what} {name!r} is {value!r}, not a finite number; give a finite value "
-                              f"(--set {name}=VALUE or the config file)")
+                              f"(`{name}` in the config)")
 
 
 def _check_channels(backbone: str, channels: Any) -> None:
@@ -250,13 +250,13 @@ def load_config(path_or_name: str | Path) -> TrainConfig:
     try:
         values = json.loads(path.read_text())
     except json.JSONDecodeError as err:
-        raise BridgeError(f"config {path} is not valid JSON ({err.msg} at line {err.lineno}); fix the file")
+        raise BridgeError(f"config {path} is not valid JSON ({err.msg} at line {err.lineno}); fix the file") from None
     except (UnicodeDecodeError, OSError) as err:
         raise BridgeError(f"config {path} cannot be read as a text file ({type(err).__name__}); give a JSON file") from None
     try:
         return from_dict(values)
     except BridgeError as err:
-        raise BridgeError(f"{path}: {err}")
+        raise BridgeError(f"{path}: {err}") from None
 
 
 def packaged_configs() -> list[str]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ntk_bridge import metrics
+from ntk_bridge import stats
 
 CI_METHOD = "95% CI = t(0.975, episodes-1)*std/sqrt(episodes)"
 
@@ -39,12 +39,6 @@ class EvalResult:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "ci_method": CI_METHOD}
-
-
-def mean_ci(accs: np.ndarray) -> tuple[float, float]:
-    """Mean and 95% half-width ``t(0.975, n-1) * std / sqrt(n)`` (std with ddof 0) of per-episode
-    accuracies, in % (:func:`ntk_bridge.metrics.mean_ci`)."""
-    return metrics.mean_ci(100.0 * np.asarray(accs, dtype=np.float64), ddof=0)
 
 
 @functools.lru_cache(maxsize=None)
@@ -104,7 +98,6 @@ def evaluate(state, split, mean, std, *, n_way: int, shots: int, query: int, epi
     if head == "own":
         if algorithm is None:
             raise BridgeError("test head 'own' needs the algorithm; pass it or pick logreg/proto/ridge")
-        import jax
 
         from ntk_bridge.data.augment import normalize
         step = max(1, min(chunk // 10, 50))
@@ -134,6 +127,6 @@ def evaluate(state, split, mean, std, *, n_way: int, shots: int, query: int, epi
     if not np.all(np.isfinite(accs)):
         raise BridgeError("evaluation produced non-finite accuracies; the features contain NaN "
                           "(the checkpoint is broken): retrain or evaluate an earlier checkpoint")
-    m, ci = mean_ci(accs)
+    m, ci = stats.mean_ci(100.0 * np.asarray(accs, dtype=np.float64), ddof=0)   # per-episode %, std ddof 0
     head_name = f"logreg(C={logreg_c:g})" if head == "logreg" else head
     return EvalResult(m, ci, episodes, query, shots, n_way, head_name, split.name), accs

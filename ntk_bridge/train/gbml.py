@@ -64,45 +64,43 @@ GBML_ALGORITHMS = ("maml", "anil", "protonet", "metaoptnet-ridge")
 
 @dataclasses.dataclass(frozen=True)
 class GBMLConfig:
-    """Hyper-parameters of the GBML baselines (fields unused by an algorithm are ignored).
+    """Hyper-parameters of the GBML baselines: the outer loop here, the algorithm's own options in
+    their one home, :mod:`ntk_bridge.train.options` (fields unused by an algorithm are ignored).
 
     n_way: classes per episode. meta_batch: episodes per optimiser step.
     lr: outer learning rate (Adam). weight_decay: decoupled (AdamW) when > 0.
-    inner_steps / inner_lr: MAML/ANIL inner loop in training; eval_inner_steps at test time.
-    first_order: FOMAML (inner gradients treated as constants). remat: checkpoint inner steps.
-    ridge_lambda / ridge_scale: initial ridge penalty and logit scale (both learned).
+    maml: the MAML / ANIL inner loop (:class:`~ntk_bridge.train.options.MAMLOptions`: inner_lr,
+    inner_steps, eval_inner_steps, first_order, remat). ridge: MetaOptNet-ridge's head
+    (:class:`~ntk_bridge.train.options.RidgeOptions`: init_lambda, init_scale, both learned).
     """
 
     n_way: int = 5
     meta_batch: int = 4
     lr: float = 1e-3
     weight_decay: float = 0.0
-    inner_steps: int = 5
-    inner_lr: float = 0.01  # Finn et al.'s mini-ImageNet value; run configs take theirs from train.options
-    eval_inner_steps: int = 10
-    first_order: bool = False
-    remat: bool = False
-    ridge_lambda: float = 1.0
-    ridge_scale: float = 10.0
+    maml: MAMLOptions = MAMLOptions()
+    ridge: RidgeOptions = RidgeOptions()
 
     def __post_init__(self):
-        for name in ("n_way", "meta_batch", "inner_steps", "eval_inner_steps"):
+        for name in ("n_way", "meta_batch"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise BridgeError(f"GBML config field {name} must be an integer >= 1, got {v!r}")
-        for name in ("lr", "inner_lr", "ridge_lambda", "ridge_scale"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 \
-                    or not math.isfinite(v):
-                raise BridgeError(f"GBML config field {name} must be a positive number, got {v!r}")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0 \
+                or not math.isfinite(self.lr):
+            raise BridgeError(f"GBML config field lr must be a positive number, got {self.lr!r}")
         if not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
             raise BridgeError(f"GBML config field weight_decay must be >= 0, got {self.weight_decay!r}")
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any]) -> "GBMLConfig":
-        """Build from a dict, ignoring keys that are not GBML fields (e.g. a full run config)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in dict(mapping).items() if k in names})
+        """Build from a flat dict (e.g. a whole run config): the outer-loop fields by name, the
+        options by their own field names (``inner_lr``, ``init_lambda``, ...); other keys ignored."""
+        m = dict(mapping)
+        names = {f.name for f in dataclasses.fields(cls)} - {"maml", "ridge"}
+        def options(kind: type):
+            return kind(**{f.name: m[f.name] for f in dataclasses.fields(kind) if f.name in m})
+        return cls(**{k: v for k, v in m.items() if k in names}, maml=options(MAMLOptions), ridge=options(RidgeOptions))
 
 
 def gbml_config_from_run(config: Any) -> GBMLConfig:
@@ -116,11 +114,9 @@ def gbml_config_from_run(config: Any) -> GBMLConfig:
     base = {k: getattr(config, k) for k in ("n_way", "meta_batch", "lr", "weight_decay")}
     opts = config.algorithm_options
     if isinstance(opts, MAMLOptions):
-        base.update(inner_lr=opts.inner_lr, inner_steps=opts.inner_steps,
-                    eval_inner_steps=opts.eval_inner_steps, first_order=opts.first_order,
-                    remat=opts.remat)
+        base["maml"] = opts
     elif isinstance(opts, RidgeOptions):
-        base.update(ridge_lambda=opts.init_lambda, ridge_scale=opts.init_scale)
+        base["ridge"] = opts
     return GBMLConfig(**base)
 
 
@@ -155,7 +151,7 @@ class GBMLAlgorithm:
     optimiser step over a meta-batch of episodes, the algorithm's own test-time prediction.
 
     ``gbml_config``: the GBML hyper-parameters; ``None`` builds them at :meth:`init` from the
-    run config's fields of the same names (``n_way``, ``meta_batch``, ``lr``, ``ridge_lambda``,
+    run config's fields of the same names (``n_way``, ``meta_batch``, ``lr``, ``init_lambda``,
     and ``inner_steps`` etc. if the run config has them), defaults otherwise.
     Subclasses implement ``init_head(feat_dim)``, ``episode_loss(params, apply_fn, batch_stats,
     sx, sy, qx, qy, rng) -> (loss, (logits, new_batch_stats))`` and
@@ -283,15 +279,15 @@ class MAML(GBMLAlgorithm):
     def episode_loss(self, params, apply_fn, batch_stats, sx, sy, qx, qy, rng):
         c = self.config
         loss, ((logits, _), (_, stats)) = core.maml_meta_loss(
-            self._loss_fn(apply_fn, batch_stats, rng), params, (sx, sy), (qx, qy), c.inner_steps,
-            c.inner_lr, first_order=c.first_order, remat=c.remat)
+            self._loss_fn(apply_fn, batch_stats, rng), params, (sx, sy), (qx, qy), c.maml.inner_steps,
+            c.maml.inner_lr, first_order=c.maml.first_order, remat=c.maml.remat)
         return loss, (logits, stats)
 
     def episode_logits(self, state, sx, sy, qx):
         c = self.config
         loss_fn = self._loss_fn(state.apply_fn, state.batch_stats, None)
         adapted, _ = core.inner_adapt(lambda p: loss_fn(p, sx, sy), state.params,
-                                      c.eval_inner_steps, c.inner_lr, first_order=True)
+                                      c.maml.eval_inner_steps, c.maml.inner_lr, first_order=True)
         return loss_fn(adapted, qx, jnp.zeros(qx.shape[0], jnp.int32))[1][0]
 
 
@@ -305,7 +301,7 @@ class ANIL(MAML):
     def _head_adapt(self, head, fs, sy, steps, first_order, remat):
         def head_loss(h):
             return core.cross_entropy(_linear(h, fs), sy), None
-        return core.inner_adapt(head_loss, head, steps, self.config.inner_lr,
+        return core.inner_adapt(head_loss, head, steps, self.config.maml.inner_lr,
                                 first_order=first_order, remat=remat)[0]
 
     def episode_loss(self, params, apply_fn, batch_stats, sx, sy, qx, qy, rng):
@@ -313,7 +309,7 @@ class ANIL(MAML):
         k1, k2 = jax.random.split(rng)
         fs, stats = _body_apply(apply_fn, params["body"], batch_stats, sx, train=True, rng=k1)
         fq, _ = _body_apply(apply_fn, params["body"], batch_stats, qx, train=True, rng=k2)
-        head = self._head_adapt(params["head"], fs, sy, c.inner_steps, c.first_order, c.remat)
+        head = self._head_adapt(params["head"], fs, sy, c.maml.inner_steps, c.maml.first_order, c.maml.remat)
         logits = _linear(head, fq)
         return core.cross_entropy(logits, qy), (logits, stats)
 
@@ -321,7 +317,7 @@ class ANIL(MAML):
         p, bs = state.params, state.batch_stats
         fs, _ = _body_apply(state.apply_fn, p["body"], bs, sx, train=True, rng=None)
         fq, _ = _body_apply(state.apply_fn, p["body"], bs, qx, train=True, rng=None)
-        head = self._head_adapt(p["head"], fs, sy, self.config.eval_inner_steps, True, False)
+        head = self._head_adapt(p["head"], fs, sy, self.config.maml.eval_inner_steps, True, False)
         return _linear(head, fq)
 
 
@@ -360,8 +356,8 @@ class MetaOptNetRidge(_MetricHead):
     name = "metaoptnet-ridge"
 
     def init_head(self, feat_dim):
-        return {"log_scale": jnp.log(jnp.asarray(self.config.ridge_scale, jnp.float32)),
-                "log_lambda": jnp.log(jnp.asarray(self.config.ridge_lambda, jnp.float32))}
+        return {"log_scale": jnp.log(jnp.asarray(self.config.ridge.init_scale, jnp.float32)),
+                "log_lambda": jnp.log(jnp.asarray(self.config.ridge.init_lambda, jnp.float32))}
 
     def head_logits(self, head, fs, sy, fq):
         return core.ridge_logits(fs, sy, fq, self.config.n_way, jnp.exp(head["log_lambda"]),

@@ -22,11 +22,10 @@ Run folder::
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
+import logging
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -37,7 +36,20 @@ import numpy as np
 from ntk_bridge.errors import BridgeError
 from ntk_bridge.interrupts import Interrupted, StopRequest
 from ntk_bridge.io import WriteError, output_lock, write_csv, write_json
+from ntk_bridge.train.checkpoints import (
+    DamagedCheckpoint,
+    apply_tree,
+    check_latest_checkpoint,
+    has_checkpoint,
+    managers,
+    restore,
+    resume_point,
+    save,
+    state_tree,
+)
 from ntk_bridge.train.config import TrainConfig, from_dict, incompatible_fields
+
+log = logging.getLogger(__name__)
 
 _TRAIN_STREAM, _VAL_STREAM, _TEST_STREAM = 7, 11, 13
 
@@ -131,209 +143,6 @@ def _open_steplog(run_dir: Path, step: int):
     return StepLog(run_dir).open(step)
 
 
-# ---------------------------------------------------------------- checkpoints
-
-def _managers(run_dir: Path):
-    import orbax.checkpoint as ocp
-    opts = dict(enable_async_checkpointing=False, create=True)
-    latest = ocp.CheckpointManager((run_dir / "checkpoints").resolve(),
-                                   options=ocp.CheckpointManagerOptions(max_to_keep=2, **opts))
-    best = ocp.CheckpointManager((run_dir / "best").resolve(),
-                                 options=ocp.CheckpointManagerOptions(max_to_keep=1, **opts))
-    return latest, best
-
-
-def _state_tree(state) -> dict:
-    return {"step": state.step, "params": state.params, "batch_stats": state.batch_stats,
-            "opt_state": state.opt_state}
-
-
-def _host(tree: dict) -> dict:
-    """Copy a pytree to host numpy arrays. Checkpoints are written from numpy: orbax 0.11's
-    jax.Array path needs a newer JAX than the 0.5 pinned here, the numpy path works on both."""
-    import jax
-    return jax.tree_util.tree_map(np.asarray, jax.device_get(tree))
-
-
-CHECKSUMS = "ntk_bridge.sha256.json"   # in each checkpoint step folder: sha256 of every file, written last
-
-
-def _step_dir(manager, step: int) -> Path:
-    return Path(manager.directory) / str(int(step))
-
-
-def _file_hashes(folder: Path) -> dict:
-    import hashlib
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != CHECKSUMS}
-
-
-def damage(manager, step: int) -> str:
-    """Why checkpoint ``step`` of ``manager`` is damaged ("" if intact or, for a checkpoint written
-    before checksums existed, unknown): a file missing, added or failing its sha256."""
-    return _damage_of(_step_dir(manager, step))
-
-
-def _damage_of(folder: Path) -> str:
-    try:
-        saved = json.loads((folder / CHECKSUMS).read_text())
-    except FileNotFoundError:
-        return "" if folder.is_dir() else f"{folder} is missing"
-    except (OSError, ValueError):
-        return f"{folder / CHECKSUMS} is unreadable"
-    now = _file_hashes(folder)
-    for name in sorted(set(saved) | set(now)):
-        if saved.get(name) != now.get(name):
-            return f"{folder / name} " + ("is missing" if name not in now else "fails its checksum")
-    return ""
-
-
-def _os_error(err: BaseException) -> OSError | None:
-    """The OSError behind ``err`` (orbax / tensorstore report one as ValueError("... [os_error_code='28']"))."""
-    import errno
-    import re
-    seen = err
-    while seen is not None:
-        if isinstance(seen, OSError):
-            return seen
-        m = re.search(r"os_error_code='?(\d+)", str(seen))
-        if m or "No space left on device" in str(seen):
-            code = int(m.group(1)) if m else errno.ENOSPC
-            return OSError(code, os.strerror(code))
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-def _remove_partial(manager, step: int) -> None:
-    """Remove what an unfinished save of ``step`` left: orbax's *.orbax-checkpoint-tmp folders, an unsealed step."""
-    import shutil
-    folder = Path(manager.directory)
-    for entry in folder.iterdir() if folder.is_dir() else ():
-        if "orbax-checkpoint-tmp" in entry.name:
-            shutil.rmtree(entry, ignore_errors=True)
-    if not (_step_dir(manager, step) / CHECKSUMS).exists():
-        shutil.rmtree(_step_dir(manager, step), ignore_errors=True)
-    with contextlib.suppress(Exception):
-        manager.reload()
-
-
-def _save(manager, step: int, tree: dict, loop: LoopState | None) -> None:
-    """Save ``tree`` (and the loop state) as checkpoint ``step``, then seal it with :data:`CHECKSUMS`.
-    A full disk (or another OSError) removes the unfinished checkpoint and is one BridgeError line
-    (with the checkpoint's size); the earlier checkpoints stay."""
-    import orbax.checkpoint as ocp
-
-    from ntk_bridge.io import disk_error, write_json
-    tree = _host(tree)
-    try:
-        if step in manager.all_steps():  # a resumed run re-reaching a step it saved before the kill
-            manager.delete(step)
-        items = {"state": ocp.args.StandardSave(tree)}
-        if loop is not None:
-            items["loop"] = ocp.args.JsonSave(loop.to_json())
-        with _held_back_stderr() as held:
-            manager.save(step, args=ocp.args.Composite(**items))
-            manager.wait_until_finished()
-            held.release()                   # saved: what the library printed is shown as usual
-        write_json(_step_dir(manager, step) / CHECKSUMS, _file_hashes(_step_dir(manager, step)))
-    except Exception as err:
-        oserr = None if isinstance(err, BridgeError) else _os_error(err)
-        if oserr is None and not isinstance(err, BridgeError):
-            raise
-        _remove_partial(manager, step)
-        if isinstance(err, BridgeError):
-            raise
-        needed = sum(int(np.asarray(x).nbytes) for x in __import__("jax").tree_util.tree_leaves(tree))
-        raise disk_error(oserr, _step_dir(manager, step), needed=needed, what="the checkpoint") from None
-
-
-class _HeldBack:
-    """Text written to stderr while saving, passed on to ``target`` only if the save succeeds."""
-
-    def __init__(self, target) -> None:
-        import io
-        self.buffer, self.target = io.StringIO(), target
-
-    def release(self) -> None:
-        self.target.write(self.buffer.getvalue())
-        self.buffer.seek(0)
-        self.buffer.truncate()
-
-
-@contextlib.contextmanager
-def _held_back_stderr():
-    """Hold back what the checkpoint library's threads print while a save runs: on a full disk orbax
-    logs each failed write with its traceback; the one line of :func:`ntk_bridge.io.disk_error` says it."""
-    import logging
-    import sys
-    held, absl = _HeldBack(sys.stderr), logging.getLogger("absl")
-    level = absl.level
-    absl.setLevel(logging.CRITICAL)
-    sys.stderr = held.buffer
-    try:
-        yield held
-    finally:
-        sys.stderr = held.target
-        absl.setLevel(level)
-
-
-class DamagedCheckpoint(BridgeError):
-    """A checkpoint whose files fail their checksums or that the checkpoint library cannot read."""
-
-
-def _restore(manager, step: int, template: dict, with_loop: bool):
-    import jax
-    import orbax.checkpoint as ocp
-    why = damage(manager, step)
-    if why:
-        raise DamagedCheckpoint(f"checkpoint {_step_dir(manager, step)} is damaged ({why})")
-    items = {"state": ocp.args.StandardRestore(_host(template))}
-    if with_loop:
-        items["loop"] = ocp.args.JsonRestore()
-    try:
-        out = manager.restore(step, args=ocp.args.Composite(**items))
-    except Exception as err:  # orbax / tensorstore: a truncated or garbled file
-        detail = " ".join(str(err).split())[:160]
-        raise DamagedCheckpoint(f"checkpoint {_step_dir(manager, step)} cannot be read ({type(err).__name__}: "
-                                f"{detail})") from None
-    tree = jax.tree_util.tree_map(jax.numpy.asarray, out["state"])
-    return tree, (out["loop"] if with_loop else None)
-
-
-def _resume_point(latest, run_dir: Path, state):
-    """(tree, loop JSON) of the latest checkpoint; one the library cannot read is :func:`_cannot_resume`."""
-    try:
-        return _restore(latest, latest.latest_step(), _state_tree(state), with_loop=True)
-    except DamagedCheckpoint as err:
-        raise _cannot_resume(run_dir, str(err)) from None
-
-
-def _cannot_resume(run_dir: Path, why: str) -> BridgeError:
-    """One line for a damaged latest checkpoint: the previous intact one to resume from (delete the
-    damaged folder), or a fresh start."""
-    folder = Path(run_dir) / "checkpoints"
-    steps = sorted((int(p.name) for p in folder.iterdir() if p.name.isdigit()), reverse=True)
-    older = [s for s in steps[1:] if not _damage_of(folder / str(s))]
-    fix = (f"the previous checkpoint (step {older[0]}) is intact: delete {folder / str(steps[0])} to resume "
-           f"from it, or start fresh with a new --run-dir" if older else
-           f"no earlier intact checkpoint is left: start fresh with a new --run-dir (or delete {run_dir})")
-    return BridgeError(f"cannot resume {run_dir}: the latest {why}; {fix}")
-
-
-def check_latest_checkpoint(run_dir: Path) -> None:
-    """Before anything of a resume is written: refuse a latest checkpoint that fails its checksums."""
-    folder = Path(run_dir) / "checkpoints"
-    steps = sorted((int(p.name) for p in folder.iterdir() if p.name.isdigit()), reverse=True) if folder.is_dir() else []
-    why = _damage_of(folder / str(steps[0])) if steps else ""
-    if why:
-        raise _cannot_resume(run_dir, f"checkpoint {folder / str(steps[0])} is damaged ({why})")
-
-
-def _apply_tree(state, tree: dict):
-    return state.replace(step=tree["step"], params=tree["params"], batch_stats=tree["batch_stats"],
-                         opt_state=tree["opt_state"])
-
-
 # ---------------------------------------------------------------- schedule / early stopping
 
 def learning_rate(config: TrainConfig, step: int, scale: float) -> float:
@@ -424,7 +233,7 @@ def prepare_run_dir(config: TrainConfig, run_dir: Path) -> None:
     """Create ``run_dir`` with config.json, or check that an existing one is compatible (a
     folder in which nothing was trained yet takes the new config)."""
     from ntk_bridge.train.paths import check_output_dir
-    check_output_dir(run_dir, "--run-dir")
+    check_output_dir(run_dir, "`run_dir`")
     path = run_dir / "config.json"
     if path.exists():
         try:
@@ -432,15 +241,15 @@ def prepare_run_dir(config: TrainConfig, run_dir: Path) -> None:
         except json.JSONDecodeError:
             saved = None
         if saved is None and trained_anything(run_dir):
-            raise BridgeError(f"{path} is not valid JSON; repair it or use a new --run-dir")
+            raise BridgeError(f"{path} is not valid JSON; repair it or use a new `run_dir`")
         diff = incompatible_fields(saved, config) if saved is not None else []
         if diff and trained_anything(run_dir):
             shown = ", ".join(f"{k}: {saved.get(k)!r} there vs {config.to_dict().get(k)!r} now" for k in diff[:4])
             raise BridgeError(f"run folder {run_dir} was made with a different config ({shown}); "
-                              f"use a new --run-dir or the same settings to resume")
+                              f"use a new `run_dir` or the same settings to resume")
     elif run_dir.exists() and any(run_dir.iterdir()):
         raise BridgeError(f"run folder {run_dir} is not empty and has no config.json; "
-                          f"pick a new --run-dir")
+                          f"pick a new `run_dir`")
     write_json(path, config.to_dict())
 
 
@@ -516,7 +325,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, callback: Callable[[int, 
     ``callback(step, loop_state)`` is called after every step (after any checkpoint); an
     exception from it stops the run as a kill would. Runs in JAX's default float32: nothing in
     ntk_bridge switches the process to float64 (the kernel side asks for it only inside its own
-    calls, :func:`ntk_bridge.nt_backend.float64`).
+    calls, :func:`ntk_bridge.engine.precision.float64`).
     """
     return _train(config, run_dir, callback=callback, data=data, evaluate_test=evaluate_test)
 
@@ -532,7 +341,7 @@ def check_splits(config: TrainConfig, data: RunData) -> None:
             continue
         _, counts = np.unique(split.labels, return_counts=True)
         if counts.size < config.n_way:
-            hint = " or --rotations (4x the classes)" if config.dataset == "omniglot" else ""
+            hint = " or the `rotations` option (4x the classes)" if config.dataset == "omniglot" else ""
             raise BridgeError(f"the {label} split ({split.name}) has {counts.size} classes but "
                               f"n_way={config.n_way} needs at least {config.n_way}; lower n_way{hint}")
         if counts.min() < per_class:
@@ -544,7 +353,6 @@ def start_run(config: TrainConfig, data: RunData | None, quiet: bool = False):
     """Every check of a start, then the model: (data, algorithm, state, prepare). Writes nothing."""
     from ntk_bridge.train.algorithms import get_algorithm
     from ntk_bridge.train.cost import check_memory, evaluation_warning
-
     from ntk_bridge.train.parallel import check_split, data_parallel
     get_algorithm(config.algorithm)  # bad input fails before anything is written
     check_memory(config)
@@ -554,8 +362,7 @@ def start_run(config: TrainConfig, data: RunData | None, quiet: bool = False):
     check_splits(config, data)
     warning = evaluation_warning(config)
     if warning and not quiet:
-        import sys
-        print(warning, file=sys.stderr, flush=True)
+        log.warning(warning)
     algorithm, _, state, prepare = init_state(config, data)
     return data, algorithm, state, prepare
 
@@ -563,12 +370,12 @@ def start_run(config: TrainConfig, data: RunData | None, quiet: bool = False):
 def _train(config: TrainConfig, run_dir: str | Path, *, callback: Callable[[int, dict], None] | None,
            data: RunData | None, evaluate_test: bool) -> dict:
     from ntk_bridge.train.paths import check_output_dir
-    run_dir = check_output_dir(Path(run_dir), "--run-dir")
+    run_dir = check_output_dir(Path(run_dir), "`run_dir`")
     data, algorithm, state, prepare = start_run(config, data)
     fresh = not run_dir.exists()
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with output_lock(run_dir.absolute(), "--run-dir", run_dir):   # a second run on the folder is refused
+        with output_lock(run_dir.absolute(), "`run_dir`", run_dir):   # a second run on the folder is refused
             return _train_in(config, run_dir, callback, data, evaluate_test, algorithm, state, prepare)
     except WriteError:
         if fresh and not has_checkpoint(run_dir):  # a full disk before the first checkpoint: no folder left
@@ -577,27 +384,21 @@ def _train(config: TrainConfig, run_dir: str | Path, *, callback: Callable[[int,
         raise
 
 
-def has_checkpoint(run_dir: Path) -> bool:
-    """Whether ``run_dir`` holds a finished (sealed) latest checkpoint."""
-    folder = Path(run_dir) / "checkpoints"
-    return folder.is_dir() and any((p / CHECKSUMS).is_file() for p in folder.iterdir())
-
-
 def _train_in(config, run_dir, callback, data, evaluate_test, algorithm, state, prepare) -> dict:
     """:func:`_train` once the start checks passed: the run folder, resume, steps, test evaluation."""
     check_latest_checkpoint(run_dir)
     prepare_run_dir(config, run_dir)
-    latest, best = _managers(run_dir)
+    latest, best = managers(run_dir)
     loop = new_loop_state()
     if latest.latest_step() is not None:
-        tree, saved = _resume_point(latest, run_dir, state)
-        state, loop = _apply_tree(state, tree), LoopState.from_json(saved)
+        tree, saved = resume_point(latest, run_dir, state)
+        state, loop = apply_tree(state, tree), LoopState.from_json(saved)
         if loop.stop_reason.startswith("time budget") and not (
                 config.time_budget_s and loop.train_s >= config.time_budget_s):
             loop.stop_reason = ""  # resumed with a larger (or no) budget: train on
     start = int(state.step)
     if start and config.progress:
-        print(f"resuming {run_dir} from step {start} (its latest checkpoint)", flush=True)
+        log.info(f"resuming {run_dir} from step {start} (its latest checkpoint)")
     info = device_info()
     state, step = _steps(config, run_dir, algorithm, state, data, prepare, loop, (latest, best), callback)
     if not loop.stop_reason:
@@ -679,7 +480,7 @@ def _steps(config, run_dir, algorithm, state, data, prepare, loop, managers, cal
             if (step % config.checkpoint_every == 0 or step == config.max_steps or loop.stop_reason or due
                     or stop.requested):
                 loop.wall_s = wall_before + time.perf_counter() - t_wall
-                _save(latest, step, _state_tree(state), loop)
+                save(latest, step, state_tree(state), loop)
                 t_saved = time.perf_counter()
             if callback is not None:
                 callback(step, loop)
@@ -749,7 +550,7 @@ def _validate(config, run_dir, algorithm, state, data, loop, step: int, lr: floa
                            "compile_s": loop.compile_s})
     loop.reset_running()
     if new_best:
-        _save(best, step, {"params": state.params, "batch_stats": state.batch_stats}, None)
+        save(best, step, {"params": state.params, "batch_stats": state.batch_stats}, None)
     _write_metrics(run_dir, loop)
 
 
@@ -764,19 +565,19 @@ def _write_metrics(run_dir: Path, loop: LoopState) -> None:
 
 def restore_for_eval(run_dir: Path, state, which: str = "best"):
     """``state`` with the weights of the best (or latest) checkpoint of ``run_dir``."""
-    latest, best = _managers(Path(run_dir))
+    latest, best = managers(Path(run_dir))
     manager = best if which == "best" and best.latest_step() is not None else latest
     if manager.latest_step() is None:
         raise BridgeError(f"run folder {run_dir} has no checkpoint yet; train it first "
                           f"(ntk-bridge train ... --run-dir {run_dir})")
     try:
         if manager is best:
-            tree, _ = _restore(best, best.latest_step(), {"params": state.params, "batch_stats": state.batch_stats},
+            tree, _ = restore(best, best.latest_step(), {"params": state.params, "batch_stats": state.batch_stats},
                                with_loop=False)
             return state.replace(params=tree["params"], batch_stats=tree["batch_stats"])
-        tree, _ = _restore(latest, latest.latest_step(), _state_tree(state), with_loop=False)
+        tree, _ = restore(latest, latest.latest_step(), state_tree(state), with_loop=False)
     except DamagedCheckpoint as err:
         other = "latest" if manager is best else "best"
         raise BridgeError(f"the {'best' if manager is best else 'latest'} {err}; evaluate the {other} one "
                           f"(ntk-bridge evaluate {run_dir} --checkpoint {other}) or train again into a new --run-dir") from None
-    return _apply_tree(state, tree)
+    return apply_tree(state, tree)

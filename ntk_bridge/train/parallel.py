@@ -18,7 +18,7 @@ episodes are independent (each its own batch statistics and inner loop), so thei
 map runs under ``shard_map`` (:func:`map_episodes`): every device adapts its ``T / n`` episodes
 (MAML's sequential ``lax.map`` included), the episode means are all-reduced outside it.
 Either way the step computes the same function as the one-device step; only the order of the
-floating-point sums changes (``tests/test_multidevice.py`` checks it to float32 tolerance on 4
+floating-point sums changes (``tests/train/test_multidevice.py`` checks it to float32 tolerance on 4
 virtual CPU devices). Random numbers do not depend on the sharding (JAX's partitionable
 threefry, the default: :func:`check_partitionable_rng`).
 

@@ -123,13 +123,11 @@ def read(run_dir: Path):
 def plot_curve(steps, history: list, title: str):
     """The figure of ``curve.png``: training loss per step (and a running mean) from the
     step log, validation accuracy (+- 95% CI) at each validation from ``history`` (metrics.json)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.figure import Figure
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
+    fig = Figure(figsize=(10, 3.6), layout='constrained')
+    (a, b) = fig.subplots(1, 2)
     if len(steps):
         a.plot(steps["step"], steps["loss"], lw=0.8, alpha=0.5, marker="." if len(steps) <= 50 else None,
                label="per step (its batch)")

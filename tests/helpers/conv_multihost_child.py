@@ -1,4 +1,4 @@
-"""One process of a two-process conv-kernel run for tests/test_conv_engine.py (multi-host on one machine).
+"""One process of a two-process conv-kernel run for tests/engine/test_conv_engine.py (multi-host on one machine).
 
 The parent starts two of these with ``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES=2`` /
 ``JAX_PROCESS_ID`` set; each joins the run (``parallel.initialize_distributed``, the path of
@@ -26,8 +26,8 @@ def images(seed: int, n: int, size: int = 5) -> np.ndarray:
 
 def kernels(x1, x2):
     """(kgap, ugap) of 3 layers, chunk 2 (several chunks, so both processes get work)."""
-    from ntk_bridge.conv_engine import gap_kernels
-    from ntk_bridge.nt_backend import float64
+    from ntk_bridge.engine.conv_engine import gap_kernels
+    from ntk_bridge.engine.precision import float64
 
     with float64():
         return gap_kernels(x1, x2, 3, np.sqrt(2.0), chunk=2)

@@ -1,4 +1,4 @@
-"""Child process of tests/test_multidevice.py: runs with several virtual CPU devices.
+"""Child process of tests/train/test_multidevice.py: runs with several virtual CPU devices.
 
 The parent sets ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` before this process
 imports JAX. For each algorithm it takes one training step three ways from the same state,
@@ -18,12 +18,10 @@ import json
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 
-import jax
-
 from helpers.train_data import synthetic_data, tiny_config
-
 from ntk_bridge.errors import BridgeError
 from ntk_bridge.train import parallel
 from ntk_bridge.train.loop import batch_indices, build_batch, init_state, train
@@ -90,7 +88,9 @@ def steps(out: Path, n: int) -> dict:
 
 
 def kernels(out: Path) -> None:
-    from ntk_bridge.kernels import NetSpec, depth_sweep, empirical_kernels, fc_kernels, to_sphere
+    from ntk_bridge.engine.empirical import empirical_kernels
+    from ntk_bridge.engine.fc import depth_sweep, fc_kernels
+    from ntk_bridge.engine.spec import NetSpec, to_sphere
     x = to_sphere(np.random.default_rng(0).normal(size=(6, 5)))
     spec = NetSpec(depth=3, b_std=0.1)
     k = fc_kernels(spec, x)

@@ -1,4 +1,4 @@
-"""One process of a two-process run for tests/test_multidevice.py (a multi-host run on one machine).
+"""One process of a two-process run for tests/train/test_multidevice.py (a multi-host run on one machine).
 
 The parent starts two of these with ``XLA_FLAGS=--xla_force_host_platform_device_count=2`` and
 ``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES=2`` / ``JAX_PROCESS_ID`` set; each joins the run

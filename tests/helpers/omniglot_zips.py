@@ -4,7 +4,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 # Alphabets of the default split of the two small background zips (ntk_bridge.data.omniglot.SMALL_SPLIT).
 _TINY_ALPHABETS = {"images_background_small1": ("Balinese", "Early_Aramaic", "Greek", "Korean", "Latin"),
                    "images_background_small2": ("Japanese_(katakana)", "Sanskrit", "Tagalog")}
