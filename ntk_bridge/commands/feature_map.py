@@ -1,6 +1,6 @@
 """MTL vs GBML where the networks learn features: muP and NTK parameterisation side by side.
 
-For each parameterisation (--params ntk,mup; table in ntk_bridge.engine.parameterisation), depth, width
+For each parameterisation (--params ntk,mup; table in ntk_bridge.engine.parameterization), depth, width
 and seed, one finite ReLU MLP is trained by full-batch SGD with each method
 
   head-only  the initial network's head fine-tuned on the test support (the baseline)

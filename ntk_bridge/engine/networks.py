@@ -11,7 +11,7 @@ same layers initialise to the same numbers from the same key (tested against neu
 - :func:`activation` (ReLU ``max(x, 0)`` or ``erf``) with the empty parameters ``()``;
 - :func:`serial` splits the key once per layer (``key, layer_key = split(key)``), as stax does.
 
-Other parameterisations (standard, muP: :mod:`ntk_bridge.engine.parameterisation`, whose table gives each
+Other parameterisations (standard, muP: :mod:`ntk_bridge.engine.parameterization`, whose table gives each
 layer's init std and SGD step factor) change only the init std of ``W`` (``init_std``) and, for
 standard, the form ``y = x W + b_std b`` with ``W ~ N(0, init_std^2)``; the default NTK network is
 untouched (same draws, same numbers).
@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ntk_bridge.engine.parameterisation import NTK, Parameterisation, layer_scales
+from ntk_bridge.engine.parameterization import NTK, Parameterization, layer_scales
 from ntk_bridge.engine.spec import NetSpec
 from ntk_bridge.errors import require
 
@@ -96,7 +96,7 @@ def serial(*layers: Layer) -> Layer:
     return Layer(init, apply)
 
 
-def fc_layers(spec: NetSpec, width: int, out_dim: int = 1, param: Parameterisation = NTK,
+def fc_layers(spec: NetSpec, width: int, out_dim: int = 1, param: Parameterization = NTK,
               d: int | None = None) -> list[Layer]:
     """``spec.depth`` x [dense(width, W_std, b_std), activation], then dense(out_dim) readout, in
     ``param`` (NTK by default; the standard form needs the input dimension ``d``)."""
@@ -111,7 +111,7 @@ def fc_layers(spec: NetSpec, width: int, out_dim: int = 1, param: Parameterisati
     return hidden + [dense(int(out_dim), spec.readout_W_std, spec.readout_b_std, scales[-1].init_std, std)]
 
 
-def fc_network(spec: NetSpec, width: int = 512, out_dim: int = 1, param: Parameterisation = NTK,
+def fc_network(spec: NetSpec, width: int = 512, out_dim: int = 1, param: Parameterization = NTK,
                d: int | None = None) -> tuple[Callable, Callable]:
     """``(init_fn, apply_fn)`` of ``spec`` at ``width`` in ``param``: ``init_fn(key, (n, d)) ->
     (out_shape, params)`` (stax's signature) and ``apply_fn(params, x (n, d)) -> (n, out_dim)``."""
@@ -127,7 +127,7 @@ def fc_network(spec: NetSpec, width: int = 512, out_dim: int = 1, param: Paramet
     return init_fn, apply_fn
 
 
-def fc_features(spec: NetSpec, width: int, param: Parameterisation = NTK, d: int | None = None) -> Callable:
+def fc_features(spec: NetSpec, width: int, param: Parameterization = NTK, d: int | None = None) -> Callable:
     """``features(params, x (n, d)) -> [h_1, ..., h_L]``: each hidden layer's post-activation
     outputs (n, width) of the network :func:`fc_network` builds with the same arguments (the
     readout left out); for coordinate checks and learned-representation scores."""

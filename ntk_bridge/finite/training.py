@@ -2,7 +2,7 @@
 
 The network is the kernel core's :func:`ntk_bridge.engine.empirical.network` at a finite width (NTK
 parameterisation by default; ``init_net(..., param=)`` selects standard or muP, whose per-layer
-SGD step factors (:mod:`ntk_bridge.engine.parameterisation`) every gradient step below applies, inner
+SGD step factors (:mod:`ntk_bridge.engine.parameterization`) every gradient step below applies, inner
 loops included; float64: the public functions run inside :func:`ntk_bridge.engine.precision.float64`): ``params[-1]``
 is the head (readout), ``params[:-1]`` the body. Every loss is the squared loss with a 1/2,
 ``(1/2) sum ||f - Y||^2`` (summed, not averaged), so that a gradient step of size ``a`` is
@@ -52,7 +52,7 @@ import numpy as np
 from ntk_bridge.closed_form.inner_loop import InnerLoop
 from ntk_bridge.closed_form.tasks import TaskSet
 from ntk_bridge.engine.empirical import network
-from ntk_bridge.engine.parameterisation import NTK, Parameterisation, lr_factors
+from ntk_bridge.engine.parameterization import NTK, Parameterization, lr_factors
 from ntk_bridge.engine.precision import in_float64
 from ntk_bridge.engine.spec import NetSpec
 from ntk_bridge.errors import BridgeError, require
@@ -127,12 +127,12 @@ class FiniteNet:
     apply_fn: Callable
     params0: Params
     heads_a: Params
-    param: Parameterisation = NTK
+    param: Parameterization = NTK
     lr_factors: tuple | None = None
 
 
 @lru_cache(maxsize=16)
-def _network(spec: NetSpec, width: int, param: Parameterisation = NTK, d: int | None = None):
+def _network(spec: NetSpec, width: int, param: Parameterization = NTK, d: int | None = None):
     """One (init_fn, apply_fn) per (spec, width, param), so jitted trainers are reused across seeds."""
     if param == NTK:
         return network(spec, int(width))
@@ -143,7 +143,7 @@ def _network(spec: NetSpec, width: int, param: Parameterisation = NTK, d: int | 
 
 @in_float64
 def init_net(spec: NetSpec, width: int, seed: int, d: int, n_heads: int,
-             param: Parameterisation = NTK) -> FiniteNet:
+             param: Parameterization = NTK) -> FiniteNet:
     """Initialise a network of ``width`` from ``PRNGKey(seed)``; heads of variant A from folds 1..
     (the same keys in every parameterisation: only the scales of the table differ)."""
     import jax

@@ -22,7 +22,7 @@ the two methods' learned subspaces (do they learn the same representation?).
 Outer schedule (as the width sweep's, :func:`ntk_bridge.finite.sweep.objective_kernel`): S =
 ceil(outer_time * lam_max / lr_fraction) steps of lr = outer_time / S, lam_max of the method's
 infinite-width objective kernel in NTK parameterisation; muP's initial kernel equals it in
-expectation (:mod:`ntk_bridge.engine.parameterisation`), so both parameterisations run the same steps.
+expectation (:mod:`ntk_bridge.engine.parameterization`), so both parameterisations run the same steps.
 
 Convergence in width: per (param, depth, seed, method) ``delta_width = ||F(n) - F(n_prev)|| /
 ||F(n)||`` between successive widths of the grid (a limit is being approached when it falls).
@@ -45,7 +45,7 @@ import pandas as pd
 
 from ntk_bridge.closed_form.distances import d_rel, relative_error
 from ntk_bridge.closed_form.tasks import SUBSPACE_FAMILIES, FamilyConfig, TaskSet, make_tasks
-from ntk_bridge.engine.parameterisation import PARAMS, Parameterisation
+from ntk_bridge.engine.parameterization import PARAMS, Parameterization
 from ntk_bridge.engine.spec import NetSpec
 from ntk_bridge.errors import BridgeError, require
 from ntk_bridge.stats import finite_mean_ci, fit_loglog
@@ -95,7 +95,7 @@ class FeatureMapConfig:
         require(len(self.params) >= 1, "give at least one parameterisation")
         for p in self.params:
             require(p in PARAMS, f"unknown parameterisation {p!r}; choose from {', '.join(PARAMS)}")
-        Parameterisation("mup", int(self.base_width))       # validates the base width
+        Parameterization("mup", int(self.base_width))       # validates the base width
         require(isinstance(self.seeds, (int, np.integer)) and self.seeds >= 1, f"seeds must be >= 1 (got {self.seeds!r})")
         require(self.family.family in SUBSPACE_FAMILIES,
                 f"the feature map needs a family with a known subspace ({', '.join(SUBSPACE_FAMILIES)}); "
@@ -200,7 +200,7 @@ def train_unit(config: FeatureMapConfig, unit: Unit) -> tuple[dict, list[dict], 
     tasks = make_tasks(config.family, unit.seed)
     spec = config.net.with_depth(unit.depth)
     gram = infinite_gram(spec, tasks)
-    param = Parameterisation(unit.param, int(config.base_width))
+    param = Parameterization(unit.param, int(config.base_width))
     net = init_net(spec, unit.width, unit.seed, config.family.d, 1, param)
     w0 = _first_layer(net.params0).astype(config.dtype).astype(np.float64)   # as training starts from it
     proj, y = tasks.meta["subspace"], tasks.test_y_query()

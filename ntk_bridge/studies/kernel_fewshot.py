@@ -145,7 +145,7 @@ def downsample(images: np.ndarray, size: int) -> np.ndarray:
     return x.reshape(n, size, h // size, size, w // size, c).mean(axis=(2, 4))
 
 
-def normalise(x: np.ndarray, centre: str, pixel_mean: np.ndarray | None) -> np.ndarray:
+def normalize_images(x: np.ndarray, centre: str, pixel_mean: np.ndarray | None) -> np.ndarray:
     """Flatten (N, ...) images to (N, d), centre them and project onto the sphere of radius sqrt(d).
 
     ``pixel``: subtract ``pixel_mean`` (the training split's per-pixel mean, shape x.shape[1:]);
@@ -477,8 +477,8 @@ def episode_tasks(config: FewShotConfig, splits: Splits, eps, size: int) -> Epis
     """Episodes ``eps`` on images block-averaged to ``size``, centred by the training split and on the sphere."""
     x_tr, x_te = downsample(splits.train.images, size), downsample(splits.test.images, size)
     pixel_mean = x_tr.mean(axis=0)
-    z_tr = normalise(x_tr, config.centre, pixel_mean)
-    z_te = normalise(x_te, config.centre, pixel_mean)
+    z_tr = normalize_images(x_tr, config.centre, pixel_mean)
+    z_te = normalize_images(x_te, config.centre, pixel_mean)
     return episodes_to_tasks(z_tr, eps[0], z_te, eps[1], config.n_way,
                              splits.train.class_names, splits.test.class_names)
 

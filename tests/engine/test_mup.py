@@ -1,4 +1,4 @@
-"""Parameterisations of the finite networks (ntk_bridge.engine.parameterisation): the muP table, muP = NTK
+"""Parameterizations of the finite networks (ntk_bridge.engine.parameterization): the muP table, muP = NTK
 at the base width, and the coordinate check (activation updates width-independent in muP,
 vanishing like width^-1/2 in NTK parameterisation)."""
 
@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from ntk_bridge.closed_form.tasks import FamilyConfig, make_tasks
-from ntk_bridge.engine.parameterisation import NTK, Parameterisation, layer_scales, lr_factors
+from ntk_bridge.engine.parameterization import NTK, Parameterization, layer_scales, lr_factors
 from ntk_bridge.engine.spec import NetSpec
 from ntk_bridge.errors import BridgeError
 from ntk_bridge.stats import fit_loglog
 
-MUP = Parameterisation("mup", base_width=64)
+MUP = Parameterization("mup", base_width=64)
 
 
 def test_mup_table_exponents():
@@ -39,7 +39,7 @@ def test_mup_table_exponents():
 
 def test_unknown_parameterisation_is_one_line():
     with pytest.raises(BridgeError, match="unknown parameterisation 'mu'"):
-        Parameterisation("mu")
+        Parameterization("mu")
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +56,11 @@ def test_mup_at_base_width_is_the_ntk_network(tiny):
 
     spec = NetSpec(depth=2)
     a = init_net(spec, 32, 3, 8, 3)
-    b = init_net(spec, 32, 3, 8, 3, Parameterisation("mup", base_width=32))
+    b = init_net(spec, 32, 3, 8, 3, Parameterization("mup", base_width=32))
     for pa, pb in zip(a.params0, b.params0):
         for x, y in zip(pa, pb):
             np.testing.assert_array_equal(x, y)
-    sp = init_net(spec, 32, 3, 8, 3, Parameterisation("standard", base_width=32))
+    sp = init_net(spec, 32, 3, 8, 3, Parameterization("standard", base_width=32))
     for method, fo in (("mtl-a", False), ("mtl-b", False), ("anil", False), ("maml", False), ("maml", True),
                        ("ntk", False)):
         cfg = GDConfig(outer_lr=0.01, outer_steps=20, first_order=fo)

@@ -44,13 +44,13 @@ def test_normalise_puts_rows_on_the_sphere_after_centring():
     rng = np.random.default_rng(1)
     x = rng.random((6, 4, 4, 1))
     mean = x.mean(axis=0)
-    z = kf.normalise(x, "pixel", mean)
+    z = kf.normalize_images(x, "pixel", mean)
     np.testing.assert_allclose(np.sum(z * z, axis=1) / 16, 1.0, rtol=1e-12)
     # centring happened before the projection: z is parallel to x - mean
     c = (x - mean).reshape(6, -1)
     cos = np.sum(z * c, axis=1) / np.linalg.norm(z, axis=1) / np.linalg.norm(c, axis=1)
     np.testing.assert_allclose(cos, 1.0, rtol=1e-12)
-    zi = kf.normalise(x, "image", None)
+    zi = kf.normalize_images(x, "image", None)
     np.testing.assert_allclose(zi.sum(axis=1), 0.0, atol=1e-12)
 
 
@@ -68,7 +68,7 @@ def _fake_episode_tasks(shots=2, n_train=3, n_test=5, d=9, seed=0):
     n_cls, per = 12, 8
     protos = rng.standard_normal((n_cls, d))
     labels = np.repeat(np.arange(n_cls), per)
-    x = kf.normalise(protos[labels] + 0.7 * rng.standard_normal((len(labels), d)), "none", None)
+    x = kf.normalize_images(protos[labels] + 0.7 * rng.standard_normal((len(labels), d)), "none", None)
     tr = sample_episodes(labels[: 6 * per], 3, shots, 2, n_train, rng)
     te_labels = labels[6 * per:] - 6
     te = sample_episodes(te_labels, 3, shots, 2, n_test, rng)
@@ -147,8 +147,8 @@ def test_conv_kernel_tiles_equal_one_neural_tangents_call():
 
     stax = _stax()
     rng = np.random.default_rng(3)
-    x1 = kf.normalise(rng.random((7, 4, 4, 1)), "image", None)
-    x2 = kf.normalise(rng.random((5, 4, 4, 1)), "image", None)
+    x1 = kf.normalize_images(rng.random((7, 4, 4, 1)), "image", None)
+    x2 = kf.normalize_images(rng.random((5, 4, 4, 1)), "image", None)
     conv = kf.conv_kernel_eval((1, 2), 4, tile=3)
     for depth in (1, 2):
         layers = []

@@ -33,7 +33,7 @@ def _fixed_episodes(n_eps, classes, rng):
 def _images(n_cls, d, rng):
     protos = rng.standard_normal((n_cls, d))
     labels = np.repeat(np.arange(n_cls), PER)
-    return kf.normalise(protos[labels] + 0.8 * rng.standard_normal((len(labels), d)), "none", None), labels
+    return kf.normalize_images(protos[labels] + 0.8 * rng.standard_normal((len(labels), d)), "none", None), labels
 
 
 def _config():
@@ -150,8 +150,8 @@ def test_conv_kernel_all_depths_match_unbatched_neural_tangents():
     from ntk_bridge.reference.conv import reference_kernel
 
     rng = np.random.default_rng(3)
-    x1 = kf.normalise(rng.random((7, 4, 4, 1)), "image", None)
-    x2 = kf.normalise(rng.random((5, 4, 4, 1)), "image", None)
+    x1 = kf.normalize_images(rng.random((7, 4, 4, 1)), "image", None)
+    x2 = kf.normalize_images(rng.random((5, 4, 4, 1)), "image", None)
     spec = ConvSpec(image_size=4, depths=(1, 3, 8), tile=3)
     kern = ConvKernel(spec)
     got, same = kern(x1, x2), kern(x1, None)
@@ -175,8 +175,8 @@ def test_conv_cache_returns_identical_arrays_and_is_invalidated_by_images_or_spe
     from ntk_bridge.engine.conv_kernels import ConvKernel, ConvSpec
 
     rng = np.random.default_rng(4)
-    x1 = kf.normalise(rng.random((5, 4, 4, 1)), "image", None)
-    x2 = kf.normalise(rng.random((4, 4, 4, 1)), "image", None)
+    x1 = kf.normalize_images(rng.random((5, 4, 4, 1)), "image", None)
+    x2 = kf.normalize_images(rng.random((4, 4, 4, 1)), "image", None)
     spec = ConvSpec(image_size=4, depths=(1, 2), tile=4)
     first = ConvKernel(spec, tmp_path)
     a = first(x1, x2)

@@ -1,4 +1,4 @@
-"""Parameterisations of the finite MLPs: NTK (the default), standard (SP) and maximal update (muP).
+"""Parameterizations of the finite MLPs: NTK (the default), standard (SP) and maximal update (muP).
 
 A dense layer of the engine (:func:`ntk_bridge.engine.networks.dense`) computes ``y = m x w + b_std b``
 with a multiplier ``m``, trainable weights ``w ~ N(0, s^2)`` and, in training, plain SGD steps of
@@ -56,7 +56,7 @@ PARAMS = ("ntk", "standard", "mup")
 
 
 @dataclass(frozen=True)
-class Parameterisation:
+class Parameterization:
     """``name`` in PARAMS and the base width ``n0`` at which every parameterisation equals NTK."""
 
     name: str = "ntk"
@@ -76,7 +76,7 @@ class Parameterisation:
         return self.name if self.name == "ntk" else f"{self.name} (base width {self.base_width})"
 
 
-NTK = Parameterisation()
+NTK = Parameterization()
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class LayerScale:
     lr: float
 
 
-def layer_scales(param: Parameterisation, depth: int, width: int, d: int, W_std: float,
+def layer_scales(param: Parameterization, depth: int, width: int, d: int, W_std: float,
                  readout_W_std: float) -> tuple[LayerScale, ...]:
     """The depth + 1 dense layers' (init std, step factor) of the module table, input first."""
     n, n0 = float(width), float(param.base_width)
@@ -104,7 +104,7 @@ def layer_scales(param: Parameterisation, depth: int, width: int, d: int, W_std:
     return tuple(body + [LayerScale(math.sqrt(n0 / n), 1.0)])
 
 
-def lr_factors(param: Parameterisation, depth: int, width: int, d: int, W_std: float,
+def lr_factors(param: Parameterization, depth: int, width: int, d: int, W_std: float,
                readout_W_std: float) -> tuple[float, ...]:
     """Step factor per entry of the stax parameter list ``[(W1,b1), (), ..., (WL,bL), (), (Wr,br)]``
     (1.0 for the parameter-free activation entries)."""
