@@ -38,7 +38,7 @@ OUT = Path("experiments/results/width_fluctuation")
 
 @dataclass(frozen=True)
 class Config:
-    seeds: dict = field(default_factory=lambda: {256: 24, 512: 12, 1024: 6, 2048: 2, 4096: 1})
+    seeds: dict = field(default_factory=lambda: {256: 4, 512: 4, 1024: 3, 2048: 2, 4096: 1})
     depths: tuple = (1, 2, 4, 8, 16, 32, 64)
     n_points: int = 8
     d: int = 16
