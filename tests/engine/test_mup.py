@@ -86,9 +86,29 @@ WIDTHS = (128, 256, 512, 1024, 2048)
 SEEDS = (0, 1, 2, 3)
 
 
-def _updates(param, width: int, seed: int, x, y, steps: int = 3, lr: float = 0.02) -> list[float]:
+# broken muP variants of the negative controls (TP V's two classic mistakes)
+NTK_READOUT = "mup with an NTK readout"          # readout init N(0, 1) (Var W_r ~ 1/n), not N(0, n0/n)
+FLAT_INPUT_STEP = "mup without the input step"   # input layer's step factor 1, not n/n0
+
+
+def _variant(net, variant: str | None):
+    """The muP network ``net`` broken as ``variant`` says (None: unchanged)."""
+    from dataclasses import replace
+
+    n, n0 = net.width, net.param.base_width
+    if variant == NTK_READOUT:
+        w, b = net.params0[-1]
+        return replace(net, params0=list(net.params0[:-1]) + [(w * math.sqrt(n / n0), b)])
+    if variant == FLAT_INPUT_STEP:
+        return replace(net, lr_factors=(1.0,) + tuple(net.lr_factors[1:]))
+    return net
+
+
+def _updates(param, width: int, seed: int, x, y, steps: int = 3, lr: float = 0.02,
+             variant: str | None = None) -> list[float]:
     """RMS per coordinate of each hidden layer's activation change, and of the output's, after
-    ``steps`` SGD steps of the whole network on (x, y) (the parameterisation's per-layer steps)."""
+    ``steps`` SGD steps of the whole network on (x, y) (the parameterisation's per-layer steps;
+    ``variant`` breaks a muP network, see :func:`_variant`)."""
     import jax.numpy as jnp
 
     from ntk_bridge.engine.networks import fc_features
@@ -97,7 +117,7 @@ def _updates(param, width: int, seed: int, x, y, steps: int = 3, lr: float = 0.0
 
     spec = NetSpec(depth=2)
     with float64():
-        net = init_net(spec, width, seed, x.shape[1], 1, param)
+        net = _variant(init_net(spec, width, seed, x.shape[1], 1, param), variant)
         xj, yj = jnp.asarray(x), jnp.asarray(y)
         p, _ = gradient_descent(net.apply_fn, "ntk", list(net.params0), (xj, yj),
                                 GDConfig(outer_lr=lr, outer_steps=steps), "coordinate check", net.lr_factors)
@@ -106,6 +126,30 @@ def _updates(param, width: int, seed: int, x, y, steps: int = 3, lr: float = 0.0
         out = [float(jnp.sqrt(jnp.mean((a - b) ** 2))) for a, b in zip(h0, h1)]
         out.append(float(jnp.sqrt(jnp.mean((net.apply_fn(p, xj) - net.apply_fn(net.params0, xj)) ** 2))))
     return out
+
+
+def _coordinate_data():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((24, 8))
+    x *= math.sqrt(8) / np.linalg.norm(x, axis=1, keepdims=True)
+    y = 5.0 * (np.tanh(x[:, :1]) + 0.5 * x[:, 1:2] ** 2 - 0.5)   # residuals y - f_0 dominated by y
+    return x, y
+
+
+def _slopes(param, seed: int, variant: str | None = None) -> list[float]:
+    """Log-log slopes in width (128..2048) of each hidden layer's activation update and the output's."""
+    x, y = _coordinate_data()
+    ups = np.array([_updates(param, w, seed, x, y, variant=variant) for w in WIDTHS])     # (widths, layers + 1)
+    return [fit_loglog(WIDTHS, ups[:, j])[0] for j in range(ups.shape[1])]
+
+
+HIDDEN_TOL, OUTPUT_TOL = 0.15, 0.3
+
+
+def _passes(slopes: list[float], hidden: float = 0.0) -> bool:
+    """The coordinate check: every hidden layer's slope within HIDDEN_TOL of ``hidden`` (muP: 0),
+    the output's within OUTPUT_TOL of 0."""
+    return all(abs(s - hidden) <= HIDDEN_TOL for s in slopes[:-1]) and abs(slopes[-1]) <= OUTPUT_TOL
 
 
 @pytest.mark.slow
@@ -120,14 +164,32 @@ def test_coordinate_check_mup_width_independent_ntk_vanishing():
     differ from seed to seed). Tolerances about twice the largest deviation seen: 0.15 for the
     hidden layers (the two parameterisations' exponents are 0.5 apart) and 0.3 for the output.
     """
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((24, 8))
-    x *= math.sqrt(8) / np.linalg.norm(x, axis=1, keepdims=True)
-    y = 5.0 * (np.tanh(x[:, :1]) + 0.5 * x[:, 1:2] ** 2 - 0.5)   # residuals y - f_0 dominated by y
     for param, hidden in ((MUP, 0.0), (NTK, -0.5)):
         for seed in SEEDS:
-            ups = np.array([_updates(param, w, seed, x, y) for w in WIDTHS])     # (widths, layers + 1)
-            slopes = [fit_loglog(WIDTHS, ups[:, j])[0] for j in range(ups.shape[1])]
+            slopes = _slopes(param, seed)
             for j, s in enumerate(slopes[:-1]):
-                assert s == pytest.approx(hidden, abs=0.15), (param.name, seed, f"layer {j + 1}", slopes)
-            assert slopes[-1] == pytest.approx(0.0, abs=0.3), (param.name, seed, "output", slopes)
+                assert s == pytest.approx(hidden, abs=HIDDEN_TOL), (param.name, seed, f"layer {j + 1}", slopes)
+            assert slopes[-1] == pytest.approx(0.0, abs=OUTPUT_TOL), (param.name, seed, "output", slopes)
+            assert _passes(slopes, hidden)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("param, variant", [(Parameterization("standard", base_width=64), None),
+                                            (MUP, NTK_READOUT), (MUP, FLAT_INPUT_STEP)],
+                         ids=["standard", "ntk-readout", "flat-input-step"])
+def test_coordinate_check_fails_for_standard_and_broken_mup(param, variant):
+    """Negative controls: the same check (hidden slopes within 0.15 of 0, output within 0.3) FAILS
+    on every seed for standard parameterisation (its readout and hidden steps, set at n0, grow the
+    updates with width), for muP with an NTK readout (readout init variance ~1/n instead of
+    ~n0/n^2: the backward signal into the body is sqrt(n/n0) too large) and for muP without the
+    width-scaled input step (layer 1's update shrinks like 1/n). Each fails by a wide margin: some
+    hidden layer's slope is more than twice the tolerance from 0.
+
+    Measured (layer 1, layer 2, output) over the 4 seeds: standard +0.26..+0.86, +0.69..+1.00,
+    +0.34..+1.37; NTK readout +0.33..+0.64, +0.41..+0.53, +0.78..+0.94; flat input step
+    -1.04..-0.97, -0.19..-0.11, -0.14..-0.06 (muP itself: hidden -0.05..+0.02).
+    """
+    for seed in SEEDS:
+        slopes = _slopes(param, seed, variant)
+        assert not _passes(slopes), (param.name, variant, seed, slopes)
+        assert max(abs(s) for s in slopes[:-1]) > 2 * HIDDEN_TOL, (param.name, variant, seed, slopes)
