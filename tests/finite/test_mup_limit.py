@@ -1,4 +1,4 @@
-"""The exact muP limit of one-hidden-layer linear networks (ntk_bridge.finite.mup_limit, docs/theory.md 10).
+"""The exact muP limit of one-hidden-layer linear networks (ntk_bridge.finite.mup_limit, docs/theory.md 11).
 
 (a) exactness: the project's own trainer (finite.training.train_and_predict) on a linear muP network
 equals the recursion C <- A C A^T started from that network's empirical second moment, for every
