@@ -71,10 +71,10 @@ def test_gbml_reads_the_typed_options():
     from ntk_bridge.train.gbml import gbml_config_from_run
     g = gbml_config_from_run(from_dict({"algorithm": "maml", "n_way": 3, "lr": 0.002,
                                         "algorithm_options": {"inner_lr": 5.0, "remat": True}}))
-    assert (g.n_way, g.lr, g.inner_lr, g.inner_steps, g.eval_inner_steps, g.remat) == (3, 0.002, 5.0, 1, 1, True)
+    assert (g.n_way, g.lr, g.maml.inner_lr, g.maml.inner_steps, g.maml.eval_inner_steps, g.maml.remat) == (3, 0.002, 5.0, 1, 1, True)
     g = gbml_config_from_run(from_dict({"algorithm": "metaoptnet-ridge",
                                         "algorithm_options": {"init_lambda": 0.5, "init_scale": 3}}))
-    assert (g.ridge_lambda, g.ridge_scale) == (0.5, 3.0)
+    assert (g.ridge.init_lambda, g.ridge.init_scale) == (0.5, 3.0)
 
 
 @pytest.mark.slow
