@@ -71,6 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--distributed", action="store_true",
                         help="join a multi-host run first (jax.distributed.initialize: JAX_COORDINATOR_ADDRESS, "
                              "JAX_NUM_PROCESSES, JAX_PROCESS_ID, or SLURM / Open MPI auto-detection)")
+    parser.add_argument("--distributed-timeout", type=float, default=None, metavar="S",
+                        help="seconds --distributed waits for every process to join before it stops with one "
+                             "line (default 300); a progress line says whom it waits for, Ctrl-C / SIGTERM stop it")
     parser.add_argument("--rotations", action="store_true",
                         help="Omniglot: add the 90/180/270-degree rotations of every character as "
                              "new classes (dataset_options rotations=true, the usual protocol)")
@@ -202,9 +205,13 @@ def run(args) -> int:
     from ntk_bridge.train.loop import train
 
     config = build_config(args)
+    if args.distributed_timeout is not None and not args.distributed:
+        from ntk_bridge.errors import BridgeError
+        raise BridgeError("--distributed-timeout applies to --distributed only; add --distributed or drop it")
     if args.distributed:  # before anything asks JAX for its devices
-        from ntk_bridge.train.parallel import initialize_distributed
-        initialize_distributed()
+        from ntk_bridge.train.parallel import DISTRIBUTED_TIMEOUT_S, initialize_distributed
+        timeout = DISTRIBUTED_TIMEOUT_S if args.distributed_timeout is None else args.distributed_timeout
+        initialize_distributed(distributed_timeout=timeout)
     run_dir = Path(args.run_dir or f"runs/{config.dataset}_{config.shots}shot_{config.algorithm}_seed{config.seed}")
     summary = train(config, run_dir)
     metrics = run_dir / "metrics.json"
