@@ -425,19 +425,55 @@ def output_lock(target: Path, option: str, shown: Path) -> Iterator[Path]:
         os.close(fd)
 
 
-def _short(value: Any, limit: int = 40) -> str:
+def _short(value: Any, limit: int = 60) -> str:
     text = json.dumps(value, sort_keys=True, default=str)
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+ABSENT = object()
+
+
+def first_difference(saved: Any, now: Any, path: str) -> tuple[str, Any, Any] | None:
+    """(the path of the first differing leaf, its value there, its value now) or None when equal.
+
+    Nested objects are entered key by key (sorted) and lists of one length item by item, so the
+    path names the setting that differs (``predictor.inner.tau``, ``depths[3]``) and both values
+    are that setting's, never two cut copies of a whole nested object."""
+    if saved == now:
+        return None
+    if isinstance(saved, dict) and isinstance(now, dict):
+        for key in sorted(set(saved) | set(now), key=str):
+            found = first_difference(saved.get(key, ABSENT), now.get(key, ABSENT), f"{path}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(saved, list) and isinstance(now, list) and len(saved) == len(now):
+        for i, (a, b) in enumerate(zip(saved, now)):
+            found = first_difference(a, b, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    return path, saved, now
+
+
+def _shown(value: Any) -> str:
+    return "absent" if value is ABSENT else _short(value)
+
+
 def settings_differences(saved: Any, settings: dict) -> list[str]:
-    """``"key: saved there vs new now"`` for each top-level key whose value differs (JSON-normalised).
-    A key the saved config lacks (a setting added after that run was made) is not compared."""
+    """``"path: saved there vs new now"`` for each top-level key whose value differs (JSON-normalised),
+    naming the first differing nested setting (:func:`first_difference`). A top-level key the saved
+    config lacks (a setting added after that run was made) is not compared."""
     now = json.loads(json_text(settings))
     if not isinstance(saved, dict):
         return [f"config.json: {_short(saved)} there"]
-    keys = sorted(saved)
-    return [f"{k}: {_short(saved.get(k))} there vs {_short(now.get(k))} now" for k in keys if saved.get(k) != now.get(k)]
+    out = []
+    for key in sorted(saved):
+        found = first_difference(saved.get(key), now.get(key, ABSENT), key)
+        if found:
+            path, a, b = found
+            out.append(f"{path}: {_shown(a)} there vs {_shown(b)} now")
+    return out
 
 
 def check_settings(target: Path, shown: Path, option: str, settings: dict | None, overwrite: bool) -> None:
