@@ -98,12 +98,25 @@ def child(config_path: str, out_path: str) -> None:
     Path(out_path).write_bytes(pickle.dumps(tables(config, None)))
 
 
+def one_thread(config):
+    """The tables computed in a child process with one BLAS / OpenMP / XLA thread."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg, out = Path(tmp, "config.pkl"), Path(tmp, "out.pkl")
+        cfg.write_bytes(pickle.dumps(config))
+        env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+                   XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+        subprocess.run([sys.executable, __file__, "--child", str(cfg), str(out)], env=env, check=True)
+        return pickle.loads(out.read_bytes())
+
+
 def main() -> None:
     from ntk_bridge.studies.depth_sweep import DepthStudyConfig
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--draws", type=int, default=DepthStudyConfig.draws)
     p.add_argument("--ulp-seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--no-threads", action="store_true", help="skip the one-thread child run")
     p.add_argument("--show", type=int, default=9, help="list the cells whose %%.ng text differs, n <= this")
     p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -113,14 +126,9 @@ def main() -> None:
     config = dataclasses.replace(defaults, draws=args.draws,
                                  net=dataclasses.replace(defaults.net, depth=max(defaults.depths)))
     variants = {"base": tables(config, None)}
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg, out = Path(tmp, "config.pkl"), Path(tmp, "out.pkl")
-        cfg.write_bytes(pickle.dumps(config))
-        env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
-                   XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
-        subprocess.run([sys.executable, __file__, "--child", str(cfg), str(out)], env=env, check=True)
-        variants["threads"] = pickle.loads(out.read_bytes())
-    for k in range(args.ulp_seeds):
+    if not args.no_threads:
+        variants["threads"] = one_thread(config)
+    for k in range(args.first_seed, args.first_seed + args.ulp_seeds):
         variants[f"ulp-{k}"] = tables(config, k)
     print(f"default depth sweep, {config.draws} draws; load average {os.getloadavg()[0]:.2f}")
     print(f"cells whose %.ng text differs from base, n = {DIGITS.start}..{DIGITS.stop - 1}")

@@ -187,9 +187,11 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda fh: fh.write(text))
 
 
-def write_csv(path: str | os.PathLike, frame) -> Path:
-    """Atomically write a pandas DataFrame as CSV (no index)."""
-    return atomic_write(path, lambda fh: frame.to_csv(fh, index=False))
+def write_csv(path: str | os.PathLike, frame, digits: int | None = None) -> Path:
+    """Atomically write a pandas DataFrame as CSV (no index); floats with ``digits`` significant
+    digits (``%.{digits}g``) when given, else in full (shortest round-trip repr)."""
+    fmt = None if digits is None else f"%.{int(digits)}g"
+    return atomic_write(path, lambda fh: frame.to_csv(fh, index=False, float_format=fmt))
 
 
 def save_figure(path: str | os.PathLike, fig, dpi: int = 130) -> Path:
