@@ -293,7 +293,7 @@ def mean_ci(values, ddof: int = 1) -> tuple[float, float]:
     non-finite values are refused (``ntk_bridge.stats.finite_mean_ci`` counts and drops them)."""
     from ntk_bridge import stats
 
-    v = real_array(values, "values")
+    v = real_array(values, "values", "drop them, or use ntk_bridge.stats.finite_mean_ci (it counts and drops them)")
     require(v.ndim == 1 and v.size >= 1, f"values must be a non-empty 1-D list of numbers; got shape {v.shape}")
     return stats.mean_ci(v, ddof=_check_int(ddof, "ddof", 0))
 
