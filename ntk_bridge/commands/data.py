@@ -162,7 +162,7 @@ def run(args) -> int:
             splits[s], errors[s] = None, str(err)
     if all(v is None for v in splits.values()):
         raise BridgeError(next(iter(errors.values())))
-    damaged = [e for e in errors.values() if " is damaged" in e]
+    damaged = [e for e in errors.values() if " is damaged" in e or e.startswith("image ")]
     if damaged:                                 # a damaged file is a fault to fix, not a missing split
         raise BridgeError(damaged[0])
 

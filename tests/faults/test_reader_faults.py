@@ -1,0 +1,144 @@
+"""Damaged and hostile inputs to the readers, through the commands (issue 34): each case asserts the
+exit code, one `error:` line with its words, no traceback, and the files afterwards (none written,
+the inputs untouched). Classes: image-folder images, the image-folder split file, Omniglot zips."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers.file_tree import tree
+from helpers.image_folder import write_image_folder
+from helpers.omniglot_zips import write_tiny_omniglot
+
+from ntk_bridge.commands.cli import main
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_header(width: int, height: int, bad_crc: bool = False) -> bytes:
+    """A PNG that declares ``width`` x ``height`` grey pixels (IHDR only; no pixel data)."""
+    ihdr = _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+    if bad_crc:
+        ihdr = ihdr[:-1] + bytes([ihdr[-1] ^ 0xFF])
+    return b"\x89PNG\r\n\x1a\n" + ihdr + _chunk(b"IEND", b"")
+
+
+def a_png(size: int = 32) -> bytes:
+    """A noisy grey PNG (its pixel data does not compress: truncating it cuts the pixels)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (size, size), dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+HOSTILE_IMAGES = {
+    "empty": (b"", ["cannot be read", "UnidentifiedImageError"]),
+    "text": (b"not an image at all\n", ["cannot be read", "UnidentifiedImageError"]),
+    "html": (b"<!DOCTYPE html><html><body>Sign in</body></html>", ["cannot be read"]),
+    "truncated": (a_png()[: len(a_png()) // 2], ["cannot be read", "truncated"]),
+    "bad-crc": (png_header(16, 16, bad_crc=True), ["cannot be read"]),
+    "header-only": (png_header(16, 16), ["cannot be read"]),
+    "bomb": (png_header(40_000, 40_000), ["too large to decode", "smaller image"]),
+    "zero-size": (png_header(0, 0), ["cannot be read"]),
+}
+
+
+def _one_error_line(capsys, code: int, expected_code: int = 2) -> str:
+    captured = capsys.readouterr()
+    assert code == expected_code, captured
+    assert "Traceback" not in captured.err + captured.out
+    assert captured.err.count("\n") == 1 and captured.err.startswith("error: "), captured.err
+    return captured.err
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_IMAGES))
+def test_a_hostile_image_in_an_image_folder(tmp_path, capsys, name):
+    data, words = HOSTILE_IMAGES[name]
+    root = write_image_folder(tmp_path / "data", n_classes=4, per_class=3)
+    bad = root / "class_00" / "img_1.png"
+    bad.write_bytes(data)
+    before = tree(tmp_path)
+    code = main(["data", "info", "--dataset", "imagefolder", "--root", str(root), "--splits", "train,val,test",
+                 "--out", str(tmp_path / "grid.png")])
+    line = _one_error_line(capsys, code)
+    assert str(bad) in line, line
+    for word in words:
+        assert word in line, line
+    assert tree(tmp_path) == before                          # no grid, no summary, inputs untouched
+
+
+SPLIT_FILES = {
+    "not-json": (b"{train: [", ["is not readable JSON"]),
+    "not-utf8": (b"\xff\xfe\x00garbage", ["is not readable JSON"]),
+    "a-list": (b'["class_00"]', ["must be a JSON object"]),
+    "missing-key": (b'{"train": ["class_00"], "val": ["class_01"]}', ["exactly the keys train, val, test"]),
+    "numbers": (b'{"train": [1], "val": ["class_01"], "test": ["class_02"]}', ["lists of class names"]),
+    "twice": (b'{"train": ["class_00"], "val": ["class_00"], "test": ["class_02"]}', ["more than one place"]),
+    "unknown": (b'{"train": ["nope"], "val": ["class_01"], "test": ["class_02"]}', ["no folder under the root: nope"]),
+    "deep": (b"[" * 100_000 + b"]" * 100_000, ["is not readable JSON"]),
+}
+
+
+@pytest.mark.parametrize("name", list(SPLIT_FILES))
+def test_a_damaged_split_file(tmp_path, capsys, name):
+    data, words = SPLIT_FILES[name]
+    root = write_image_folder(tmp_path / "data", n_classes=4, per_class=3)
+    (root / "splits.json").write_bytes(data)
+    before = tree(tmp_path)
+    code = main(["data", "info", "--dataset", "imagefolder", "--root", str(root), "--out", str(tmp_path / "g.png")])
+    line = _one_error_line(capsys, code)
+    assert "splits.json" in line and all(w in line for w in words), line
+    assert tree(tmp_path) == before
+
+
+def _rewrite_member(zpath: Path, member_index: int, data: bytes) -> str:
+    """Replace one PNG member of ``zpath`` with ``data`` (the zip itself stays valid); its name."""
+    with zipfile.ZipFile(zpath) as zf:
+        items = [(i, zf.read(i)) for i in zf.infolist()]
+    pngs = [k for k, (i, _) in enumerate(items) if i.filename.endswith(".png")]
+    k = pngs[member_index]
+    items[k] = (items[k][0], data)
+    with zipfile.ZipFile(zpath, "w") as zf:
+        for info, content in items:
+            zf.writestr(info, content)
+    return items[k][0].filename
+
+
+@pytest.mark.parametrize("name", ["empty", "text", "truncated", "bad-crc", "bomb"])
+def test_a_hostile_image_inside_an_omniglot_zip(tmp_path, capsys, name):
+    data, words = HOSTILE_IMAGES[name]
+    root = write_tiny_omniglot(tmp_path / "omniglot", chars=2, drawers=3)
+    zpath = root / "images_background_small1.zip"
+    member = _rewrite_member(zpath, 0, data)
+    before = tree(tmp_path)
+    code = main(["data", "info", "--dataset", "omniglot", "--root", str(root), "--splits", "train",
+                 "--out", str(tmp_path / "grid.png")])
+    line = _one_error_line(capsys, code)
+    assert member in line and str(zpath) in line and all(w in line for w in words), line
+    assert tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda b: b[: len(b) // 2], ["images_background_small1.zip"]),
+    (lambda b: b"", ["images_background_small1.zip"]),
+    (lambda b: b"<html>quota exceeded</html>", ["images_background_small1.zip"]),
+])
+def test_a_damaged_omniglot_zip(tmp_path, capsys, damage, words):
+    root = write_tiny_omniglot(tmp_path / "omniglot", chars=2, drawers=3)
+    zpath = root / "images_background_small1.zip"
+    zpath.write_bytes(damage(zpath.read_bytes()))
+    before = tree(tmp_path)
+    code = main(["data", "info", "--dataset", "omniglot", "--root", str(root), "--splits", "train",
+                 "--out", str(tmp_path / "grid.png")])
+    line = _one_error_line(capsys, code)
+    assert all(w in line for w in words), line
+    assert tree(tmp_path) == before
