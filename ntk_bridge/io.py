@@ -486,7 +486,7 @@ def check_settings(target: Path, shown: Path, option: str, settings: dict | None
         return
     try:
         saved = json.loads(saved_path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         raise BridgeError(f"{option} {shown} holds results whose config.json cannot be read, so they may come from "
                           f"other settings; add --overwrite to replace them, or choose another {option}") from None
     diff = settings_differences(saved, settings)

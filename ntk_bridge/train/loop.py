@@ -47,7 +47,7 @@ from ntk_bridge.train.checkpoints import (
     save,
     state_tree,
 )
-from ntk_bridge.train.config import TrainConfig, from_dict, incompatible_fields
+from ntk_bridge.train.config import TrainConfig, from_dict, incompatible_fields, load_config
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +258,7 @@ def load_run_config(run_dir: Path) -> TrainConfig:
     if not path.exists():
         raise BridgeError(f"{run_dir} is not a run folder (no config.json); give the folder "
                           f"that `ntk-bridge train` wrote")
-    return from_dict(json.loads(path.read_text()))
+    return load_config(path)                      # damaged JSON, a wrong field: one line naming the file
 
 
 def device_info() -> dict:

@@ -142,3 +142,57 @@ def test_a_damaged_omniglot_zip(tmp_path, capsys, damage, words):
     line = _one_error_line(capsys, code)
     assert all(w in line for w in words), line
     assert tree(tmp_path) == before
+
+
+# ----------------------------------------------------------------------------- damaged run folders for `evaluate`
+
+def _run_folder(tmp_path: Path) -> Path:
+    """A run folder as `train` leaves it, minus checkpoints: a valid config.json (tiny image folder)."""
+    import json
+
+    from ntk_bridge.train.config import load_config
+
+    root = write_image_folder(tmp_path / "data", n_classes=12, per_class=6)
+    config = load_config("imagefolder_1shot").replace(root=str(root), n_way=2, channels=4)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(config.to_dict()))
+    return run
+
+
+RUN_DAMAGE = {
+    "no-folder": (lambda run: __import__("shutil").rmtree(run), ["is not a run folder (no config.json)"]),
+    "no-config": (lambda run: (run / "config.json").unlink(), ["is not a run folder (no config.json)"]),
+    "config-garbage": (lambda run: (run / "config.json").write_text("{not json"), ["config.json is not valid JSON"]),
+    "config-empty": (lambda run: (run / "config.json").write_text(""), ["config.json is not valid JSON"]),
+    "config-binary": (lambda run: (run / "config.json").write_bytes(b"\xff\xfe\x00\x81"), ["cannot be read as a text file"]),
+    "config-deep": (lambda run: (run / "config.json").write_text("[" * 100_000 + "]" * 100_000),
+                    ["config.json is not valid JSON", "nested too deeply"]),
+    "config-list": (lambda run: (run / "config.json").write_text("[1, 2]"), ["a config must be a JSON object, got list"]),
+    "config-null": (lambda run: (run / "config.json").write_text("null"), ["a config must be a JSON object, got NoneType"]),
+    "config-unknown-field": (lambda run: _edit(run, zap=1), ["unknown config field(s) zap"]),
+    "config-bad-value": (lambda run: _edit(run, n_way=-3), ["n_way"]),
+    "config-nan-lr": (lambda run: _edit(run, lr=float("nan")), ["lr"]),
+    "config-a-folder": (lambda run: ((run / "config.json").unlink(), (run / "config.json").mkdir()), ["config.json"]),
+    "no-checkpoints": (lambda run: None, ["checkpoint"]),
+    "checkpoints-a-file": (lambda run: (run / "checkpoints").write_text("x"), ["checkpoint"]),
+}
+
+
+def _edit(run: Path, **changes) -> None:
+    import json
+
+    values = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**values, **changes}))
+
+
+@pytest.mark.parametrize("name", list(RUN_DAMAGE))
+def test_evaluate_on_a_damaged_run_folder(tmp_path, capsys, name):
+    damage, words = RUN_DAMAGE[name]
+    run = _run_folder(tmp_path)
+    damage(run)
+    before = tree(tmp_path)
+    code = main(["evaluate", str(run), "--episodes", "2"])
+    line = _one_error_line(capsys, code)
+    assert all(w in line for w in words), line
+    assert tree(tmp_path) == before
