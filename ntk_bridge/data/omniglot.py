@@ -28,7 +28,6 @@ as new classes: class ``c`` rotated by ``r*90`` degrees gets id ``r*C + c`` and 
 
 from __future__ import annotations
 
-import io
 import threading
 import zipfile
 from pathlib import Path

@@ -47,7 +47,7 @@ from ntk_bridge.train.checkpoints import (
     save,
     state_tree,
 )
-from ntk_bridge.train.config import TrainConfig, from_dict, incompatible_fields, load_config
+from ntk_bridge.train.config import TrainConfig, incompatible_fields, load_config
 
 log = logging.getLogger(__name__)
 
