@@ -79,7 +79,8 @@ def compare(base, other) -> tuple[float, dict[int, int], dict[int, float], int]:
     text = {n: int(sum((f"{x:.{n}g}" != f"{y:.{n}g}") for x, y in zip(a.ravel(), b.ravel()))) for n in DIGITS}
     exponent = np.floor(np.log10(scale))
     diff = np.where(both & (scale > np.finfo(float).tiny), np.abs(a - b), 0.0)
-    expected = {n: float(np.sum(diff / 10.0 ** (exponent - n + 1))) for n in DIGITS}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        expected = {n: float(np.nansum(diff / 10.0 ** (exponent - n + 1))) for n in DIGITS}
     return rel, text, expected, a.size
 
 
