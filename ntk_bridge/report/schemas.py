@@ -108,8 +108,8 @@ ACCURACY_CI = "% (95% t-interval half-width)"
 # of %.6g) is 5e-4 to 6e-4 for depth_sweep.csv, 1e-5 to 2e-5 for summary.csv and 3e-7 to 4e-7 for
 # errors.csv; none changed in the three runs (at 7 digits one did: d_rel 0.0087558254999899 vs
 # 0.0087558255003, a value 1e-11 from the boundary). A rerun elsewhere can still flip a last digit
-# that way, improbably; 6 digits is far below the spread over draws (95% intervals of
-# 5-20 %), so nothing the study reports is lost.
+# that way, improbably. 6 digits is far below the spread over draws (the 95% intervals in
+# errors.csv are 12-20 % of their means), so nothing the study reports is lost.
 DEPTH_SWEEP_DIGITS = 6
 
 DEPTH_SWEEP = ResultSchema("ntk-bridge depth-sweep", {
