@@ -176,6 +176,22 @@ def json_text(obj: Any) -> str:
     return json.dumps(_finite_json(obj), indent=2, sort_keys=True, default=str, allow_nan=False)
 
 
+def read_json(path: str | os.PathLike, fix: str = "re-run the command that wrote it, or move it out of the way") -> Any:
+    """The JSON document at ``path``; one BridgeError line naming it when it cannot be read, is not
+    UTF-8 text, is not JSON, or nests too deeply for the parser (a hostile file)."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BridgeError(f"{shown_path(path)} is missing; {fix}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise BridgeError(f"{shown_path(path)} cannot be read as text ({type(err).__name__}); {fix}") from None
+    except json.JSONDecodeError as err:
+        raise BridgeError(f"{shown_path(path)} is not valid JSON ({err.msg} at line {err.lineno}); {fix}") from None
+    except RecursionError:
+        raise BridgeError(f"{shown_path(path)} is not valid JSON (nested too deeply); {fix}") from None
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Atomically write ``obj`` as indented, valid JSON (:func:`json_text`)."""
     text = json_text(obj)

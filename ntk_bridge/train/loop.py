@@ -238,7 +238,7 @@ def prepare_run_dir(config: TrainConfig, run_dir: Path) -> None:
     if path.exists():
         try:
             saved = json.loads(path.read_text())
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):       # not JSON, not UTF-8, nested too deeply
             saved = None
         if saved is None and trained_anything(run_dir):
             raise BridgeError(f"{path} is not valid JSON; repair it or use a new `run_dir`")

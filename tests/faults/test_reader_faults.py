@@ -196,3 +196,81 @@ def test_evaluate_on_a_damaged_run_folder(tmp_path, capsys, name):
     line = _one_error_line(capsys, code)
     assert all(w in line for w in words), line
     assert tree(tmp_path) == before
+
+
+# ----------------------------------------------------------------------------- damaged JSON for the other readers
+
+DAMAGED_JSON = {
+    "garbage": (b"{not json", ["is not valid JSON"]),
+    "binary": (b"\xff\xfe\x00\x81", ["cannot be read"]),
+    "deep": (b"[" * 100_000 + b"]" * 100_000, ["not valid JSON", "nested too deeply"]),
+}
+
+
+@pytest.mark.parametrize("name", list(DAMAGED_JSON))
+def test_train_config_file(tmp_path, capsys, name):
+    data, words = DAMAGED_JSON[name]
+    config = tmp_path / "my.json"
+    config.write_bytes(data)
+    before = tree(tmp_path)
+    code = main(["train", "--config", str(config), "--run-dir", str(tmp_path / "run")])
+    line = _one_error_line(capsys, code)
+    assert str(config) in line and all(w in line for w in words), line
+    assert tree(tmp_path) == before
+
+
+def _depth_sweep_results(folder: Path) -> Path:
+    """A copy of the committed depth-sweep result folder (what `report` reads)."""
+    import shutil
+
+    src = Path(__file__).resolve().parents[2] / "experiments" / "results" / "depth_sweep"
+    shutil.copytree(src, folder)
+    return folder
+
+
+@pytest.mark.parametrize("name", list(DAMAGED_JSON))
+def test_report_on_a_damaged_result_config(tmp_path, capsys, name):
+    data, words = DAMAGED_JSON[name]
+    results = _depth_sweep_results(tmp_path / "depth_sweep")
+    (results / "config.json").write_bytes(data)
+    before = tree(tmp_path)
+    empty = str(tmp_path / "none")
+    code = main(["report", "--depth-sweep", str(results), "--width-sweep", empty, "--kernel-fewshot", empty,
+                 "--regime-map", empty, "--runs", empty, "--out", str(tmp_path / "report.md"),
+                 "--figures", str(tmp_path / "figs")])
+    line = _one_error_line(capsys, code)
+    assert "config.json" in line and all(w in line for w in words), line
+    assert tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("name", list(DAMAGED_JSON))
+def test_depth_sweep_over_a_result_folder_whose_config_is_damaged(tmp_path, capsys, name):
+    """The settings check cannot read the old config.json: refused before any work, nothing replaced."""
+    data, _ = DAMAGED_JSON[name]
+    results = _depth_sweep_results(tmp_path / "out")
+    (results / "config.json").write_bytes(data)
+    before = tree(tmp_path)
+    code = main(["depth-sweep", "--depths", "1,2", "--draws", "1", "--out", str(results),
+                 "--figure", str(tmp_path / "fig.png"), "--quiet"])
+    line = _one_error_line(capsys, code)
+    assert "config.json cannot be read" in line and "--overwrite" in line, line
+    assert tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("which", ["run.json", "config.json"])
+@pytest.mark.parametrize("name", list(DAMAGED_JSON))
+def test_width_sweep_from_rows_on_damaged_json(tmp_path, capsys, name, which):
+    data, words = DAMAGED_JSON[name]
+    out = tmp_path / "ws"
+    out.mkdir()
+    for f in ("config.json", "run.json"):
+        (out / f).write_text("{}")
+    (out / "errors.csv").write_text("method,width,seed\n")
+    (out / "pairs.csv").write_text("width,seed,pair\n")
+    (out / which).write_bytes(data)
+    before = tree(tmp_path)
+    code = main(["width-sweep", "--from-rows", "--out", str(out), "--figure", str(tmp_path / "f.png")])
+    line = _one_error_line(capsys, code)
+    if which == "run.json":
+        assert which in line and all(w in line for w in words), line
+    assert tree(tmp_path) == before
