@@ -29,7 +29,8 @@ Each process computes the same global batch indices (a pure function of seed and
 hands over only the slices its own devices hold (:func:`place`, ``make_array_from_callback``);
 evaluation and checkpoints work on each process's own copy of the replicated state
 (:func:`local_view`). Tested: the step of 2 processes x 2 CPU devices equals the 1-process
-4-device step. Not yet: the run folder's lock and checkpoint writes assume one writing process.
+4-device step. The join never waits forever: a deadline (``distributed_timeout``), a progress line
+naming whom it waits for, and signals that stop it (``tests/faults/test_distributed_start.py``). Not yet: the run folder's lock and checkpoint writes assume one writing process.
 
 Shapes: a batch is a dict of arrays with the task / episode axis first, e.g. ``x (T, M, H, W, C)``,
 ``y (T, M)``, ``classes (T, n_way)`` (:mod:`ntk_bridge.train.algorithms`).
