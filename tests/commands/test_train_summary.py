@@ -41,7 +41,7 @@ def test_the_printed_wall_time_is_the_measured_one(tmp_path, capsys):
     total = float(re.search(r"wall time\s+([\d.]+) s from start to end", line).group(1))
     parts = [float(v) for v in re.findall(r"(?:start-up|training loop|test|writing and the curve) ([\d.]+) s", line)]
     assert len(parts) == 4 and abs(sum(parts) - total) <= 0.25, line          # the parts add up (0.1 s rounding each)
-    assert 0.9 * measured - 1.0 <= total <= measured, (total, measured)       # and are the time it took
+    assert 0.9 * measured - 1.0 <= total <= measured + 0.05, (total, measured)  # the time it took (printed to 0.1 s)
     summary = json.loads((run / "summary.json").read_text())
     inside = summary["startup_s"] + summary["loop_s"] + summary["test_s"]
     assert inside <= summary["session_wall_s"] <= inside + 2.0
