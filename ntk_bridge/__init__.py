@@ -33,10 +33,10 @@ _LAZY = {
     # kernels (neural-tangents names: .ntk = Theta, .nngp = K)
     "NetSpec": ("ntk_bridge.engine.spec", "NetSpec"),
     "Kernels": ("ntk_bridge.engine.spec", "Kernels"),
-    "fc_kernels": ("ntk_bridge.engine.fc", "fc_kernels"),
-    "depth_sweep": ("ntk_bridge.engine.fc", "depth_sweep"),
-    "to_sphere": ("ntk_bridge.engine.spec", "to_sphere"),
-    "empirical_kernels": ("ntk_bridge.engine.empirical", "empirical_kernels"),
+    "fc_kernels": ("ntk_bridge.api", "fc_kernels"),
+    "depth_sweep": ("ntk_bridge.api", "depth_sweep"),
+    "to_sphere": ("ntk_bridge.api", "to_sphere"),
+    "empirical_kernels": ("ntk_bridge.api", "empirical_kernels"),
     "gram": ("ntk_bridge.api", "gram"),
     "kernels_from_kernel_fn": ("ntk_bridge.reference.stax", "kernels_from_kernel_fn"),
     "neural_tangents": ("ntk_bridge.reference.compat", "nt"),   # nb.neural_tangents(): the module, on current JAX
@@ -45,7 +45,7 @@ _LAZY = {
     "TaskSet": ("ntk_bridge.closed_form.tasks", "TaskSet"),
     "task_set": ("ntk_bridge.api", "task_set"),
     "FamilyConfig": ("ntk_bridge.closed_form.tasks", "FamilyConfig"),
-    "make_tasks": ("ntk_bridge.closed_form.tasks", "make_tasks"),
+    "make_tasks": ("ntk_bridge.api", "make_tasks"),
     # predictors
     "InnerLoop": ("ntk_bridge.closed_form.inner_loop", "InnerLoop"),
     "PredictorConfig": ("ntk_bridge.closed_form.predictors", "PredictorConfig"),
@@ -53,10 +53,10 @@ _LAZY = {
     "predict": ("ntk_bridge.api", "predict"),
     "adaptation_only": ("ntk_bridge.api", "adaptation_only"),
     # distances and errors
-    "d_rel": ("ntk_bridge.closed_form.distances", "d_rel"),
-    "d_tr": ("ntk_bridge.closed_form.distances", "d_tr"),
-    "relative_error": ("ntk_bridge.closed_form.distances", "relative_error"),
-    "mean_ci": ("ntk_bridge.stats", "mean_ci"),
+    "d_rel": ("ntk_bridge.api", "d_rel"),
+    "d_tr": ("ntk_bridge.api", "d_tr"),
+    "relative_error": ("ntk_bridge.api", "relative_error"),
+    "mean_ci": ("ntk_bridge.api", "mean_ci"),
     # studies (DataFrames)
     "run_depth_study": ("ntk_bridge.api", "run_depth_study"),
     "depth_summary": ("ntk_bridge.api", "depth_summary"),

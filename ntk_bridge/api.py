@@ -33,8 +33,10 @@ import pandas as pd
 
 from ntk_bridge.closed_form.predictors import METHODS, PAIRS, PredictorConfig
 from ntk_bridge.closed_form.tasks import Task, TaskSet
-from ntk_bridge.engine.fc import depth_sweep
-from ntk_bridge.engine.spec import Kernels, NetSpec
+from ntk_bridge.engine import fc as _fc
+from ntk_bridge.engine import spec as _spec
+from ntk_bridge.engine._checks import real_array, require_memory
+from ntk_bridge.engine.spec import SPHERE_RTOL, Kernels, NetSpec
 from ntk_bridge.errors import BridgeError, require
 
 # (depth, points (n, d)) -> Kernels on those points: how a user's own kernel enters run_depth_study
@@ -51,10 +53,7 @@ def _task_arrays(arrays, group: str) -> tuple[np.ndarray, ...]:
     names = ("x_query", "y_query", "x_support", "y_support")
     out = []
     for name, a in zip(names, arrays):
-        try:
-            a = np.asarray(a, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise BridgeError(f"{group} {name} is not a numeric array; pass numpy arrays") from None
+        a = real_array(a, f"{group} {name}")
         if name.startswith("y") and a.ndim == 2:
             a = a[..., None]
         require(a.ndim == 3, f"{group} {name} must have shape (tasks, points, {'d' if name[0] == 'x' else 'c'})"
@@ -96,6 +95,81 @@ def as_task_set(tasks, name: str = "tasks") -> TaskSet:
                       "ntk_bridge.task_set(train=(xq, yq, xs, ys), test=(xq, yq, xs, ys))")
 
 
+def make_tasks(config, seed: int) -> TaskSet:
+    """Synthetic tasks of a :class:`FamilyConfig` (inputs on the sphere), seeded by ``seed``
+    (:func:`ntk_bridge.closed_form.tasks.make_tasks`)."""
+    from ntk_bridge.closed_form.tasks import FamilyConfig
+    from ntk_bridge.closed_form.tasks import make_tasks as _make
+
+    require(isinstance(config, FamilyConfig), f"config must be a FamilyConfig (got {type(config).__name__}); "
+                                              "e.g. nb.FamilyConfig(family='teacher', d=16)")
+    return _make(config, _check_int(seed, "seed", 0))
+
+
+def _check_int(value, name: str, least: int) -> int:
+    require(isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= least,
+            f"{name} must be an integer >= {least} (got {value!r})")
+    return int(value)
+
+
+def _require_sphere(tasks: TaskSet) -> None:
+    """The engine's kernels need every input on the sphere x.x/d = 1; say so in the user's terms."""
+    x = tasks.points
+    sq = np.sum(x * x, axis=-1) / x.shape[-1]
+    off = np.abs(sq - 1.0) > SPHERE_RTOL
+    if off.any():
+        worst = int(np.argmax(np.abs(sq - 1.0)))
+        raise BridgeError(f"the tasks' inputs (x_query, x_support) are off the sphere of radius sqrt(d) "
+                          f"({int(off.sum())} of {len(sq)} points; one has x.x/d = {sq[worst]:.4g}, expected 1), "
+                          "which the NetSpec kernels need: project each x with nb.to_sphere(x) before "
+                          "nb.task_set, or pass your own kernels")
+
+
+# ----------------------------------------------------------------------------- kernels
+
+def _check_spec(spec) -> NetSpec:
+    require(isinstance(spec, NetSpec), f"spec must be a NetSpec (got {type(spec).__name__}); "
+                                       "e.g. nb.NetSpec(depth=4, activation='relu')")
+    return spec
+
+
+def to_sphere(x) -> np.ndarray:
+    """Rows of ``x`` (n, d) projected onto the sphere of radius sqrt(d) (``x . x / d = 1``), the
+    inputs every NetSpec kernel needs (:func:`ntk_bridge.engine.spec.to_sphere`)."""
+    return _spec.to_sphere(x)
+
+
+def fc_kernels(spec: NetSpec, x1, x2=None, normalize: bool = False) -> Kernels:
+    """(Theta, K) of the infinite-width FC network ``spec`` between x1 (n1, d) and x2 (n2, d)
+    (:func:`ntk_bridge.engine.fc.fc_kernels`); inputs on the sphere (``nb.to_sphere``)."""
+    return _fc.fc_kernels(_check_spec(spec), x1, x2, normalize=bool(normalize))
+
+
+def depth_sweep(spec: NetSpec, x1, x2=None, depths: Sequence[int] | None = None,
+                normalize: bool = False) -> dict[int, Kernels]:
+    """{depth: Kernels} for every depth in ``depths`` (default 1..spec.depth) in one pass
+    (:func:`ntk_bridge.engine.fc.depth_sweep`)."""
+    return _fc.depth_sweep(_check_spec(spec), x1, x2, depths=None if depths is None else _check_depths(depths),
+                           normalize=bool(normalize))
+
+
+def empirical_kernels(spec: NetSpec, width: int, seed: int, x1, x2=None) -> Kernels:
+    """Empirical (Theta, K) of a width-``width`` network at initialisation from PRNGKey(seed)
+    (:func:`ntk_bridge.engine.empirical.empirical_kernels`). Memory: the Jacobians (n1 + n2) x
+    parameters are held at once, refused before allocation when they cannot fit."""
+    from ntk_bridge.engine.empirical import empirical_kernels as _empirical
+
+    spec = _check_spec(spec)
+    width, seed = _check_int(width, "width", 1), _check_int(seed, "seed", 0)
+    a, b = _spec.check_inputs(x1, x2)
+    d = a.shape[1]
+    params = d * width + (spec.depth - 1) * width * width + (spec.depth + 1) * width + width + 1
+    require_memory(8 * ((len(a) + len(b)) * params + 2 * len(a) * len(b)),
+                   f"the Jacobians of {len(a)} + {len(b)} points x {params} parameters (width {width}, depth {spec.depth})",
+                   "use fewer points or a smaller width")
+    return _empirical(spec, width, seed, a, None if x2 is None else b)
+
+
 # ----------------------------------------------------------------------------- kernels
 
 def gram(ntk, nngp) -> Kernels:
@@ -107,13 +181,9 @@ def gram(ntk, nngp) -> Kernels:
     """
     out = {}
     for name, m in (("ntk", ntk), ("nngp", nngp)):
-        try:
-            m = np.asarray(m, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise BridgeError(f"{name} is not a numeric matrix; pass a numpy array (n, n)") from None
+        m = real_array(m, name)
         require(m.ndim == 2 and m.shape[0] == m.shape[1] and m.shape[0] >= 1,
                 f"{name} must be a square matrix (n, n) over tasks.points; got shape {m.shape}")
-        require(bool(np.all(np.isfinite(m))), f"{name} contains NaN or inf; check the kernel computation")
         scale = max(float(np.max(np.abs(m))), 1e-300)
         require(float(np.max(np.abs(m - m.T))) <= 1e-8 * scale,
                 f"{name} is not symmetric (max |M - M^T| = {np.max(np.abs(m - m.T)):.3g}); "
@@ -162,6 +232,7 @@ def predict(method: str, tasks: TaskSet, gram: Kernels, config: PredictorConfig 
 
     tasks = as_task_set(tasks)
     _check_method(method)
+    f0 = None if f0 is None else real_array(f0, "f0")
     return predictors.predict(method, tasks, _as_kernels(gram, len(tasks.points), "gram"), _check_config(config), f0)
 
 
@@ -174,6 +245,57 @@ def adaptation_only(method: str, tasks: TaskSet, gram: Kernels, config: Predicto
     _check_method(method)
     return predictors.adaptation_only(method, tasks, _as_kernels(gram, len(tasks.points), "gram"),
                                       _check_config(config))
+
+
+# ----------------------------------------------------------------------------- distances
+
+def _predictions(*named) -> list[np.ndarray]:
+    arrays = [real_array(a, name) for name, a in named]
+    shapes = {a.shape for a in arrays}
+    require(len(shapes) == 1, "predictions must have the same shape to be compared; got "
+            + ", ".join(f"{name} {a.shape}" for (name, _), a in zip(named, arrays)))
+    return arrays
+
+
+def _nonzero(a: np.ndarray, name: str, formula: str) -> None:
+    require(bool(np.any(a != 0)), f"{name} is all zeros, so {formula} has a zero denominator")
+
+
+def d_rel(f_a, f_b) -> float:
+    """d_rel = ||F_a - F_b|| / ||F_b|| (:func:`ntk_bridge.closed_form.distances.d_rel`)."""
+    from ntk_bridge.closed_form import distances
+
+    a, b = _predictions(("f_a", f_a), ("f_b", f_b))
+    _nonzero(b, "f_b", "d_rel = ||f_a - f_b|| / ||f_b||")
+    return distances.d_rel(a, b)
+
+
+def d_tr(f_a, f_b, f_b_adapt_only) -> float:
+    """d_tr = ||F_a - F_b|| / ||F_b - F_b(t=0)|| (:func:`ntk_bridge.closed_form.distances.d_tr`)."""
+    from ntk_bridge.closed_form import distances
+
+    a, b, c = _predictions(("f_a", f_a), ("f_b", f_b), ("f_b_adapt_only", f_b_adapt_only))
+    _nonzero(b - c, "f_b - f_b_adapt_only", "d_tr = ||f_a - f_b|| / ||f_b - f_b_adapt_only||")
+    return distances.d_tr(a, b, c)
+
+
+def relative_error(pred, target) -> float:
+    """||F - Y||^2 / ||Y||^2 (:func:`ntk_bridge.closed_form.distances.relative_error`)."""
+    from ntk_bridge.closed_form import distances
+
+    p, t = _predictions(("pred", pred), ("target", target))
+    _nonzero(t, "target", "||pred - target||^2 / ||target||^2")
+    return distances.relative_error(p, t)
+
+
+def mean_ci(values, ddof: int = 1) -> tuple[float, float]:
+    """(mean, 95% t-interval half-width) of finite ``values`` (:func:`ntk_bridge.stats.mean_ci`);
+    non-finite values are refused (``ntk_bridge.stats.finite_mean_ci`` counts and drops them)."""
+    from ntk_bridge import stats
+
+    v = real_array(values, "values", "drop them, or use ntk_bridge.stats.finite_mean_ci (it counts and drops them)")
+    require(v.ndim == 1 and v.size >= 1, f"values must be a non-empty 1-D list of numbers; got shape {v.shape}")
+    return stats.mean_ci(v, ddof=_check_int(ddof, "ddof", 0))
 
 
 # ----------------------------------------------------------------------------- the depth study
@@ -201,7 +323,8 @@ def _kernels_by_depth(kernels, tasks: TaskSet, depths) -> dict[int, Kernels]:
     n = len(tasks.points)
     if isinstance(kernels, NetSpec):
         depths = _check_depths(depths if depths is not None else range(1, kernels.depth + 1))
-        return depth_sweep(kernels, tasks.points, depths=depths)
+        _require_sphere(tasks)
+        return _fc.depth_sweep(kernels, tasks.points, depths=depths)
     if isinstance(kernels, Mapping):
         chosen = _check_depths(kernels.keys() if depths is None else depths)
         missing = [d for d in chosen if d not in kernels]
@@ -307,5 +430,6 @@ def run_width_study(config=None, progress: bool = False) -> tuple[pd.DataFrame, 
     return run(config, progress=progress)
 
 
-__all__ = ["task_set", "as_task_set", "gram", "predict", "adaptation_only", "run_depth_study", "depth_summary",
+__all__ = ["task_set", "as_task_set", "make_tasks", "to_sphere", "fc_kernels", "depth_sweep", "empirical_kernels",
+           "d_rel", "d_tr", "relative_error", "mean_ci", "gram", "predict", "adaptation_only", "run_depth_study", "depth_summary",
            "run_regime_study", "regime_verdicts", "run_width_study", "KernelFamily"]

@@ -176,6 +176,22 @@ def json_text(obj: Any) -> str:
     return json.dumps(_finite_json(obj), indent=2, sort_keys=True, default=str, allow_nan=False)
 
 
+def read_json(path: str | os.PathLike, fix: str = "re-run the command that wrote it, or move it out of the way") -> Any:
+    """The JSON document at ``path``; one BridgeError line naming it when it cannot be read, is not
+    UTF-8 text, is not JSON, or nests too deeply for the parser (a hostile file)."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BridgeError(f"{shown_path(path)} is missing; {fix}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise BridgeError(f"{shown_path(path)} cannot be read as text ({type(err).__name__}); {fix}") from None
+    except json.JSONDecodeError as err:
+        raise BridgeError(f"{shown_path(path)} is not valid JSON ({err.msg} at line {err.lineno}); {fix}") from None
+    except RecursionError:
+        raise BridgeError(f"{shown_path(path)} is not valid JSON (nested too deeply); {fix}") from None
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Atomically write ``obj`` as indented, valid JSON (:func:`json_text`)."""
     text = json_text(obj)
@@ -187,9 +203,11 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda fh: fh.write(text))
 
 
-def write_csv(path: str | os.PathLike, frame) -> Path:
-    """Atomically write a pandas DataFrame as CSV (no index)."""
-    return atomic_write(path, lambda fh: frame.to_csv(fh, index=False))
+def write_csv(path: str | os.PathLike, frame, digits: int | None = None) -> Path:
+    """Atomically write a pandas DataFrame as CSV (no index); floats with ``digits`` significant
+    digits (``%.{digits}g``) when given, else in full (shortest round-trip repr)."""
+    fmt = None if digits is None else f"%.{int(digits)}g"
+    return atomic_write(path, lambda fh: frame.to_csv(fh, index=False, float_format=fmt))
 
 
 def save_figure(path: str | os.PathLike, fig, dpi: int = 130) -> Path:
@@ -425,19 +443,55 @@ def output_lock(target: Path, option: str, shown: Path) -> Iterator[Path]:
         os.close(fd)
 
 
-def _short(value: Any, limit: int = 40) -> str:
+def _short(value: Any, limit: int = 60) -> str:
     text = json.dumps(value, sort_keys=True, default=str)
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+ABSENT = object()
+
+
+def first_difference(saved: Any, now: Any, path: str) -> tuple[str, Any, Any] | None:
+    """(the path of the first differing leaf, its value there, its value now) or None when equal.
+
+    Nested objects are entered key by key (sorted) and lists of one length item by item, so the
+    path names the setting that differs (``predictor.inner.tau``, ``depths[3]``) and both values
+    are that setting's, never two cut copies of a whole nested object."""
+    if saved == now:
+        return None
+    if isinstance(saved, dict) and isinstance(now, dict):
+        for key in sorted(set(saved) | set(now), key=str):
+            found = first_difference(saved.get(key, ABSENT), now.get(key, ABSENT), f"{path}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(saved, list) and isinstance(now, list) and len(saved) == len(now):
+        for i, (a, b) in enumerate(zip(saved, now)):
+            found = first_difference(a, b, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    return path, saved, now
+
+
+def _shown(value: Any) -> str:
+    return "absent" if value is ABSENT else _short(value)
+
+
 def settings_differences(saved: Any, settings: dict) -> list[str]:
-    """``"key: saved there vs new now"`` for each top-level key whose value differs (JSON-normalised).
-    A key the saved config lacks (a setting added after that run was made) is not compared."""
+    """``"path: saved there vs new now"`` for each top-level key whose value differs (JSON-normalised),
+    naming the first differing nested setting (:func:`first_difference`). A top-level key the saved
+    config lacks (a setting added after that run was made) is not compared."""
     now = json.loads(json_text(settings))
     if not isinstance(saved, dict):
         return [f"config.json: {_short(saved)} there"]
-    keys = sorted(saved)
-    return [f"{k}: {_short(saved.get(k))} there vs {_short(now.get(k))} now" for k in keys if saved.get(k) != now.get(k)]
+    out = []
+    for key in sorted(saved):
+        found = first_difference(saved.get(key), now.get(key, ABSENT), key)
+        if found:
+            path, a, b = found
+            out.append(f"{path}: {_shown(a)} there vs {_shown(b)} now")
+    return out
 
 
 def check_settings(target: Path, shown: Path, option: str, settings: dict | None, overwrite: bool) -> None:
@@ -448,7 +502,7 @@ def check_settings(target: Path, shown: Path, option: str, settings: dict | None
         return
     try:
         saved = json.loads(saved_path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         raise BridgeError(f"{option} {shown} holds results whose config.json cannot be read, so they may come from "
                           f"other settings; add --overwrite to replace them, or choose another {option}") from None
     diff = settings_differences(saved, settings)

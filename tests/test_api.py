@@ -120,9 +120,9 @@ def test_own_gram_plugs_in_and_matches_the_engine(tasks):
 @pytest.mark.parametrize("ntk, nngp, fragment", [
     (np.ones((3, 2)), np.ones((3, 2)), "square matrix"),
     (np.array([[1.0, 2.0], [0.0, 1.0]]), np.eye(2), "not symmetric"),
-    (np.full((2, 2), np.nan), np.eye(2), "NaN or inf"),
+    (np.full((2, 2), np.nan), np.eye(2), "NaN or infinite"),
     (np.eye(2), np.eye(3), "same shape"),
-    ("x", np.eye(2), "not a numeric matrix"),
+    ("x", np.eye(2), "not a numeric array"),
 ])
 def test_gram_refuses_bad_matrices(ntk, nngp, fragment):
     with pytest.raises(BridgeError, match=fragment):

@@ -137,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(args._run(args) or 0)
     except BridgeError as err:
         print(f"error: {in_flags(str(err), parser, args.command)}", file=sys.stderr)
+        if getattr(err, "abandon", False) and argv is None:   # a thread of it is stuck in a library call
+            _exit_now(2)
         return 2
     except BrokenPipeError:                   # `ntk-bridge ... | head`: the reader left; results are written
         import os
@@ -150,7 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as err:          # Ctrl-C 130, SIGTERM 143 (ntk_bridge.interrupts)
         line, code = exit_line(err)
-        _settle()
+        if not getattr(err, "abandon", False):   # abandoned start-up: nothing dispatched, JAX half-started
+            _settle()
         print(line, file=sys.stderr)
         if argv is None:                       # the process's own command line: end it here
             _exit_now(code)

@@ -9,6 +9,10 @@ classes and images per split, image shape and images per class, and saves a PNG 
 sample images (one row per split: --per-row classes drawn at random, one random image of each)
 so you can see the data is right, plus a JSON summary beside the PNG. A split that cannot be
 read gets a one-line reason.
+
+Without --out the grid goes to the system's temporary folder (TMP/ntk_bridge/data_NAME.png, the
+path printed), never into the current folder: run inside a checkout, `data info` leaves its
+`git status` clean. Pass --out to keep the grid somewhere of your choosing.
 With --download, files with a public source (Omniglot zips, the CIFAR-100 archive) are
 fetched first (resumable, checksum-verified); without a network the error says which file to
 put where.
@@ -22,6 +26,14 @@ from pathlib import Path
 SPLITS = ("train", "val", "test")
 
 
+def default_out(dataset: str) -> Path:
+    """Where the grid goes without --out: the system's temporary folder, never the current one
+    (a command writes into the folder it is run from, often a checkout, only when asked)."""
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / "ntk_bridge" / f"data_{dataset}.png"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     info = sub.add_parser("info", help="what is in the data folder, per split, with a PNG grid",
@@ -32,8 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="folder with the data files (default for omniglot: "
                            "$NTK_BRIDGE_DATA/omniglot or ../shared/data/omniglot)")
     info.add_argument("--out", default=None,
-                      help="PNG grid of sample images (default figures/data_<dataset>.png); "
-                           "a .json summary is written beside it")
+                      help=f"PNG grid of sample images (default {default_out('<dataset>')}, outside "
+                           "any checkout); a .json summary is written beside it")
     info.add_argument("--splits", default="train,val,test", help="comma-separated splits")
     info.add_argument("--per-row", type=int, default=10, help="images per split in the grid")
     info.add_argument("--seed", type=int, default=0, help="seed for picking the sample images")
@@ -121,9 +133,10 @@ def run(args) -> int:
     from ntk_bridge.data import load_split
     from ntk_bridge.data.base import check_dataset, check_root, check_split, default_omniglot_root
     from ntk_bridge.errors import BridgeError
-    from ntk_bridge.io import save_figure, write_json
+    from ntk_bridge.io import check_figure_path, save_figure, write_json
 
     dataset = check_dataset(args.dataset)
+    out = check_figure_path(args.out, "--out") if args.out else default_out(dataset)
     if args.root is None and dataset != "omniglot":
         raise BridgeError(f"pass --root DIR, the folder holding the {dataset} files")
     root = Path(args.root) if args.root else default_omniglot_root()
@@ -149,7 +162,7 @@ def run(args) -> int:
             splits[s], errors[s] = None, str(err)
     if all(v is None for v in splits.values()):
         raise BridgeError(next(iter(errors.values())))
-    damaged = [e for e in errors.values() if " is damaged" in e]
+    damaged = [e for e in errors.values() if " is damaged" in e or e.startswith("image ")]
     if damaged:                                 # a damaged file is a fault to fix, not a missing split
         raise BridgeError(damaged[0])
 
@@ -173,7 +186,6 @@ def run(args) -> int:
             "images_per_class_min": int(counts.min()), "images_per_class_max": int(counts.max()),
             "pixel_mean": float(np.asarray(sp.images[: min(len(sp), 2000)]).mean() / 255),
             "source": src, "first_classes": list(sp.class_names[:5])}
-    out = Path(args.out) if args.out else Path("figures") / f"data_{dataset}.png"
     fig = _grid(splits, int(args.per_row), int(args.seed),
                 f"{dataset}: per split (row), {int(args.per_row)} classes drawn at random (all if fewer; "
                 f"of {', '.join(f'{s} {sp.num_classes}' for s, sp in splits.items() if sp is not None)}), "

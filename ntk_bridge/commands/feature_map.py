@@ -21,7 +21,8 @@ width, per seed, t-intervals), OUT/verdicts.csv, OUT/config.json, OUT/run.json a
 and prints the verdict per parameterisation, depth and pair at the widest width.
 
 Units are cached (one file per param x depth x width x seed in --cache), so an interrupted run
-(ctrl-c, --budget-minutes) resumes where it stopped; the result folder is written only when
+(ctrl-c, SIGTERM, --budget-minutes) resumes where it stopped (its one line says how many units are
+kept); the result folder is written only when
 every unit of the grid is done. --quick is the small CI grid.
 
 Examples:
@@ -134,13 +135,31 @@ def run(args) -> int:
         raise BridgeError(f"--cache {cache}: cannot create it ({err.strerror}); choose a writable folder") from None
     start, cpu = time.time(), time.process_time()
     budget = None if args.budget_minutes is None else 60.0 * args.budget_minutes
-    missing = fm.compute(config, cache, progress=not args.quiet, budget_s=budget)
+    try:
+        missing = fm.compute(config, cache, progress=not args.quiet, budget_s=budget)
+    except KeyboardInterrupt as err:            # Ctrl-C / SIGTERM: say what is kept and how to go on
+        raise interrupted_line(err, config, cache) from None
     if missing:
         print(f"stopped after the time budget with {missing} of {len(config.units())} units left; "
               f"rerun the same command to resume (cache {cache})")
         return 0
     _write(args, config, cache, round(time.time() - start, 1), round(time.process_time() - cpu, 1))
     return 0
+
+
+def interrupted_line(err: KeyboardInterrupt, config, cache: Path):
+    """The Interrupted of a stopped grid: how many units are finished and kept in the cache, and that
+    rerunning the same command resumes from them (the unit being trained is lost, nothing else)."""
+    import signal
+
+    from ntk_bridge.interrupts import Interrupted
+    from ntk_bridge.studies import feature_map as fm
+
+    units = config.units()
+    done = sum(fm._unit_files(cache, config, u)[0].is_file() for u in units)
+    return Interrupted(getattr(err, "signum", signal.SIGINT),
+                       f"{done} of {len(units)} units finished and kept in the cache {cache}; rerun the same "
+                       "command to resume from them (the result folder is written when every unit is done)")
 
 
 def _write(args, config, cache: Path, wall: float, cpu: float) -> None:

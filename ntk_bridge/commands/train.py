@@ -71,6 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--distributed", action="store_true",
                         help="join a multi-host run first (jax.distributed.initialize: JAX_COORDINATOR_ADDRESS, "
                              "JAX_NUM_PROCESSES, JAX_PROCESS_ID, or SLURM / Open MPI auto-detection)")
+    parser.add_argument("--distributed-timeout", type=float, default=None, metavar="S",
+                        help="seconds --distributed waits for every process to join before it stops with one "
+                             "line (default 300); a progress line says whom it waits for, Ctrl-C / SIGTERM stop it")
     parser.add_argument("--rotations", action="store_true",
                         help="Omniglot: add the 90/180/270-degree rotations of every character as "
                              "new classes (dataset_options rotations=true, the usual protocol)")
@@ -182,6 +185,29 @@ def best_line(summary: dict, config, history: list) -> str:
             f"head {row['val_head']}, 95% CI = t(0.975, episodes-1)*std/sqrt(episodes))")
 
 
+def wall_line(summary: dict) -> str:
+    """This command's wall time from its start to the summary, with its parts (seconds).
+
+    ``summary`` holds the library's session parts (``ntk_bridge.train.loop``: startup_s, loop_s,
+    steps_s, compile_s_session, test_s) and the command's own ``command_s`` (start to end) and
+    ``distributed_s`` (joining a multi-host run). The remainder is writing files and the curve."""
+    total = summary["command_s"]
+    loop, steps, compiling = summary["loop_s"], summary["steps_s"], summary["compile_s_session"]
+    parts = [f"start-up {summary['startup_s']:.1f} s (checks, data, model)"]
+    if summary.get("distributed_s"):
+        parts.insert(0, f"joining the distributed run {summary['distributed_s']:.1f} s")
+    parts.append(f"training loop {loop:.1f} s ({steps:.1f} s in steps, {compiling:.1f} s compiling, "
+                 f"{max(loop - steps - compiling, 0.0):.1f} s validating and checkpointing)")
+    test = summary.get("test")
+    parts.append(f"test {summary.get('test_s', 0.0):.1f} s" + (f" ({test['episodes']} episodes per head)" if test else ""))
+    rest = total - sum(summary.get(k) or 0.0 for k in ("distributed_s", "startup_s", "loop_s", "test_s"))
+    parts.append(f"writing and the curve {max(rest, 0.0):.1f} s")
+    line = f"{total:.1f} s from start to end: " + ", ".join(parts)
+    if summary.get("resumed_from"):
+        line += f"; the training loop over every session of this run: {summary['wall_s']:.1f} s"
+    return line
+
+
 def print_summary(summary: dict, config, history: list) -> None:
     rows = [("setting", f"{config.dataset} {config.n_way}-way {config.shots}-shot, {config.algorithm}, "
                         f"{config.backbone}"),
@@ -189,7 +215,7 @@ def print_summary(summary: dict, config, history: list) -> None:
                       + (f"; resumed from step {summary['resumed_from']})" if summary.get("resumed_from") else ")")),
             ("best validation", best_line(summary, config, history)),
             ("test", summary.get("test_text", "not evaluated")),
-            ("wall time", f"{summary['wall_s']:.1f} s ({summary['train_s']:.1f} s in training steps)"),
+            ("wall time", wall_line(summary)),
             ("throughput", f"{summary['images_per_s']:.1f} images/s on {summary['device_kind']}"),
             ("accelerator-hours", f"{summary['accelerator_hours']:.4f}"),
             ("run folder", summary["run_dir"])]
@@ -199,16 +225,25 @@ def print_summary(summary: dict, config, history: list) -> None:
 
 
 def run(args) -> int:
+    import time
+
     from ntk_bridge.train.loop import train
 
+    started = time.perf_counter()               # the summary's wall time counts from here
     config = build_config(args)
+    if args.distributed_timeout is not None and not args.distributed:
+        from ntk_bridge.errors import BridgeError
+        raise BridgeError("--distributed-timeout applies to --distributed only; add --distributed or drop it")
     if args.distributed:  # before anything asks JAX for its devices
-        from ntk_bridge.train.parallel import initialize_distributed
-        initialize_distributed()
+        from ntk_bridge.train.parallel import DISTRIBUTED_TIMEOUT_S, initialize_distributed
+        timeout = DISTRIBUTED_TIMEOUT_S if args.distributed_timeout is None else args.distributed_timeout
+        initialize_distributed(distributed_timeout=timeout)
+    joined = time.perf_counter() - started if args.distributed else 0.0
     run_dir = Path(args.run_dir or f"runs/{config.dataset}_{config.shots}shot_{config.algorithm}_seed{config.seed}")
     summary = train(config, run_dir)
     metrics = run_dir / "metrics.json"
     history = json.loads(metrics.read_text()) if metrics.exists() else []
     plot_curve(run_dir, history, config)
+    summary = {**summary, "distributed_s": joined, "command_s": time.perf_counter() - started}
     print_summary(summary, config, history)
     return 0

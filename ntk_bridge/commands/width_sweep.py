@@ -244,7 +244,6 @@ def _summarize(config, errors, pairs, out, figure, elapsed: float):
 
 def _from_rows(args) -> int:
     """--from-rows: the tables, figure and run.json again from OUT's config.json and rows."""
-    import json
     from pathlib import Path
 
     import pandas as pd
@@ -256,9 +255,12 @@ def _from_rows(args) -> int:
     check_outputs(out, figure)
     for name in ("config.json", "errors.csv", "pairs.csv", "run.json"):
         require((out / name).is_file(), f"--from-rows: {out / name} is missing; run the sweep first")
-    run = json.loads((out / "run.json").read_text())
+    from ntk_bridge.io import read_json
+
+    run = read_json(out / "run.json", "rerun the sweep")
+    require(isinstance(run, dict), f"--from-rows: {out / 'run.json'} is not a JSON object; rerun the sweep")
     require(run.get("complete", "rows" in run), f"--from-rows: {out} is an unfinished sweep (run.json); rerun it")
-    config = _config_from_saved(json.loads((out / "config.json").read_text()))
+    config = _config_from_saved(read_json(out / "config.json", "rerun the sweep"))
     errors, pairs = pd.read_csv(out / "errors.csv"), pd.read_csv(out / "pairs.csv")
     if "failed" not in errors:
         errors["failed"] = ""

@@ -23,8 +23,36 @@ import numpy as np
 
 from ntk_bridge.errors import BridgeError
 
-__all__ = ["read_pickle", "loads_data_pickle", "sniff", "check_not_html", "get_key", "missing_file_error",
+__all__ = ["open_image", "decode_image", "read_pickle", "loads_data_pickle", "sniff", "check_not_html", "get_key", "missing_file_error",
            "cache_folder", "cached_array", "npz_member_array"]
+
+def open_image(source, what: str, mode: str | None = None):
+    """A decoded PIL image of ``source`` (a path or bytes), converted to ``mode`` when given.
+
+    A file that is not an image, is truncated, fails a PNG checksum, or declares more pixels than
+    PIL's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS`` x 2) is one BridgeError line naming
+    ``what`` (the file or zip member) and the fix; whatever PIL raises on hostile bytes (OSError,
+    SyntaxError for a broken PNG, struct / zlib errors, its DecompressionBombError, ...) is caught
+    here, so no reader passes a traceback through."""
+    import warnings
+
+    from PIL import Image
+
+    data = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)    # > MAX_IMAGE_PIXELS: refuse
+            with Image.open(data) as im:
+                im.load()
+                return im.convert(mode) if mode else im.copy()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise BridgeError(f"image {what} is too large to decode ({str(err).split('.')[0]}); "
+                          "replace it with a smaller image or remove it") from None
+    except Exception as err:  # noqa: BLE001 - hostile bytes: whatever the decoder raises is a damaged file
+        kind = type(err).__name__
+        raise BridgeError(f"image {what} cannot be read ({kind}: {' '.join(str(err).split())[:120]}); "
+                          "replace or remove it") from None
+
 
 _ALLOWED = {
     ("numpy", "ndarray"), ("numpy", "dtype"),
@@ -267,12 +295,12 @@ def encode_bytes(obj) -> bytes:
     raise BridgeError(f"expected encoded image bytes, got {type(obj).__name__}")
 
 
-def decode_image(data: bytes, size: int | None, mode: str = "RGB") -> np.ndarray:
-    """PNG/JPEG bytes -> uint8 (H, W, C); resized to size x size (LANCZOS) if it differs."""
+def decode_image(data: bytes, size: int | None, mode: str = "RGB", what: str = "bytes") -> np.ndarray:
+    """PNG/JPEG bytes -> uint8 (H, W, C); resized to size x size (LANCZOS) if it differs. Damaged
+    bytes are one BridgeError line naming ``what`` (:func:`open_image`)."""
     from PIL import Image
-    with Image.open(io.BytesIO(data)) as im:
-        im = im.convert(mode)
-        if size and im.size != (size, size):
-            im = im.resize((size, size), Image.Resampling.LANCZOS)
-        arr = np.asarray(im, dtype=np.uint8)
+    im = open_image(data, what, mode)
+    if size and im.size != (size, size):
+        im = im.resize((size, size), Image.Resampling.LANCZOS)
+    arr = np.asarray(im, dtype=np.uint8)
     return arr if arr.ndim == 3 else arr[..., None]

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ntk_bridge.data.base import SPLITS, FewShotSplit, check_root, check_split
+from ntk_bridge.data.formats import open_image
 from ntk_bridge.errors import BridgeError, require
 
 NAME = "imagefolder"
@@ -52,8 +53,9 @@ def _read_split_file(path: Path, names: list[str]) -> dict[str, list[str]]:
     """The class lists of a splits.json, checked against the class folders ``names``."""
     try:
         spec = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise BridgeError(f"split file {str(path)!r} is not readable JSON ({err}); write "
+    except (OSError, ValueError, RecursionError) as err:
+        raise BridgeError(f"split file {str(path)!r} is not readable JSON ({type(err).__name__}: "
+                          f"{' '.join(str(err).split())[:100]}); write "
                           '{"train": [...], "val": [...], "test": [...]}') from None
     require(isinstance(spec, dict) and set(spec) == set(SPLITS)
             and all(isinstance(v, list) and v and all(isinstance(c, str) for c in v) for v in spec.values()),
@@ -90,15 +92,10 @@ def class_split(root: Path, split_file=None, seed: int = 0) -> dict[str, list[st
 
 
 def _decode(path: Path, size: int | None):
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    try:
-        with Image.open(path) as im:
-            im.load()
-            mode = im.mode
-            img = im.convert("L" if mode in GREY_MODES else "RGB")
-    except (OSError, UnidentifiedImageError, ValueError) as err:
-        raise BridgeError(f"image {str(path)!r} cannot be read ({type(err).__name__}); replace or remove it") from None
+    img = open_image(path, repr(str(path)))
+    img = img.convert("L" if img.mode in GREY_MODES else "RGB")
     if size is not None and img.size != (size, size):
         img = img.resize((size, size), Image.LANCZOS)
     return img

@@ -151,7 +151,7 @@ def _from_csv(path: Path, split: str, image_size: int, cache_dir) -> FewShotSpli
         for i, f in enumerate(tqdm(files, desc=f"decoding {split} JPEGs", disable=len(files) < 5000,
                                    leave=False)):
             try:
-                out[i] = decode_image(f.read_bytes(), image_size)
+                out[i] = decode_image(f.read_bytes(), image_size, what=repr(str(f)))
             except OSError as err:
                 raise BridgeError(f"{f.name} in {str(image_dir)!r} is not a readable image "
                                   f"({err}); replace it") from None

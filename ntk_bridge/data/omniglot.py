@@ -28,7 +28,6 @@ as new classes: class ``c`` rotated by ``r*90`` degrees gets id ``r*C + c`` and 
 
 from __future__ import annotations
 
-import io
 import threading
 import zipfile
 from pathlib import Path
@@ -170,13 +169,14 @@ def read_member(zf: zipfile.ZipFile, name: str, zpath: Path) -> bytes:
                           "(`ntk-bridge data info --dataset omniglot` says from where)") from None
 
 
-def _decode(data: bytes, image_size: int, invert: bool) -> np.ndarray:
+def _decode(data: bytes, image_size: int, invert: bool, what: str = "in the zip") -> np.ndarray:
     from PIL import Image
-    with Image.open(io.BytesIO(data)) as im:
-        im = im.convert("L")
-        if im.size != (image_size, image_size):
-            im = im.resize((image_size, image_size), Image.Resampling.LANCZOS)
-        arr = np.asarray(im, dtype=np.uint8)
+
+    from ntk_bridge.data.formats import open_image
+    im = open_image(data, what, "L")
+    if im.size != (image_size, image_size):
+        im = im.resize((image_size, image_size), Image.Resampling.LANCZOS)
+    arr = np.asarray(im, dtype=np.uint8)
     return 255 - arr if invert else arr
 
 
@@ -189,7 +189,7 @@ def _decode_split(index, alphabets, image_size: int, invert: bool):
             zpath, members, _ = index[key]
             zf = open_zips.get(zpath) or open_zips.setdefault(zpath, zipfile.ZipFile(zpath))
             for m in members:
-                images.append(_decode(read_member(zf, m, zpath), image_size, invert))
+                images.append(_decode(read_member(zf, m, zpath), image_size, invert, f"{m} in {zpath}"))
                 labels.append(label)
             names.append(f"{key[0]}/{key[1]}")
     finally:

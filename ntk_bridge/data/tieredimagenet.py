@@ -97,7 +97,7 @@ def _decode_png_pickle(path: Path, folder: Path, split: str) -> np.ndarray:
             items = get_key(items, "images", path)
         if not hasattr(items, "__len__") or len(items) == 0:
             raise BridgeError(f"{path.name}: expected a non-empty sequence of PNG bytes")
-        first = decode_image(encode_bytes(items[0]), None)
+        first = decode_image(encode_bytes(items[0]), None, what=f"0 of {path}")
         shape = (len(items),) + first.shape
 
     def fill(out):
@@ -108,7 +108,7 @@ def _decode_png_pickle(path: Path, folder: Path, split: str) -> np.ndarray:
         for i in tqdm(range(shape[0]), desc=f"decoding {path.name}", leave=False,
                       disable=shape[0] < 5000):
             try:
-                img = decode_image(encode_bytes(items[i]), None)
+                img = decode_image(encode_bytes(items[i]), None, what=f"{i} of {path}")
             except OSError as err:
                 raise BridgeError(f"{path.name}: image {i} is not a PNG ({err}); damaged "
                                   "file, download it again") from None

@@ -25,6 +25,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from ntk_bridge.engine._checks import require_memory
 from ntk_bridge.engine.spec import Kernels, NetSpec, check_inputs, on_sphere
 from ntk_bridge.errors import BridgeError, require
 
@@ -252,6 +253,12 @@ def _sweep_rows(plan: _SweepPlan, c: np.ndarray, rows: slice) -> int | None:
     return bad
 
 
+def sweep_bytes(n1: int, n2: int, n_depths: int) -> int:
+    """A lower bound of the bytes :func:`depth_sweep` holds at once: Theta and K (n1, n2) per depth,
+    and the first layer's Gram with the two temporaries of its product, in float64."""
+    return 8 * n1 * n2 * (2 * n_depths + 3)
+
+
 def depth_sweep(spec: NetSpec, x1: np.ndarray, x2: np.ndarray | None = None,
                 depths: Sequence[int] | None = None, normalize: bool = False) -> dict[int, Kernels]:
     """(Theta, K) for every depth in ``depths`` from one pass of the layer recursion.
@@ -269,6 +276,8 @@ def depth_sweep(spec: NetSpec, x1: np.ndarray, x2: np.ndarray | None = None,
     wanted = _check_depths(range(1, spec.depth + 1) if depths is None else depths)
     d = x1.shape[1]
     n1, n2 = len(x1), len(x2)
+    require_memory(sweep_bytes(n1, n2, len(wanted)), f"the kernels of {n1} x {n2} points at {len(wanted)} depth(s)",
+                   "use fewer points or depths, or compute the kernels in row blocks (slices of x1)")
     q1 = _q_layers(spec, np.sum(x1 * x1, axis=1) / d, wanted[-1])
     q2 = _q_layers(spec, np.sum(x2 * x2, axis=1) / d, wanted[-1])
     f1, f2 = _row_factors(spec.activation, q1, q2)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ntk_bridge.engine._checks import real_array
 from ntk_bridge.errors import BridgeError, require
 
 ACTIVATIONS = ("relu", "erf")
@@ -82,10 +83,9 @@ def check_inputs(x1: np.ndarray, x2: np.ndarray | None = None) -> tuple[np.ndarr
     """Validate two input matrices (n, d) with the same d; return float64 copies."""
     out = []
     for name, x in (("x1", x1), ("x2", x1 if x2 is None else x2)):
-        x = np.asarray(x, dtype=np.float64)
+        x = real_array(x, name)
         require(x.ndim == 2, f"{name} must be a 2-D array (n_points, d); got shape {x.shape}")
         require(x.shape[0] >= 1 and x.shape[1] >= 1, f"{name} is empty (shape {x.shape})")
-        require(bool(np.all(np.isfinite(x))), f"{name} contains NaN or inf values; clean the inputs")
         out.append(x)
     require(out[0].shape[1] == out[1].shape[1],
             f"x1 and x2 have different input dimensions ({out[0].shape[1]} vs {out[1].shape[1]})")
@@ -94,7 +94,8 @@ def check_inputs(x1: np.ndarray, x2: np.ndarray | None = None) -> tuple[np.ndarr
 
 def to_sphere(x: np.ndarray) -> np.ndarray:
     """Project rows of ``x`` (n, d) onto the sphere of radius sqrt(d): ``x . x / d = 1``."""
-    x = np.asarray(x, dtype=np.float64)
+    x = real_array(x, "x")
+    require(x.ndim >= 1 and x.shape[-1] >= 1, f"x must be an array (n, d) of input rows; got shape {x.shape}")
     norms = np.linalg.norm(x, axis=-1, keepdims=True)
     require(bool(np.all(norms > 0)), "an input row is all zeros and cannot be put on the sphere")
     return x / norms * math.sqrt(x.shape[-1])
@@ -117,4 +118,4 @@ def on_sphere(x: np.ndarray, normalize: bool = False, name: str = "inputs") -> n
     if normalize:
         warnings.warn(msg + "; projected onto the sphere", stacklevel=2)
         return to_sphere(x)
-    raise BridgeError(msg + "; pass normalize=True or call ntk_bridge.engine.spec.to_sphere(x)")
+    raise BridgeError(msg + "; project them with nb.to_sphere(x) (ntk_bridge.to_sphere) or pass normalize=True")

@@ -24,7 +24,6 @@ for the widths it finished and marked ``complete = False`` in both tables.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ntk_bridge.errors import require
+from ntk_bridge.io import read_json
 from ntk_bridge.stats import finite_mean_ci, fit_loglog
 
 log = logging.getLogger(__name__)
@@ -71,8 +71,8 @@ def sweep_folders(root: Path) -> list[Path]:
 def load(folder: Path) -> Sweep:
     """Read one sweep folder. A run.json without ``complete`` is a finished run of older code."""
     folder = Path(folder)
-    config = json.loads((folder / "config.json").read_text())
-    run = json.loads((folder / "run.json").read_text()) if (folder / "run.json").is_file() else {}
+    config = read_json(folder / "config.json", "rerun that width sweep")
+    run = read_json(folder / "run.json", "rerun that width sweep") if (folder / "run.json").is_file() else {}
     errors = pd.read_csv(folder / "errors.csv")
     pairs = pd.read_csv(folder / "pairs.csv") if (folder / "pairs.csv").is_file() else pd.DataFrame()
     complete = bool(run.get("complete", "rows" in run))

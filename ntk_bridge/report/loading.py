@@ -7,7 +7,6 @@ as "not run" with the command that produces it (:data:`COMMANDS`).
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,7 +75,9 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 
 def _read_json(path: Path):
-    return json.loads(Path(path).read_text())
+    from ntk_bridge.io import read_json
+
+    return read_json(path)
 
 
 def _refuse_unfinished(path: Path) -> None:

@@ -23,11 +23,15 @@ from ntk_bridge.errors import BridgeError
 
 @dataclass(frozen=True)
 class Table:
-    """One CSV file: its name, {column: unit} readers may rely on, and whether it may be absent."""
+    """One CSV file: its name, {column: unit} readers may rely on, and whether it may be absent.
+
+    ``digits``: significant digits its float columns are written with (``%.{digits}g``); None
+    writes every float in full (shortest repr, 17 digits at most)."""
 
     file: str
     columns: Mapping[str, str]
     optional: bool = False
+    digits: int | None = None
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,7 @@ def write_table(folder: Path, table: Table, frame) -> Path:
     if lacking:
         raise ValueError(f"{table.file}: the frame lacks declared column(s) {', '.join(lacking)}")
     path = Path(folder) / table.file
-    write_csv(path, frame)
+    write_csv(path, frame, digits=table.digits)
     return path
 
 
@@ -94,15 +98,30 @@ def check_columns(path: Path, table: Table, frame, command: str) -> None:
 
 ACCURACY_CI = "% (95% t-interval half-width)"
 
+# The depth sweep's tables (the README's main job, committed) carry 6 significant digits: what the
+# arithmetic supports across machines. Measured by experiments/depth_sweep_digits.py on the default
+# sweep (20 draws, depths 1..256): one BLAS / XLA thread instead of two changes no bit; one ulp of
+# rounding at each of the 256 layers of the kernel recursion (another CPU's arcsin / sqrt) moves
+# values by up to 7.4e-11 relative (5.7e-11 and 6.1e-11 for two other sign draws), so the text of
+# 2-7 cells of depth_sweep.csv differs at 10 digits and 27-44 at 11. At 6 digits the expected
+# number of cells whose text changes on such a machine (the sum over cells of |a - b| / the spacing
+# of %.6g) is 5e-4 to 6e-4 for depth_sweep.csv, 1e-5 to 2e-5 for summary.csv and 3e-7 to 4e-7 for
+# errors.csv; none changed in the three runs (at 7 digits one did: d_rel 0.0087558254999899 vs
+# 0.0087558255003, a value 1e-11 from the boundary). A rerun elsewhere can still flip a last digit
+# that way, improbably. 6 digits is far below the spread over draws (the 95% intervals in
+# errors.csv are 12-20 % of their means), so nothing the study reports is lost.
+DEPTH_SWEEP_DIGITS = 6
+
 DEPTH_SWEEP = ResultSchema("ntk-bridge depth-sweep", {
     "config": Document("config.json", optional=True),
     "frame": Table("depth_sweep.csv", {"depth": "id", "pair": "id", "draw": "id", "d_rel": "", "d_tr": "",
-                                       "err_a": "", "err_b": "", "err_head_only": ""}),
+                                       "err_a": "", "err_b": "", "err_head_only": ""},
+                   digits=DEPTH_SWEEP_DIGITS),
     "summary": Table("summary.csv", {"pair": "id", "depth_lo": "id", "depth_hi": "id", "d_rel_lo": "",
                                      "d_rel_hi": "", "d_tr_lo": "", "d_tr_hi": "", "rate_d_rel": "",
-                                     "rate_d_tr": ""}),
+                                     "rate_d_tr": ""}, digits=DEPTH_SWEEP_DIGITS),
     "errors": Table("errors.csv", {"depth": "id", "method": "id", "err_mean": "", "err_ci95": "",
-                                   "draws": "id"}),
+                                   "draws": "id"}, digits=DEPTH_SWEEP_DIGITS),
 })
 
 WIDTH_SWEEP = ResultSchema("ntk-bridge width-sweep", {

@@ -12,12 +12,13 @@ MTL's; :func:`markdown` and :func:`figure` present them. Progress goes to the ``
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ntk_bridge.io import read_json
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ def check_finished_run(config, run_dir: Path) -> None:
     if not (run_dir / "summary.json").is_file() or not (run_dir / "config.json").is_file():
         raise BridgeError(f"`from_runs`: {run_dir} is not a finished run (no summary.json or config.json); "
                           "drop `from_runs` to train it")
-    differ = incompatible_fields(json.loads((run_dir / "config.json").read_text()), config)
+    differ = incompatible_fields(read_json(run_dir / "config.json", "drop `from_runs` to train it again"), config)
     if differ:
         raise BridgeError(f"`from_runs`: {run_dir} was trained with other settings ({', '.join(differ)}); "
                           "give the settings that made it or drop `from_runs`")
@@ -127,8 +128,8 @@ def run_one(config, run_dir: Path, data, train_it: bool = True) -> tuple[dict, l
 
     from ntk_bridge.train.loop import train
     summary = (train(config, run_dir, data=data) if train_it
-               else json.loads((run_dir / "summary.json").read_text()))
-    history = json.loads((run_dir / "metrics.json").read_text())
+               else read_json(run_dir / "summary.json", "drop `from_runs` to train it again"))
+    history = read_json(run_dir / "metrics.json", "drop `from_runs` to train it again")
     timing = pd.read_csv(run_dir / "timing.csv").to_dict("records")
     name, shots = config.algorithm, config.shots
     curve = [{"algorithm": name, "shots": shots, "step": h["step"], "train_time_s": t["train_s"],

@@ -67,7 +67,7 @@ def _damage_of(folder: Path) -> str:
         saved = json.loads((folder / CHECKSUMS).read_text())
     except FileNotFoundError:
         return "" if folder.is_dir() else f"{folder} is missing"
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return f"{folder / CHECKSUMS} is unreadable"
     now = _file_hashes(folder)
     for name in sorted(set(saved) | set(now)):

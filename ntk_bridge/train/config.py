@@ -253,6 +253,8 @@ def load_config(path_or_name: str | Path) -> TrainConfig:
         raise BridgeError(f"config {path} is not valid JSON ({err.msg} at line {err.lineno}); fix the file") from None
     except (UnicodeDecodeError, OSError) as err:
         raise BridgeError(f"config {path} cannot be read as a text file ({type(err).__name__}); give a JSON file") from None
+    except RecursionError:
+        raise BridgeError(f"config {path} is not valid JSON (nested too deeply); fix the file") from None
     try:
         return from_dict(values)
     except BridgeError as err:

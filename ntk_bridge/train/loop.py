@@ -47,7 +47,7 @@ from ntk_bridge.train.checkpoints import (
     save,
     state_tree,
 )
-from ntk_bridge.train.config import TrainConfig, from_dict, incompatible_fields
+from ntk_bridge.train.config import TrainConfig, incompatible_fields, load_config
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +238,7 @@ def prepare_run_dir(config: TrainConfig, run_dir: Path) -> None:
     if path.exists():
         try:
             saved = json.loads(path.read_text())
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):       # not JSON, not UTF-8, nested too deeply
             saved = None
         if saved is None and trained_anything(run_dir):
             raise BridgeError(f"{path} is not valid JSON; repair it or use a new `run_dir`")
@@ -258,7 +258,7 @@ def load_run_config(run_dir: Path) -> TrainConfig:
     if not path.exists():
         raise BridgeError(f"{run_dir} is not a run folder (no config.json); give the folder "
                           f"that `ntk-bridge train` wrote")
-    return from_dict(json.loads(path.read_text()))
+    return load_config(path)                      # damaged JSON, a wrong field: one line naming the file
 
 
 def device_info() -> dict:
@@ -370,13 +370,14 @@ def start_run(config: TrainConfig, data: RunData | None, quiet: bool = False):
 def _train(config: TrainConfig, run_dir: str | Path, *, callback: Callable[[int, dict], None] | None,
            data: RunData | None, evaluate_test: bool) -> dict:
     from ntk_bridge.train.paths import check_output_dir
+    started = time.perf_counter()                 # the summary's session times count from here
     run_dir = check_output_dir(Path(run_dir), "`run_dir`")
     data, algorithm, state, prepare = start_run(config, data)
     fresh = not run_dir.exists()
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
         with output_lock(run_dir.absolute(), "`run_dir`", run_dir):   # a second run on the folder is refused
-            return _train_in(config, run_dir, callback, data, evaluate_test, algorithm, state, prepare)
+            return _train_in(config, run_dir, callback, data, evaluate_test, algorithm, state, prepare, started)
     except WriteError:
         if fresh and not has_checkpoint(run_dir):  # a full disk before the first checkpoint: no folder left
             import shutil
@@ -384,8 +385,13 @@ def _train(config: TrainConfig, run_dir: str | Path, *, callback: Callable[[int,
         raise
 
 
-def _train_in(config, run_dir, callback, data, evaluate_test, algorithm, state, prepare) -> dict:
-    """:func:`_train` once the start checks passed: the run folder, resume, steps, test evaluation."""
+def _train_in(config, run_dir, callback, data, evaluate_test, algorithm, state, prepare, started) -> dict:
+    """:func:`_train` once the start checks passed: the run folder, resume, steps, test evaluation.
+
+    Session times (this call, from ``started``, seconds): ``startup_s`` (checks, data, model, resume),
+    ``loop_s`` (the step loop: ``steps_s`` in steps, ``compile_s_session`` compiling, the rest
+    validating and checkpointing), ``test_s`` (the test episodes) and ``session_wall_s`` (all of it,
+    through writing summary.json). ``wall_s`` / ``train_s`` stay the loop's totals over every session."""
     check_latest_checkpoint(run_dir)
     prepare_run_dir(config, run_dir)
     latest, best = managers(run_dir)
@@ -400,7 +406,11 @@ def _train_in(config, run_dir, callback, data, evaluate_test, algorithm, state, 
     if start and config.progress:
         log.info(f"resuming {run_dir} from step {start} (its latest checkpoint)")
     info = device_info()
+    before = (loop.wall_s, loop.train_s, loop.compile_s)
+    t_loop = time.perf_counter()
     state, step = _steps(config, run_dir, algorithm, state, data, prepare, loop, (latest, best), callback)
+    session = {"startup_s": t_loop - started, "loop_s": loop.wall_s - before[0], "steps_s": loop.train_s - before[1],
+               "compile_s_session": loop.compile_s - before[2]}
     if not loop.stop_reason:
         loop.stop_reason = f"reached max_steps={config.max_steps}"
     summary = {
@@ -409,8 +419,9 @@ def _train_in(config, run_dir, callback, data, evaluate_test, algorithm, state, 
         "wall_s": loop.wall_s, "train_s": loop.train_s, "cpu_s": loop.cpu_s,
         "compile_s": loop.compile_s, "images_seen": loop.images_seen,
         "images_per_s": loop.images_seen / max(loop.train_s, 1e-9),
-        "accelerator_hours": accelerator_hours(loop.wall_s, info), **info,
+        "accelerator_hours": accelerator_hours(loop.wall_s, info), **info, **session,
     }
+    t_test = time.perf_counter()
     if evaluate_test:
         final = restore_for_eval(run_dir, state, "best")
         results = {h: evaluate_state(config, algorithm, final, data, "test", head=h)[0]
@@ -418,6 +429,8 @@ def _train_in(config, run_dir, callback, data, evaluate_test, algorithm, state, 
         summary["test"] = results[config.test_head].to_dict()
         summary["test_text"] = results[config.test_head].describe()
         summary["test_heads"] = {h: r.to_dict() for h, r in results.items()}
+    summary["test_s"] = time.perf_counter() - t_test
+    summary["session_wall_s"] = time.perf_counter() - started
     write_json(run_dir / "summary.json", summary)
     return summary
 

@@ -29,7 +29,8 @@ Each process computes the same global batch indices (a pure function of seed and
 hands over only the slices its own devices hold (:func:`place`, ``make_array_from_callback``);
 evaluation and checkpoints work on each process's own copy of the replicated state
 (:func:`local_view`). Tested: the step of 2 processes x 2 CPU devices equals the 1-process
-4-device step. Not yet: the run folder's lock and checkpoint writes assume one writing process.
+4-device step. The join never waits forever: a deadline (``distributed_timeout``), a progress line
+naming whom it waits for, and signals that stop it (``tests/faults/test_distributed_start.py``). Not yet: the run folder's lock and checkpoint writes assume one writing process.
 
 Shapes: a batch is a dict of arrays with the task / episode axis first, e.g. ``x (T, M, H, W, C)``,
 ``y (T, M)``, ``classes (T, n_way)`` (:mod:`ntk_bridge.train.algorithms`).
@@ -39,7 +40,11 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import logging
+import math
 import os
+import signal
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -47,7 +52,10 @@ import numpy as np
 
 from ntk_bridge.errors import BridgeError, require
 
+log = logging.getLogger(__name__)
+
 DATA = "data"
+JOIN_GRACE_S = 60       # JAX's own join deadline is ours plus this: it aborts the process when it passes
 COORDINATOR_VARS = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
 # the mesh of the step being traced (set by compile_step, read by map_episodes)
 _TRACING_MESH: contextvars.ContextVar = contextvars.ContextVar("ntk_bridge_step_mesh", default=None)
@@ -235,14 +243,80 @@ def coordinator_settings(environ: dict | None = None) -> dict:
     return {"coordinator_address": given["JAX_COORDINATOR_ADDRESS"], "num_processes": n, "process_id": pid}
 
 
-def initialize_distributed(environ: dict | None = None) -> None:
+DISTRIBUTED_TIMEOUT_S = 300       # jax.distributed.initialize's own default, stated once here
+
+
+def _waiting_for(settings: dict) -> str:
+    """Whom a joining process waits for, in words (for the progress line and the timeout line)."""
+    if not settings:
+        return "the processes of the cluster JAX detects (SLURM, Open MPI, ...)"
+    n, pid, where = settings["num_processes"], settings["process_id"], settings["coordinator_address"]
+    if pid == 0:
+        others = "process 1" if n == 2 else f"processes 1..{n - 1}"
+        return f"{others} to connect to this process's coordinator at {where}"
+    return f"the coordinator at {where} (process 0) and the other {n - 2} process(es)" if n > 2 else \
+        f"the coordinator at {where} (process 0)"
+
+
+def initialize_distributed(environ: dict | None = None, distributed_timeout: float = DISTRIBUTED_TIMEOUT_S) -> None:
     """Join the processes of a multi-host run (``jax.distributed.initialize``) before anything
-    else touches JAX's devices. Without coordinator variables JAX detects the cluster itself."""
+    else touches JAX's devices. Without coordinator variables JAX detects the cluster itself.
+
+    Never waits forever: a progress line (logging, INFO) says whom it waits for, the join is given
+    ``distributed_timeout`` seconds (``initialization_timeout``), and the wait runs in a helper thread
+    while this one polls, so Ctrl-C and SIGTERM stop it at once (the CLI's one ``interrupted`` line). A
+    process that does not come within the deadline is one BridgeError line."""
+    import threading
+
     import jax
     settings = coordinator_settings(environ)
-    try:
-        jax.distributed.initialize(**settings)
-    except (RuntimeError, ValueError) as err:
+    timeout = distributed_timeout
+    require(isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0,
+            f"`distributed_timeout` must be a positive number of seconds (got {timeout!r})")
+    whom = _waiting_for(settings)
+    log.info("joining a distributed run%s: waiting up to %g s for %s",
+             f" as process {settings['process_id']} of {settings['num_processes']}" if settings else "", timeout, whom)
+    outcome: dict = {}
+
+    def join() -> None:
+        try:
+            # JAX's own deadline comes later than ours: at its deadline it ends the process (an abort)
+            seconds = math.ceil(timeout) + JOIN_GRACE_S
+            jax.distributed.initialize(**settings, initialization_timeout=seconds, shutdown_timeout_seconds=seconds)
+        except BaseException as err:  # noqa: BLE001 - handed to the waiting thread
+            outcome["error"] = err
+
+    helper = threading.Thread(target=join, name="ntk_bridge-distributed-join", daemon=True)
+    helper.start()
+    _wait(helper, timeout, whom)
+    err = outcome.get("error")
+    if err is not None:                      # refused before connecting (JAX's own argument checks)
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise BridgeError(f"jax.distributed.initialize failed ({first}); set JAX_COORDINATOR_ADDRESS, "
-                          f"JAX_NUM_PROCESSES and JAX_PROCESS_ID, or run under SLURM / Open MPI") from None
+        raise BridgeError(f"jax.distributed.initialize failed ({first[:200]}); set JAX_COORDINATOR_ADDRESS, "
+                          f"JAX_NUM_PROCESSES and JAX_PROCESS_ID, or run under SLURM / Open MPI")
+
+
+class AbandonedStart(BridgeError):
+    """The distributed start-up gave up (deadline passed): the join's thread is still inside JAX's
+    connect, and JAX ends the process when its own deadline passes, so the caller must end the
+    process now (the CLI does, after the one line: ``abandon``)."""
+
+    abandon = True
+
+
+def _wait(helper, timeout: float, whom: str) -> None:
+    """Poll ``helper`` (the join) until it ends or ``timeout`` passes; a signal meanwhile stops the wait."""
+    from ntk_bridge.interrupts import Interrupted
+
+    deadline = time.monotonic() + timeout
+    try:
+        while helper.is_alive() and time.monotonic() < deadline:
+            helper.join(0.2)                 # back in Python five times a second: signal handlers run here
+    except KeyboardInterrupt as err:         # Ctrl-C, or SIGTERM through the CLI's handler
+        stop = Interrupted(getattr(err, "signum", signal.SIGINT),
+                           f"the distributed start-up was stopped while waiting for {whom}; nothing was written")
+        stop.abandon = True                  # type: ignore[attr-defined]
+        raise stop from None
+    if helper.is_alive():
+        raise AbandonedStart(f"no answer within {timeout:g} s from {whom}; start the same command on every "
+                             "host, or raise `distributed_timeout` (seconds); nothing was written")

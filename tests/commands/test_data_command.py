@@ -49,3 +49,32 @@ def test_info_on_real_omniglot(tmp_path, capsys):
     assert "train      163     3260      28x28x1          20" in text
     assert "test        62     1240      28x28x1          20" in text
     assert out.is_file()
+
+
+def test_info_without_out_writes_into_the_temporary_folder_not_the_current_one(tmp_path, capsys, monkeypatch):
+    """A command writes into the folder it is run from (often a checkout) only when asked."""
+    import tempfile
+
+    from helpers.file_tree import tree
+
+    data, cwd, temp = tmp_path / "data", tmp_path / "checkout", tmp_path / "tmp"
+    for p in (data, cwd, temp):
+        p.mkdir()
+    write_mini_cache(data, "train", n_classes=5, per_class=3)
+    (cwd / "README.md").write_text("a checkout\n")
+    before = tree(cwd)
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    assert main(["data", "info", "--dataset", "miniimagenet", "--root", str(data), "--splits", "train"]) == 0
+    assert tree(cwd) == before
+    grid = temp / "ntk_bridge" / "data_miniimagenet.png"
+    assert grid.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and grid.with_suffix(".json").is_file()
+    assert f"sample grid: {grid}" in capsys.readouterr().out
+
+
+def test_info_refuses_an_unwritable_figure_suffix_before_reading(tmp_path, capsys):
+    assert main(["data", "info", "--dataset", "miniimagenet", "--root", str(tmp_path), "--out",
+                 str(tmp_path / "grid.xyz")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --out") and "unsupported figure format 'xyz'" in err and "\n" not in err
+    assert list(tmp_path.iterdir()) == []
