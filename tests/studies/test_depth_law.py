@@ -31,8 +31,8 @@ import pytest
 from ntk_bridge.closed_form.predictors import PredictorConfig
 from ntk_bridge.closed_form.tasks import FamilyConfig, make_tasks
 from ntk_bridge.engine.fc import depth_sweep
-from ntk_bridge.engine.spec import NetSpec
 from ntk_bridge.engine.precision import float64
+from ntk_bridge.engine.spec import NetSpec
 from ntk_bridge.studies import depth_law, regime_map
 
 DRAWS = range(5)
