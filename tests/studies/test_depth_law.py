@@ -69,6 +69,47 @@ def _every_draw():
 
 # ----------------------------------------------------------------------------- exact on the two-level form
 
+def _dense_gbml(method, tasks, gram, config):
+    """GBML (docs/theory.md 4) written densely: F_j = P'_j Y'_j + [Theta(X_j, Z) - P'_j Theta(X'_j, Z)] A^T O(Phi) (Y_q - G),
+    with the block matrix A = blockdiag([I, -P_i]) of predictors.meta_ntk and Phi = A Theta(Z, Z) A^T formed
+    explicitly, O(Phi) = (Phi + ridge I)^-1 (t = inf); f_0 = 0. An independent reference for the batched code."""
+    from ntk_bridge.closed_form.predictors import inner_blocks, meta_ntk
+
+    theta = np.asarray(gram.theta)
+    kin = theta if method == "maml" else np.asarray(gram.k)
+    _, a = meta_ntk(method, tasks, gram, config.inner)
+    z = tasks.train_z.reshape(-1)
+    phi = a @ theta[np.ix_(z, z)] @ a.T
+    p = inner_blocks(kin, tasks.train_q, tasks.train_s, config.inner)
+    resid = (tasks.train_y_query() - p @ tasks.train_y_support()).reshape(-1, 1)
+    w = a.T @ np.linalg.solve(phi + config.outer_ridge * np.eye(len(phi)), resid)       # A^T O(Phi) r, over Z
+    pt = inner_blocks(kin, tasks.test_q, tasks.test_s, config.inner)
+    out = []
+    for j in range(len(tasks.test)):
+        q, s = tasks.test_q[j], tasks.test_s[j]
+        transfer = theta[np.ix_(q, z)] @ w - pt[j] @ (theta[np.ix_(s, z)] @ w)
+        out.append(pt[j] @ tasks.test_y_support()[j] + transfer)
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("net", list(NETS))
+def test_the_predictors_the_law_is_checked_against_equal_the_dense_meta_ntk_formula(net):
+    """ANIL and MAML of closed_form.predictors (batched, A never formed) equal the dense formula of docs/theory.md 4
+    (_dense_gbml) on each network of the map at L = 64, n_q = n_s = 5, every inner loop of the map, t = inf:
+    to 1e-8 relative (float64 solves of condition number <= 1e7)."""
+    from ntk_bridge.closed_form.predictors import predict
+
+    tasks = make_tasks(FamilyConfig(n_train_tasks=4, n_test_tasks=3), 0)
+    with float64():
+        gram = depth_sweep(replace(NETS[net], depth=64), tasks.points, depths=[64])[64]
+        for inner in INNERS:
+            config = PredictorConfig(inner=INNERS[inner], outer_time=math.inf, outer_ridge=1e-6)
+            for method in ("anil", "maml"):
+                want = _dense_gbml(method, tasks, gram, config)
+                np.testing.assert_allclose(predict(method, tasks, gram, config), want, rtol=1e-8,
+                                           atol=1e-8 * np.abs(want).max(), err_msg=f"{net} {inner} {method}")
+
+
 _SMALL_POINTS = 24
 
 
