@@ -32,7 +32,10 @@ costs nothing. Default grid: 48 cells x 10 draws x 11 depths, a few minutes on 2
 --law CELL computes nothing else and writes nothing: for that one cell (a key as in cells.csv, e.g.
 "relu-b0|depth-norm|t=inf") it prints the depth law's predictions (docs/theory.md 8,
 ntk_bridge.studies.depth_law; nothing fitted) beside the exact predictors, per depth (--law-depths, default
-the grid's depths >= --deep-from), as mean (sd) over the grid's draws.
+the grid's depths >= --deep-from), as mean (sd) over the grid's draws. Depths outside the derivation's
+conditions are labelled ("outside: shallow" below L = 256, "outside: below the bias onset" below L_b = 2 / b^2,
+"transition" up to 24 L_b for ReLU with biases), and every informative amplitude read from the previous depth
+says "carried over from the measured depth L0" (the law derives its depth profile, not its amplitude).
 
 Examples:
     ntk-bridge regime-map --quick --out /tmp/rm --figure /tmp/rm.png
@@ -139,6 +142,10 @@ def run_law(args, config) -> int:
     study = law_study(args, config)
     table = depth_law.summarize_comparison(depth_law.compare_cell(study, progress=not args.quiet))
     print(law_comparison_text(table, f"cell {args.law}; {describe(replace_depths(config, study.depths))}"))
+    outside = [d for d in study.depths if depth_law.law_conditions(study.net.activation, study.net.b_std, d)]
+    if outside:
+        print(f"\nnote: depth(s) {', '.join(map(str, outside))} lie outside the derivation's conditions or in the bias "
+              "transition (labelled above): read those rows as an extrapolation, not a test of the law")
     return 0
 
 

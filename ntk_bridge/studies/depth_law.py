@@ -19,7 +19,9 @@ use only the draw's labels, q, D, rho and the support kernel's top eigenvalue la
 
 with o(lambda) the outer operator's eigenvalue map (1 - e^{-t lambda / kappa_out}) / lambda, or
 1 / (lambda + ridge) at t = inf. :func:`predict_draw` evaluates every prediction for one draw and
-depth; :func:`measure_draw` measures the same quantities from the exact predictors. Nothing is fitted.
+depth; :func:`measure_draw` measures the same quantities from the exact predictors. Nothing is fitted,
+but one thing is not derived: the *amplitude* of the informative part, which :func:`cell_rows` carries over
+from the measured previous depth (only its depth profile, :func:`informative_profile`, is derived).
 """
 
 from __future__ import annotations
@@ -34,8 +36,15 @@ from ntk_bridge.closed_form.predictors import PredictorConfig, predict
 from ntk_bridge.closed_form.tasks import TaskSet
 from ntk_bridge.engine.spec import Kernels
 
-# exponent in L of the *informative* (input-dependent) part of the transfer terms, per network kind
+# exponent in L of the *informative* (input-dependent) part of the transfer terms, per network kind, as L -> inf
 INFORMATIVE_EXPONENT = {"relu": -1.0, "relu-bias": -0.5, "erf": -1.0}
+# the off-diagonal ratio rho = Theta(x, x') / Theta(x, x) of distinct inputs as L -> inf (docs/theory.md 8.1)
+DEEP_RHO = {"relu": 1 / 4, "relu-bias": 4 / 7, "erf": 1 / 3}
+# the two-level form and the informative exponents are asymptotic: the law is applied as derived from this depth
+# on (below it the neglected O(1/L) terms move the informative exponent of d_rel by more than 0.05; theory 8.6)
+LAW_MIN_DEPTH = 256
+# ReLU with biases: the informative exponent is within 0.1 of -1/2 only beyond this many L_b (the transition form)
+ONSET_SETTLED = 24
 
 # exponent of each quantity in L; "mean removed": L << L* = a / (b r_1); "plateau": L* << L << L** = c / (e r_1^2)
 # (bias-free ReLU; with biases replace -1 by -1/2, see INFORMATIVE_EXPONENT)
@@ -47,16 +56,79 @@ EXPONENTS = {
 }
 
 
-def informative_exponent(activation: str, b_std: float) -> float:
-    """-1/2 for ReLU with biases (L >> 2 / b^2), -1 otherwise (docs/theory.md 8.1)."""
+def network_kind(activation: str, b_std: float) -> str:
+    """"relu" (no biases), "relu-bias" or "erf" (critical Erf): the keys of the tables above."""
     if activation == "relu":
-        return INFORMATIVE_EXPONENT["relu-bias" if b_std > 0 else "relu"]
-    return INFORMATIVE_EXPONENT["erf"]
+        return "relu-bias" if b_std > 0 else "relu"
+    return "erf"
+
+
+def deep_rho(activation: str, b_std: float) -> float:
+    """rho as L -> inf: 1/4 (ReLU), 4/7 (ReLU with biases, L >> L_b), 1/3 (critical Erf) (docs/theory.md 8.1)."""
+    return DEEP_RHO[network_kind(activation, b_std)]
 
 
 def bias_onset_depth(b_std: float) -> float:
     """L_b = 2 / b^2: the depth where the bias part L b^2 / 2 of K(x, x) = 1 + L b^2 / 2 reaches 1."""
     return math.inf if b_std == 0 else 2.0 / b_std ** 2
+
+
+def informative_profile(activation: str, b_std: float, depth: float) -> float:
+    """I(L) up to a constant factor: the size of the NTK's input-dependent part relative to D (docs/theory.md 8.1).
+
+    L^p (p = INFORMATIVE_EXPONENT) without biases and for critical Erf. ReLU with biases, from the continuum
+    recursion du/dl = -u / (l + L_b) - c u^{3/2} (v = u^{-1/2} is linear: v = c L_b (1 + y - sqrt(1 + y)),
+    y = l / L_b, its input-dependent part grows like sqrt(1 + y)), the NTK sum over layers
+    Theta = sum_l q_l prod_{k>l} (1 - arccos(rho_k) / pi) gives, with S = sqrt(1 + L / L_b), T = S - 1,
+
+        I(L) = (1/12 + 3T/20 + T^2/10 + T^3/42) / (S^4 - 1)
+
+    -> 1 / (24 L / L_b) for L << L_b (exponent -1) and 1 / (42 sqrt(L / L_b)) for L >> L_b (exponent -1/2):
+    halfway (-3/4) near 2 L_b, within 0.1 of -1/2 only beyond about 24 L_b. Neglected: the inputs' own
+    v_0 = u_0^{-1/2} ~ 1 beside c L_b (S - 1) (relative size 1 / (c L_b (S - 1)), c = 2 sqrt2 / (3 pi)) and O(1/L).
+    """
+    kind = network_kind(activation, b_std)
+    if kind != "relu-bias":
+        return float(depth) ** INFORMATIVE_EXPONENT[kind]
+    s = math.sqrt(1.0 + depth / bias_onset_depth(b_std))
+    t = s - 1.0
+    return (1 / 12 + 3 * t / 20 + t * t / 10 + t ** 3 / 42) / (s ** 4 - 1.0)
+
+
+def informative_ratio(activation: str, b_std: float, from_depth: float, to_depth: float) -> float:
+    """I(to_depth) / I(from_depth) (:func:`informative_profile`): what carries an informative part across depths."""
+    return informative_profile(activation, b_std, to_depth) / informative_profile(activation, b_std, from_depth)
+
+
+def informative_exponent(activation: str, b_std: float, depth: float | None = None) -> float:
+    """The exponent of the informative part in L: the L -> inf value (-1, or -1/2 for ReLU with biases) when
+    ``depth`` is None, else the local slope d ln I / d ln L of :func:`informative_profile` at ``depth``
+    (ReLU with biases: -1 well below L_b = 2 / b^2, -1/2 well beyond; docs/theory.md 8.1)."""
+    if depth is None:
+        return INFORMATIVE_EXPONENT[network_kind(activation, b_std)]
+    h = 1e-4
+    return math.log(informative_ratio(activation, b_std, depth * math.exp(-h), depth * math.exp(h))) / (2 * h)
+
+
+def law_conditions(activation: str, b_std: float, depth: int) -> str:
+    """Where ``depth`` stands against the derivation's conditions: "" inside them, else a label.
+
+    "outside: shallow" below LAW_MIN_DEPTH; for ReLU with biases "outside: below the bias onset" below L_b and
+    "transition" between L_b and ONSET_SETTLED L_b (the exponent there is the transition form's, not -1/2).
+    """
+    if depth < LAW_MIN_DEPTH:
+        return f"outside: shallow (L < {LAW_MIN_DEPTH}; the two-level form and exponents are asymptotic)"
+    if network_kind(activation, b_std) != "relu-bias":
+        return ""
+    onset = bias_onset_depth(b_std)
+    p = informative_exponent(activation, b_std, depth)
+    if depth < onset:
+        return (f"outside: below the bias onset L_b = {onset:g} (L = {depth / onset:.2g} L_b; informative exponent "
+                f"{p:+.2f} from the transition form, not -1/2)")
+    if depth < ONSET_SETTLED * onset:
+        return (f"transition: L = {depth / onset:.3g} L_b (informative exponent {p:+.2f} from the transition form; "
+                f"within 0.1 of -1/2 only beyond {ONSET_SETTLED} L_b)")
+    return ""
 
 
 def crossover_depth(depth: float, informative: float, floor: float, exponent: float) -> float:
@@ -220,7 +292,7 @@ class Law:
     plateau_b_anil = |c_B - c_A| sqrt(n) / ||F_ANIL|| (the floor of d_rel(MTL-B, ANIL)),
     plateau_a_anil = |c_A| sqrt(n) / ||F_ANIL|| (the floor of d_rel(MTL-A, ANIL)), d_rel_b_maml
     (the limit of d_rel(MTL-B, MAML)), maml_mean (F_MAML's mean over the test queries), and
-    exponent: the informative part's exponent in L.
+    exponent: the informative part's local exponent in L at this depth (:func:`informative_exponent`).
     """
 
     depth: int
@@ -251,7 +323,7 @@ def predict_draw(tasks: TaskSet, gram: Kernels, config: PredictorConfig, depth: 
     na = norm(f_a)
     return Law(depth, s, c_b, c_a, alpha_m, c_m, na, abs(c_b - c_a) * math.sqrt(n) / na,
                abs(c_a) * math.sqrt(n) / na, norm(f_b - f_m) / norm(f_m), float(f_m.mean()),
-               informative_exponent(activation, b_std))
+               informative_exponent(activation, b_std, depth))
 
 
 @dataclass(frozen=True)
@@ -319,28 +391,33 @@ INFORMATIVE = (("informative part of d_rel(MTL-B, ANIL)", "rest_b_anil"),
 
 def cell_rows(tasks: TaskSet, grams: dict, config: PredictorConfig, activation: str, b_std: float,
               draw: int) -> list[dict]:
-    """Rows (depth, draw, quantity, predicted, measured) for one draw of one cell.
+    """Rows (depth, draw, quantity, predicted, measured, carried_from, condition) for one draw of one cell.
 
-    The informative parts (zero-mean remainders over ||F_ANIL||) are predicted from the previous
-    depth of the list times (L / L_prev)^exponent (NaN at the first depth); the full d_rel is then
-    predicted in quadrature, sqrt(floor^2 + informative^2), and, for contrast, as the linear sum
-    floor + informative of the first form of section 8.
+    The informative parts (zero-mean remainders over ||F_ANIL||) are not derived in amplitude: each is
+    *carried over from the measured previous depth* L0 of the list (``carried_from``) times
+    I(L) / I(L0) (:func:`informative_ratio`: the derived depth profile, the bias onset included; NaN at the
+    first depth); the full d_rel is then predicted in quadrature, sqrt(floor^2 + informative^2), and, for
+    contrast, as the linear sum floor + informative of the first form of section 8. ``condition`` is
+    :func:`law_conditions` ("" inside the derivation's conditions).
     """
     rows, prev = [], None
     for depth in sorted(grams):
         law = predict_draw(tasks, grams[depth], config, depth, activation, b_std)
         got = measure_draw(tasks, grams[depth], config)
-        base = dict(depth=depth, draw=draw, r_1=law.shape.r_1, rho=law.shape.rho)
+        base = dict(depth=depth, draw=draw, r_1=law.shape.r_1, rho=law.shape.rho,
+                    condition=law_conditions(activation, b_std, depth), carried_from=math.nan)
         rows += [dict(base, quantity=q, predicted=float(f(law)), measured=float(getattr(got, m))) for q, f, m in COMPARED]
         floors = {"rest_b_anil": (law.plateau_b_anil, got.d_rel_b_anil, "d_rel(MTL-B, ANIL)"),
                   "rest_a_anil": (law.plateau_a_anil, got.d_rel_a_anil, "d_rel(MTL-A, ANIL)")}
+        carried = dict(base, carried_from=math.nan if prev is None else prev[0])
         for q, m in INFORMATIVE:
-            pred = math.nan if prev is None else prev[1][m] * (depth / prev[0]) ** law.exponent
-            rows.append(dict(base, quantity=q, predicted=pred, measured=getattr(got, m) / got.norm_anil))
+            pred = math.nan if prev is None else prev[1][m] * informative_ratio(activation, b_std, prev[0], depth)
+            rows.append(dict(carried, quantity=q, predicted=pred, measured=getattr(got, m) / got.norm_anil))
             floor, d, name = floors[m]
-            rows.append(dict(base, quantity=f"{name} = sqrt(floor^2 + informative^2)",
+            rows.append(dict(carried, quantity=f"{name} = sqrt(floor^2 + informative^2)",
                              predicted=math.hypot(floor, pred), measured=d))
-            rows.append(dict(base, quantity=f"{name} = floor + informative (linear)", predicted=floor + pred, measured=d))
+            rows.append(dict(carried, quantity=f"{name} = floor + informative (linear)", predicted=floor + pred,
+                             measured=d))
         prev = (depth, {m: getattr(got, m) / got.norm_anil for _, m in INFORMATIVE})
     return rows
 
@@ -365,14 +442,15 @@ def compare_cell(study, progress: bool = False):
 
 
 def summarize_comparison(frame):
-    """Per depth x quantity: predicted and measured mean and sd over draws, and the largest per-draw
-    |measured - predicted| relative to |measured| (max_rel_gap)."""
+    """Per depth x quantity: predicted and measured mean and sd over draws, the largest per-draw
+    |measured - predicted| relative to |measured| (max_rel_gap), and the row's carried_from and condition."""
     import pandas as pd
 
     out = []
     for (depth, q), g in frame.groupby(["depth", "quantity"], sort=False):
         gap = (g["measured"] - g["predicted"]).abs() / g["measured"].abs().clip(lower=1e-300)
+        extra = {c: g[c].iloc[0] for c in ("carried_from", "condition") if c in g}
         out.append(dict(depth=depth, quantity=q, predicted=g["predicted"].mean(), predicted_sd=g["predicted"].std(ddof=1),
                         measured=g["measured"].mean(), measured_sd=g["measured"].std(ddof=1),
-                        max_rel_gap=gap.max(skipna=False), draws=len(g)))
+                        max_rel_gap=gap.max(skipna=False), draws=len(g), **extra))
     return pd.DataFrame(out)

@@ -150,15 +150,23 @@ def plot(summary: pd.DataFrame, title: str):
 
 def law_comparison_text(table: pd.DataFrame, heading: str) -> str:
     """The depth law (docs/theory.md 8) beside the exact predictors for one cell: one block per depth,
-    predicted and measured mean (sd) over draws and the largest per-draw relative gap."""
+    predicted and measured mean (sd) over draws and the largest per-draw relative gap. A depth outside the
+    derivation's conditions carries its label (``condition``: "outside: shallow", "outside: below the bias
+    onset", "transition"); a prediction whose informative amplitude is read from the previous depth says
+    "carried over from the measured depth L0" (``carried_from``)."""
     lines = [f"\nDepth law vs measured: {heading}",
-             "predicted: ntk_bridge.studies.depth_law (nothing fitted; a 'floor' is the constant part, the informative "
-             "part adds to it in quadrature); mean (sd) over draws; gap = max over draws of |measured - predicted| / "
-             "|measured|"]
+             "predicted: ntk_bridge.studies.depth_law (nothing fitted; a 'floor' is the constant part, derived; the "
+             "informative part's amplitude is NOT derived: it is carried over from the measured previous depth L0 "
+             "by the derived depth profile, and adds to the floor in quadrature); mean (sd) over draws; gap = max "
+             "over draws of |measured - predicted| / |measured|"]
     for depth, g in table.groupby("depth", sort=True):
-        lines.append(f"\n  L = {depth}")
+        condition = str(g["condition"].iloc[0]) if "condition" in g and isinstance(g["condition"].iloc[0], str) else ""
+        lines.append(f"\n  L = {depth}" + (f"   [{condition}]" if condition else ""))
         for r in g.itertuples():
             pred = "n/a (first depth)" if not np.isfinite(r.predicted) else f"{r.predicted:+.4g} ({r.predicted_sd:.2g})"
+            source = getattr(r, "carried_from", math.nan)
+            note = (f"   (amplitude carried over from the measured depth L0 = {int(source)})"
+                    if isinstance(source, (int, float)) and np.isfinite(source) else "")
             lines.append(f"    {r.quantity:42s} predicted {pred:22s} measured {r.measured:+.4g} ({r.measured_sd:.2g})"
-                         f"   gap {r.max_rel_gap:.2g}")
+                         f"   gap {r.max_rel_gap:.2g}{note}")
     return "\n".join(lines)

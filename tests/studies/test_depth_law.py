@@ -14,6 +14,11 @@ neglects:
 - an exponent measured between L and 4L differs from the asymptotic one by the next order's
   relative change: O(1/L) without biases, O(L^-1/2) and O(2 / (L b^2)) with biases; at L = 1024
   these shift a slope by well under 0.1, the tolerance used.
+
+Which mutation of the law each test catches: experiments/mutation_check.py (report:
+experiments/results/mutations/report.md). The fast tests come first (the mutation run stops at the first
+failure): the exact two-level tests (machine precision, every network of the map), the deep rho, the derived
+informative profile on the kernels themselves, then the tests on the predictors at L = 1024 and 4096.
 """
 
 import math
@@ -27,6 +32,7 @@ from ntk_bridge.closed_form.predictors import PredictorConfig
 from ntk_bridge.closed_form.tasks import FamilyConfig, make_tasks
 from ntk_bridge.engine.fc import depth_sweep
 from ntk_bridge.engine.precision import float64
+from ntk_bridge.engine.spec import NetSpec
 from ntk_bridge.studies import depth_law, regime_map
 
 DRAWS = range(5)
@@ -61,21 +67,234 @@ def _every_draw():
     return [(n, d) for n in TASK_COUNTS for d in DRAWS]
 
 
+# ----------------------------------------------------------------------------- exact on the two-level form
+
+def _dense_gbml(method, tasks, gram, config):
+    """GBML (docs/theory.md 4) written densely: F_j = P'_j Y'_j + [Theta(X_j, Z) - P'_j Theta(X'_j, Z)] A^T O(Phi) (Y_q - G),
+    with the block matrix A = blockdiag([I, -P_i]) of predictors.meta_ntk and Phi = A Theta(Z, Z) A^T formed
+    explicitly, O(Phi) = (Phi + ridge I)^-1 (t = inf); f_0 = 0. An independent reference for the batched code."""
+    from ntk_bridge.closed_form.predictors import inner_blocks, meta_ntk
+
+    theta = np.asarray(gram.theta)
+    kin = theta if method == "maml" else np.asarray(gram.k)
+    _, a = meta_ntk(method, tasks, gram, config.inner)
+    z = tasks.train_z.reshape(-1)
+    phi = a @ theta[np.ix_(z, z)] @ a.T
+    p = inner_blocks(kin, tasks.train_q, tasks.train_s, config.inner)
+    resid = (tasks.train_y_query() - p @ tasks.train_y_support()).reshape(-1, 1)
+    w = a.T @ np.linalg.solve(phi + config.outer_ridge * np.eye(len(phi)), resid)       # A^T O(Phi) r, over Z
+    pt = inner_blocks(kin, tasks.test_q, tasks.test_s, config.inner)
+    out = []
+    for j in range(len(tasks.test)):
+        q, s = tasks.test_q[j], tasks.test_s[j]
+        transfer = theta[np.ix_(q, z)] @ w - pt[j] @ (theta[np.ix_(s, z)] @ w)
+        out.append(pt[j] @ tasks.test_y_support()[j] + transfer)
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("net", list(NETS))
+def test_the_predictors_the_law_is_checked_against_equal_the_dense_meta_ntk_formula(net):
+    """ANIL and MAML of closed_form.predictors (batched, A never formed) equal the dense formula of docs/theory.md 4
+    (_dense_gbml) on each network of the map at L = 64, n_q = n_s = 5, every inner loop of the map, t = inf:
+    to 1e-8 relative (float64 solves of condition number <= 1e7)."""
+    from ntk_bridge.closed_form.predictors import predict
+
+    tasks = make_tasks(FamilyConfig(n_train_tasks=4, n_test_tasks=3), 0)
+    with float64():
+        gram = depth_sweep(replace(NETS[net], depth=64), tasks.points, depths=[64])[64]
+        for inner in INNERS:
+            config = PredictorConfig(inner=INNERS[inner], outer_time=math.inf, outer_ridge=1e-6)
+            for method in ("anil", "maml"):
+                want = _dense_gbml(method, tasks, gram, config)
+                np.testing.assert_allclose(predict(method, tasks, gram, config), want, rtol=1e-8,
+                                           atol=1e-8 * np.abs(want).max(), err_msg=f"{net} {inner} {method}")
+
+
+_SMALL_POINTS = 24
+
+
+@lru_cache(maxsize=None)
+def _deep_kernel(net: str, depths=(1024,)):
+    """{depth: Kernels} of a network of the map on a few points (for its q, D, rho and informative part)."""
+    x = make_tasks(FamilyConfig(n_train_tasks=4, n_test_tasks=2), 0).points[:_SMALL_POINTS]
+    with float64():
+        return depth_sweep(replace(NETS[net], depth=max(depths)), x, depths=list(depths))
+
+
+def _two_level(tasks, q: float, d: float, rho: float):
+    """The exact two-level kernels of docs/theory.md 8.1 on tasks.points: K = q J, Theta = D [rho J + (1 - rho) I]."""
+    from ntk_bridge.engine.spec import Kernels
+
+    n = tasks.points.shape[0]
+    return Kernels(theta=d * (rho * np.ones((n, n)) + (1 - rho) * np.eye(n)), k=q * np.ones((n, n)))
+
+
+def _net_shape(net: str):
+    """(q, D, rho) of the network's kernel at L = 1024: mean K(x, x), mean Theta(x, x), mean off-diagonal ratio."""
+    g = _deep_kernel(net)[1024]
+    theta, k = np.asarray(g.theta), np.asarray(g.k)
+    off = ~np.eye(theta.shape[0], dtype=bool)
+    d = float(np.mean(np.diagonal(theta)))
+    return float(np.mean(np.diagonal(k))), d, float(np.mean(theta[off]) / d)
+
+
+EXACT_CELLS = [(i, t) for i in ("fixed", "depth-norm", "ridge", "tau-inf") for t in (1.0, 10.0, math.inf)]
+
+
+@pytest.mark.parametrize("net", list(NETS))
+def test_constants_are_exact_on_the_two_level_form_for_every_network(net):
+    """On kernels that ARE the two-level form (K = q J, Theta = D [rho J + (1 - rho) I], with each map network's
+    q, D, rho at L = 1024) nothing is neglected: A_i 1 = r_1 1, P_i = ((1 - r_1) / n_s) J and 1 is an eigenvector
+    of Theta_MTL, Phi and Phi_MAML (8.3, 8.5), so per test query F_MTL-B - F_head-only = c_B,
+    F_ANIL - F_head-only = c_A, F_head-only = (1 - r_1) m'_j and F_MAML = alpha_M m'_j + c_M exactly; at t = inf
+    c_M = w m_r up to the outer ridge (relative ridge / (D phi_M)). Tolerance: 1e-15 x the condition number of the
+    solves (1e7, or n_s q / eps for tau = inf) relative. Every inner loop x outer time, N = 4 and 10, draws 0-2; where r_1 > 1e-3 each
+    constant is at least 10 times the tolerance, so a zero prediction fails."""
+    from ntk_bridge.closed_form.predictors import predict
+
+    q, d, rho = _net_shape(net)
+    resolved = 0
+    for n_train, draw in [(n, d) for n in TASK_COUNTS for d in range(3)]:
+        tasks = make_tasks(FamilyConfig(n_train_tasks=n_train, n_test_tasks=5), draw)
+        gram = _two_level(tasks, q, d, rho)
+        m_test = tasks.test_y_support().mean(axis=(1, 2))[:, None, None]
+        for inner, outer in EXACT_CELLS:
+            cfg = PredictorConfig(inner=INNERS[inner], outer_time=outer, outer_ridge=1e-9, outer_scale="diag")
+            law = depth_law.predict_draw(tasks, gram, cfg, 1024, NETS[net].activation, NETS[net].b_std)
+            f = {m: predict(m, tasks, gram, cfg) for m in ("mtl-b", "anil", "head-only", "maml")}
+            scale = float(np.abs(m_test).max())
+            # float64 solves: relative error ~ 1e-15 x the condition number (1e7 at most, but n_s q / eps for tau = inf)
+            cond = max(1e7, tasks.test_s.shape[1] * q / INNERS[inner].eps if inner == "tau-inf" else 0.0)
+            tol = 1e-15 * cond * scale
+            where = f"{net} {inner} t={outer} N={n_train} draw {draw}"
+            np.testing.assert_allclose(f["head-only"], (1 - law.shape.r_1) * m_test + 0 * f["head-only"], atol=tol,
+                                       err_msg=where)
+            np.testing.assert_allclose(f["mtl-b"] - f["head-only"], law.c_b, atol=tol, err_msg=where)
+            np.testing.assert_allclose(f["anil"] - f["head-only"], law.c_a, atol=tol, err_msg=where)
+            np.testing.assert_allclose(f["maml"], law.alpha_m * m_test + law.c_m + 0 * f["maml"], atol=tol,
+                                       err_msg=where)
+            if not math.isfinite(outer):
+                m_q = np.concatenate([t.y_query for t in tasks.train]).mean()
+                m_s = np.concatenate([t.y_support for t in tasks.train]).mean()
+                w = depth_law.maml_training_weight(tasks, law.alpha_m, law.shape.rho)
+                assert law.c_m == pytest.approx(w * (m_q - law.alpha_m * m_s), rel=1e-6, abs=tol), where
+            if law.shape.r_1 > 1e-3:
+                resolved += 1
+                assert min(abs(law.c_b), abs(law.c_a), abs(law.c_m)) > 10 * tol, where
+    assert resolved >= 12          # not vacuous: most (inner, outer, draw) cases carry a resolvable constant
+
+
+def test_deep_rho_is_the_kernels_limit_for_every_network():
+    """rho_L -> DEEP_RHO: 1/4 (ReLU), 4/7 (ReLU with biases), 1/3 (critical Erf). rho_L - rho_inf falls like
+    L^-1 (bias-free, Erf) or L^-1/2 (biases, L >> L_b), so one Richardson step from L and 4L,
+    rho(4L) + (rho(4L) - rho(L)) / (4^|q| - 1), leaves the next order: O(L^-2) (< 1e-3 at L = 1024) and O(L_b / L)
+    (< 3e-3 for b = 0.5 at L = 4096). b = 0.1 has L_b = 200: at 16384 it is only 82 L_b in, its rho (0.539) is
+    still moving and the next order is not small, so its limit is checked through b = 0.5 (the same 4/7)."""
+    for net, (lo, hi), order, tol in (("relu-b0", (1024, 4096), 1.0, 1e-3), ("erf-critical", (1024, 4096), 1.0, 1e-3),
+                                      ("relu-b0.5", (4096, 16384), 0.5, 3e-3)):
+        g = _deep_kernel(net, (lo, hi))
+        rho = {}
+        for depth in (lo, hi):
+            theta = np.asarray(g[depth].theta)
+            off = ~np.eye(theta.shape[0], dtype=bool)
+            rho[depth] = float(np.mean(theta[off]) / np.mean(np.diagonal(theta)))
+        limit = rho[hi] + (rho[hi] - rho[lo]) / (4 ** order - 1)
+        spec = NETS[net]
+        assert limit == pytest.approx(depth_law.deep_rho(spec.activation, spec.b_std), abs=tol), (net, limit)
+
+
+PROFILE_DEPTHS = (128, 256, 512, 1024, 2048, 4096)
+
+
+def _kernel_informative(net: str, depths=PROFILE_DEPTHS) -> dict:
+    """The NTK's informative part relative to D at each depth: sd over distinct pairs of Theta(x, x') / D."""
+    g = _deep_kernel(net, tuple(depths))
+    out = {}
+    for depth in depths:
+        theta = np.asarray(g[depth].theta)
+        off = ~np.eye(theta.shape[0], dtype=bool)
+        out[depth] = float(np.std(theta[off] / np.mean(np.diagonal(theta))))
+    return out
+
+
+@pytest.mark.parametrize("net", list(NETS))
+def test_the_kernels_informative_part_follows_the_derived_depth_profile(net):
+    """Between each L and 2L (L = 128..2048) the NTK's input-dependent part (sd of Theta(x, x') / D over distinct
+    pairs) falls as the derived profile I(L) says (depth_law.informative_profile: L^-1 without biases and for
+    critical Erf, the transition form with the bias onset L_b = 2 / b^2 for ReLU with biases). Tolerance on the
+    log-log slope: 0.01 (the O(1/L) terms, 0.007 at L = 128) + 1 / (c L_b (S - 1)) with biases (the inputs' own
+    v_0 = u_0^{-1/2} ~ 1 beside c L_b (S - 1), S = sqrt(1 + L / L_b), c = 2 sqrt2 / (3 pi); twice its size)."""
+    spec = NETS[net]
+    c = 2 * math.sqrt(2) / (3 * math.pi)
+    got = _kernel_informative(net)
+    for lo, hi in zip(PROFILE_DEPTHS, PROFILE_DEPTHS[1:]):
+        slope = math.log(got[hi] / got[lo]) / math.log(2)
+        want = math.log(depth_law.informative_ratio(spec.activation, spec.b_std, lo, hi)) / math.log(2)
+        onset = depth_law.bias_onset_depth(spec.b_std)
+        tol = 0.01 + (0 if math.isinf(onset) else 1 / (c * onset * (math.sqrt(1 + lo / onset) - 1)))
+        assert slope == pytest.approx(want, abs=tol), (net, lo, slope, want, tol)
+
+
+def test_the_informative_exponent_tends_to_its_limit_and_the_onset_is_where_the_bias_variance_reaches_one():
+    """INFORMATIVE_EXPONENT is the deep limit the kernels reach: ReLU with b = 0.5 between L = 8192 and 16384
+    (1024-2048 L_b) falls with slope -1/2 within 0.01 + 1 / (c L_b (S - 1)) = 0.021 (as above); the profile's own
+    local exponent tends to the same constants (to 1e-3 at L = 1e9 L_b). The bias onset L_b = 2 / b^2 is where
+    the bias part of K(x, x) = 1 + L b^2 / 2 (the engine's) reaches 1, i.e. K(x, x) = 2, for b = 0.1 and 0.5."""
+    c = 2 * math.sqrt(2) / (3 * math.pi)
+    got = _kernel_informative("relu-b0.5", (8192, 16384))
+    onset = depth_law.bias_onset_depth(0.5)
+    slope = math.log(got[16384] / got[8192]) / math.log(2)
+    tol = 0.01 + 1 / (c * onset * (math.sqrt(1 + 8192 / onset) - 1))
+    assert slope == pytest.approx(depth_law.informative_exponent("relu", 0.5), abs=tol)
+    for act, b in (("relu", 0.0), ("relu", 0.5), ("erf", 0.43)):
+        far = 1e9 * (depth_law.bias_onset_depth(b) if b and act == "relu" else 1)
+        assert depth_law.informative_exponent(act, b, far) == pytest.approx(depth_law.informative_exponent(act, b), abs=1e-3)
+    for b in (0.1, 0.5):
+        onset = depth_law.bias_onset_depth(b)
+        x = make_tasks(FamilyConfig(n_train_tasks=2, n_test_tasks=1), 0).points[:3]
+        with float64():
+            k = depth_sweep(NetSpec(b_std=b, depth=int(round(onset))), x, depths=[int(round(onset))])
+        assert float(np.mean(np.diagonal(np.asarray(k[int(round(onset))].k)))) == pytest.approx(2.0, rel=1e-9), b
+
+
+def test_the_transition_is_slow_and_the_law_labels_depths_outside_its_conditions():
+    """The transition form (ReLU with biases) is halfway (-3/4) near 2 L_b and within 0.1 of -1/2 only beyond
+    ~24 L_b; law_conditions labels the depths where the derivation's conditions do not hold."""
+    onset = depth_law.bias_onset_depth(0.1)
+    p = lambda x: depth_law.informative_exponent("relu", 0.1, x * onset)            # noqa: E731
+    assert p(0.01) < -0.99 and -0.8 < p(2) < -0.7 and p(20) < -0.6 < p(30) and p(1e6) > -0.501
+    assert depth_law.law_conditions("relu", 0.0, 64).startswith("outside: shallow")
+    assert depth_law.law_conditions("relu", 0.0, 1024) == "" and depth_law.law_conditions("erf", 0.43, 4096) == ""
+    assert depth_law.law_conditions("relu", 0.1, 256).startswith("transition")
+    assert depth_law.law_conditions("relu", 0.05, 256).startswith("outside: below the bias onset")
+    assert depth_law.law_conditions("relu", 0.5, 256) == ""
+
+
 # ----------------------------------------------------------------------------- the constants
 
-@pytest.mark.parametrize("net", ["relu-b0", "relu-b0.5", "erf-critical"])
+@pytest.mark.parametrize("net", ["relu-b0", "erf-critical"])
 @pytest.mark.parametrize("inner, outer", [("depth-norm", math.inf), ("ridge", math.inf), ("fixed", 10.0)])
 def test_constant_parts_of_mtl_b_and_anil_are_the_derived_ones_on_every_draw(net, inner, outer):
-    """mean(F_MTL-B - F_ANIL) = c_B - c_A and mean(F_ANIL - F_head-only) = c_A, within the informative
-    remainder's RMS (module docstring), at L = 1024 and 4096, every draw, N = 4 and 10. c_A is ANIL's own
-    constant (order r_1^2 N n_q m_r / 6): the first form of section 8 left it out."""
+    """mean(F_MTL-B - F_ANIL) = c_B - c_A and mean(F_ANIL - F_head-only) = c_A on the real kernels, within the
+    informative remainder's RMS (module docstring), at L = 1024 and 4096, every draw, N = 4 and 10. That bound is
+    wide: the test must also reject a zero prediction, so on at least 3 of the 20 cases |c_B - c_A| exceeds twice
+    it (and |c_A| for critical Erf with the fixed flow or ridge, where r_1 ~ 0.1). With biases (b = 0.1, 0.5) the
+    constants are below the informative part's RMS at L <= 4096 on nearly every draw (a zero prediction passes
+    there), so their formulas are checked exactly on the two-level form instead (first test of this module)."""
+    rejects_b = rejects_a = 0
     for n_train, draw in _every_draw():
         for depth in DEPTHS:
             law, got, n = _law_and_measured(net, n_train, draw, depth, _config(inner, outer))
             where = f"{net} {inner} t={outer} N={n_train} draw {draw} L={depth}"
-            assert abs(got.mean_b_anil - (law.c_b - law.c_a)) <= got.rest_b_anil / math.sqrt(n), where
-            assert abs(got.mean_anil_head - law.c_a) <= got.rest_a_anil / math.sqrt(n), where
+            tol_b, tol_a = got.rest_b_anil / math.sqrt(n), got.rest_a_anil / math.sqrt(n)
+            assert abs(got.mean_b_anil - (law.c_b - law.c_a)) <= tol_b, where
+            assert abs(got.mean_anil_head - law.c_a) <= tol_a, where
             assert got.norm_anil == pytest.approx(law.norm_anil, rel=got.rest_a_anil / got.norm_anil + 0.01), where
+            rejects_b += abs(law.c_b - law.c_a) > 2 * tol_b
+            rejects_a += abs(law.c_a) > 2 * tol_a
+    assert rejects_b >= 3, rejects_b
+    if net == "erf-critical" and inner != "depth-norm":
+        assert rejects_a >= 3, rejects_a
 
 
 def test_anils_constant_is_what_stops_mtl_a_and_anil_meeting_for_critical_erf():
@@ -103,17 +322,57 @@ def _slope(net, n_train, draw, config, field):
     return math.log(hi / lo) / math.log(DEPTHS[1] / DEPTHS[0])
 
 
-@pytest.mark.parametrize("net", ["relu-b0", "relu-b0.5", "erf-critical"])
-def test_informative_part_falls_with_the_derived_exponent_on_every_draw(net):
-    """The zero-mean remainders of F_MTL-B - F_ANIL and F_head-only - F_ANIL fall like L^-1 (ReLU without
-    biases, critical Erf) or L^-1/2 (ReLU with b = 0.5, L >> 2 / b^2 = 8) between L = 1024 and 4096,
-    within 0.1 on every draw (module docstring)."""
+# per network: tolerance on the log-log slope of d_rel's informative parts between L = 1024 and 4096
+INFORMATIVE_SLOPE_TOL = {"relu-b0": 0.03, "erf-critical": 0.03, "relu-b0.1": 0.15, "relu-b0.5": 0.15}
+
+
+@pytest.mark.parametrize("net", list(NETS))
+def test_informative_part_falls_with_the_derived_profile_on_every_draw(net):
+    """The zero-mean remainders of F_MTL-B - F_ANIL and F_head-only - F_ANIL (over ||F_ANIL||) fall between L = 1024
+    and 4096 as the derived profile says (depth_law.informative_ratio: L^-1 for ReLU without biases and critical
+    Erf; the transition form with the onset L_b for ReLU with biases), every draw, N = 4 and 10.
+    Tolerance (INFORMATIVE_SLOPE_TOL): without biases and for Erf 0.03 (the O(1/L) terms and the predictors'
+    response to the non-constant directions, which is constant once rho_L and q / D settle, within O(1/L)).
+    With biases the derivation carries the *kernel's* informative part (checked to 0.01-0.03 above), but the
+    predictors' response moves with rho_L across the transition (b = 0.1: rho 0.48 -> 0.54 over 1024-4096) and is
+    not derived: 0.15, the measured gap being <= 0.11 (b = 0.1) and <= 0.09 (b = 0.5). Neither the bias-free -1
+    (b = 0.1: 0.45 away) nor, for b = 0.1, a pure -1/2 at L < 1024 (theory 8.1) would be inside its own network's
+    bound."""
     spec = NETS[net]
-    exponent = depth_law.informative_exponent(spec.activation, spec.b_std)
+    want = math.log(depth_law.informative_ratio(spec.activation, spec.b_std, *DEPTHS)) / math.log(DEPTHS[1] / DEPTHS[0])
     for n_train, draw in _every_draw():
         for field in ("rest_b_anil", "rest_a_anil"):
-            assert _slope(net, n_train, draw, _config("depth-norm"), field) == pytest.approx(exponent, abs=0.1), \
-                (net, n_train, draw, field)
+            assert _slope(net, n_train, draw, _config("depth-norm"), field) == pytest.approx(
+                want, abs=INFORMATIVE_SLOPE_TOL[net]), (net, n_train, draw, field)
+
+
+@pytest.mark.parametrize("net", list(NETS))
+def test_d_rel_is_the_quadrature_of_its_parts_on_every_draw(net):
+    """d_rel(MTL-B, ANIL) at L = 4096 as predicted by depth_law.cell_rows, sqrt(P_B^2 + I^2) (P_B from c_B - c_A, I
+    carried from the measured L = 1024 by the derived profile), misses the measured d_rel by no more than its two
+    parts miss theirs: |d - sqrt(P^2 + I^2)| <= |P - P_meas| + |I - I_meas| (the triangle inequality, since
+    d = sqrt(P_meas^2 + I_meas^2) exactly: a constant plus a zero-mean vector), every draw, N = 4 and 10. The
+    linear sum P + I of the first form fails that bound on some draws (counted: not vacuous)."""
+    spec = NETS[net]
+    config = _config("fixed")
+    linear_fails = 0
+    for n_train, draw in _every_draw():
+        tasks, grams = _draw(net, n_train, draw)
+        with float64():
+            rows = depth_law.cell_rows(tasks, grams, config, spec.activation, spec.b_std, draw)
+            got = depth_law.measure_draw(tasks, grams[4096], config)
+        at = {r["quantity"]: r for r in rows if r["depth"] == 4096}
+        p = at["d_rel(MTL-B, ANIL): floor"]["predicted"]
+        i = at["informative part of d_rel(MTL-B, ANIL)"]["predicted"]
+        assert at["informative part of d_rel(MTL-B, ANIL)"]["carried_from"] == 1024
+        p_meas = abs(got.mean_b_anil) * math.sqrt(tasks.test_q.size) / got.norm_anil
+        i_meas = got.rest_b_anil / got.norm_anil
+        bound = abs(p - p_meas) + abs(i - i_meas) + 1e-12
+        quad = at["d_rel(MTL-B, ANIL) = sqrt(floor^2 + informative^2)"]
+        assert abs(quad["measured"] - quad["predicted"]) <= bound, (net, n_train, draw)
+        linear_fails += abs(quad["measured"] - (p + i)) > bound
+    if net in ("relu-b0", "erf-critical"):        # floors and informative parts of comparable size
+        assert linear_fails >= 1
 
 
 def test_crossover_depth_is_where_the_extrapolated_informative_part_meets_the_floor():
@@ -122,7 +381,6 @@ def test_crossover_depth_is_where_the_extrapolated_informative_part_meets_the_fl
         star = depth_law.crossover_depth(1024, 0.02, 0.005, p)
         assert 0.02 * (star / 1024) ** p == pytest.approx(0.005, rel=1e-12)
     assert depth_law.crossover_depth(1024, 0.02, 0.0, -1.0) == math.inf
-    assert depth_law.bias_onset_depth(0.1) == pytest.approx(200.0) and depth_law.bias_onset_depth(0.5) == pytest.approx(8.0)
 
 
 def test_the_bias_free_exponent_does_not_hold_with_biases():

@@ -193,8 +193,10 @@ def test_law_option_prints_predicted_beside_measured_and_writes_nothing(tmp_path
     assert main(argv + ["--law", "erf-critical|fixed|t=inf"]) == 0
     printed = capsys.readouterr().out
     assert "Depth law vs measured: cell erf-critical|fixed|t=inf" in printed
-    for depth in (16, 64):                                   # QUICK: depths >= deep_from = 16
-        assert f"L = {depth}" in printed
+    for depth in (16, 64):                                   # QUICK: depths >= deep_from = 16, both shallow
+        assert f"L = {depth}   [outside: shallow" in printed
+    assert "amplitude carried over from the measured depth L0 = 16" in printed
+    assert "lie outside the derivation's conditions" in printed
     assert "d_rel(MTL-B, ANIL) = sqrt(floor^2 + informative^2)" in printed and "d_rel(MTL-B, MAML)" in printed
     assert not out.exists() and not (tmp_path / "f.png").exists() and not (tmp_path / ".rm.cache").exists()
     for bad, words in ((["--law", "relu-b7|fixed|t=1"], "is not a cell of this grid"),
