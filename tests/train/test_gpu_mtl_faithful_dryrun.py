@@ -21,7 +21,7 @@ def test_gpu_script_dry_run(tmp_path, capsys):
     assert module.main(["--quick", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert set(report["runs"]) == {"mtl", "metaoptnet-ridge"}
-    for name, run in report["runs"].items():
+    for run in report["runs"].values():
         assert [r["epoch"] for r in run["epochs"]] == [1, 2]
         assert all(r["epoch_train_s"] > 0 and 0 <= r["val_acc"] <= 100 for r in run["epochs"])
         assert 0 <= run["test"]["mean"] <= 100 and run["test"]["episodes"] == 4
