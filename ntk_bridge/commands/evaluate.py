@@ -63,7 +63,7 @@ def run(args) -> int:
         raise BridgeError(f"--n-way must be >= 2, got {args.n_way}")
     head = args.head or config.test_head
     n_way = args.n_way or config.n_way
-    if n_way != config.n_way and head == "own" and config.algorithm != "mtl":
+    if n_way != config.n_way and head == "own" and config.algorithm not in ("mtl", "mtl-pooled"):
         raise BridgeError(f"the own head of {config.algorithm} is built for {config.n_way}-way episodes; "
                           f"evaluate {n_way}-way with --head logreg, proto or ridge")
     if not trained_anything(run_dir):

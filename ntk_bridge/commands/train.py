@@ -54,7 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shots", type=int, help="support examples per class (1 or 5 for the paper settings)")
     parser.add_argument("--config", help="a config JSON file or a packaged setting name "
                         "(default: <dataset>_<shots>shot)")
-    parser.add_argument("--algorithm", help="mtl (default) or a GBML baseline: maml, anil, protonet, "
+    parser.add_argument("--algorithm", help="mtl (default: the paper's MTL, docs/mtl_faithful.md), mtl-pooled (ours before "
+                        "issue 31) or a GBML baseline: maml, anil, protonet, "
                         "metaoptnet-ridge")
     parser.add_argument("--root", help="data folder (default: the data layer's default for the set)")
     parser.add_argument("--run-dir", help="run folder (default: runs/<setting>_<algorithm>_seed<seed>; the same "

@@ -217,7 +217,7 @@ def load_encoder(run_dir, train_split, test_split, option: str = "`encoder`") ->
         raise BridgeError(f"{option} run folder {folder}: {err}") from None
     train = extract_features(state, data.train.images, data.mean, data.std)
     test = extract_features(state, getattr(data, held).images, data.mean, data.std)
-    bank = state.params.get("head") if config.algorithm == "mtl" else None     # MTL: (C, D) head bank
+    bank = state.params.get("head") if config.algorithm in ("mtl", "mtl-pooled") else None     # MTL: (C, D) head bank
     head = np.asarray(bank, np.float64) if hasattr(bank, "shape") else None
     return Encoder(train.astype(np.float64), test.astype(np.float64), head, str(folder), config.algorithm, config)
 

@@ -9,7 +9,7 @@ An algorithm is an object with
   the batches, already augmented and normalised (float32), with ``T = config.meta_batch`` tasks:
 
   - task batch: ``{"x": (T, M, H, W, C), "y": (T, M) int32 in 0..n_way-1,
-    "classes": (T, n_way) int32 base-class ids}`` with ``M = n_way * (shots + train_query)``;
+    "classes": (T, n_way) int32 base-class ids}`` with ``M = n_way * config.n_per_class``;
   - episode batch: ``{"support_x": (T, n_way*shots, H, W, C), "support_y": (T, n_way*shots),
     "query_x": (T, n_way*train_query, H, W, C), "query_y": (T, n_way*train_query),
     "classes": (T, n_way)}`` (labels int32 in 0..n_way-1).
@@ -136,53 +136,119 @@ def body_apply_train(state: TrainState, body_params: Any, images: jax.Array,
 
 # ---------------------------------------------------------------- MTL
 
+def dropblock_scale(step: jax.Array | int, task: jax.Array | int, meta_batch: int, val_episodes: int,
+                    eval_every: int, ramp: int) -> jax.Array:
+    """The DropBlock ramp (authors' ``models/resnet.py:161``): the fraction of ``drop_rate``
+    used by the forward pass of task ``task`` of training step ``step`` (both from 0),
+    ``min(1, k / ramp)`` with ``k = meta_batch * step + task + val_episodes * floor(step / eval_every)``
+    the forward passes before it (one per training task, one per validation episode, a
+    validation after every ``eval_every`` steps); 1 when ``ramp`` is 0 (no ramp)."""
+    if ramp <= 0:
+        return jnp.ones((), jnp.float32)
+    step = jnp.asarray(step, jnp.float32)
+    k = meta_batch * step + jnp.asarray(task, jnp.float32) + val_episodes * jnp.floor(step / eval_every)
+    return jnp.minimum(1.0, k / ramp)
+
+
+def fold_bn_updates(old: Any, per_task: Any, momentum: float) -> Any:
+    """Running batch-norm statistics after ``T`` updates in task order, from ``per_task``
+    (leaves ``(T, ...)``: each task's update ``u_t = m r + (1 - m) b_t`` of the same old
+    running value ``r``, as ``vmap`` over tasks returns them):
+    ``r_T = m^T r + sum_t m^(T-1-t) (u_t - m r)``, which equals applying
+    ``r <- m r + (1 - m) b_t`` for t = 0..T-1 one after another."""
+
+    def fold(r, u):
+        t = u.shape[0]
+        w = momentum ** jnp.arange(t - 1, -1, -1, dtype=u.dtype)
+        return momentum ** t * r + jnp.tensordot(w, u - momentum * r, axes=1)
+
+    return jax.tree_util.tree_map(fold, old, per_task)
+
+
 class MTL:
-    """Multi-task learning with a head bank (Wang et al., 2021).
+    """Multi-task learning with a head bank (Wang et al., 2021), as the authors train it.
 
     ``params = {"body": backbone, "head": W (n_base_classes, D)}`` (no bias), plus ``"scale"``
     (a scalar) when ``config.learn_logit_scale``. Task ``t`` scores its images with the rows of
     its classes: ``logits_t = s * phi(x) W[classes_t]^T`` with ``phi`` the (optionally
-    L2-normalised) features and ``s`` the logit scale (``config.logit_scale``, fixed or learnt;
-    with normalised features and ``s = 1`` the logits stay within ``+-|W_k|``, so the softmax is
-    nearly uniform until the head rows grow, which slows learning); the loss is the cross-entropy averaged over the
-    images of a task and over the ``T`` tasks of a step (one forward pass over all ``T * M``
-    images, which is gradient accumulation over tasks except that batch norm sees all tasks).
-    Test-time adaptation: logistic regression on the frozen, normalised features.
+    L2-normalised) features and ``s`` the logit scale (``config.logit_scale``, fixed or learnt);
+    the loss is the cross-entropy averaged over the images of a task and over the ``T`` tasks of
+    a step. Test-time adaptation: logistic regression on the frozen, normalised features.
+
+    The typed options (:class:`ntk_bridge.train.options.MTLOptions`) choose the paper's training
+    (``mtl``, the default) or ours (``mtl-pooled``):
+
+    - head init ``U(-1/sqrt(D), 1/sqrt(D)) * sqrt(n_base / n_way)`` (``scale_head_init``) or
+      without the factor;
+    - ``per_task_bn``: the backbone runs once per task (``vmap`` over the task axis), so batch
+      norm normalises each task with its own statistics, and the running averages take the
+      ``T`` per-task updates in order (:func:`fold_bn_updates`); otherwise one forward pass over
+      all ``T * M`` images with statistics pooled over the tasks;
+    - ``dropblock_ramp``: the DropBlock rate of each forward pass scaled by
+      :func:`dropblock_scale`.
     """
 
     name = "mtl"
     episodic = False
 
     def __init__(self, normalize: bool = True, logreg_c: float = 3.0, logreg_iters: int = 15):
+        from ntk_bridge.train.options import default_options
         self.normalize = normalize
         self.normalize_test = True
         self.logit_scale = 1.0
         self.logreg_c = logreg_c
         self.logreg_iters = logreg_iters
+        self.options = default_options(self.name, "")
+        self.ramp_counts = (1, 1, 1)  # meta_batch, val_episodes, eval_every (set by init)
 
     def init(self, key, model, sample_batch, config, n_base_classes):
         self.normalize = config.normalize_features
         self.normalize_test = config.normalize_test_features
         self.logreg_c, self.logreg_iters = config.logreg_c, config.logreg_iters
         self.logit_scale = float(config.logit_scale)
+        self.options = config.algorithm_options
+        self.ramp_counts = (config.meta_batch, config.val_episodes, config.eval_every)
         k_body, k_head = jax.random.split(key)
         x = sample_batch["x"]
         body, batch_stats = body_init(k_body, model, x.reshape((-1,) + x.shape[2:])[:2])
         dim = jax.eval_shape(lambda: model.apply({"params": body, "batch_stats": batch_stats},
                                                  x[0, :1], train=False)).shape[-1]
-        # like a linear layer's default: uniform(-1/sqrt(D), 1/sqrt(D))
-        head = jax.random.uniform(k_head, (n_base_classes, dim), minval=-1.0, maxval=1.0) / jnp.sqrt(dim)
-        params = {"body": body, "head": head}
+        params = {"body": body, "head": self.init_head(k_head, n_base_classes, dim, config.n_way)}
         if config.learn_logit_scale:
             params["scale"] = jnp.asarray(config.logit_scale, jnp.float32)
         return TrainState.create(apply_fn=model.apply, params=params,
                                  tx=make_optimizer(config), batch_stats=batch_stats)
 
+    def init_head(self, key: jax.Array, n_base: int, dim: int, n_way: int) -> jax.Array:
+        """The head bank (n_base, dim): a linear layer's default U(-1/sqrt(D), 1/sqrt(D)) (PyTorch's
+        ``kaiming_uniform_(a=sqrt(5))``), times ``sqrt(n_base / n_way)`` with ``scale_head_init``."""
+        head = jax.random.uniform(key, (n_base, dim), minval=-1.0, maxval=1.0) / jnp.sqrt(dim)
+        return head * jnp.sqrt(n_base / n_way) if self.options.scale_head_init else head
+
+    def body_features(self, state, body_params, x, key):
+        """Train-mode features (T, M, D) of the task batch ``x`` (T, M, H, W, C) and the new
+        batch-norm statistics: per task or pooled (``per_task_bn``), DropBlock ramped."""
+        t, m = x.shape[:2]
+        ramp = lambda task: dropblock_scale(state.step, task, *self.ramp_counts,  # noqa: E731
+                                            self.options.dropblock_ramp)
+        if not self.options.per_task_bn:
+            feats, new_stats = state.apply_fn(
+                {"params": body_params, "batch_stats": state.batch_stats}, x.reshape((t * m,) + x.shape[2:]),
+                train=True, drop_scale=ramp(0), rngs={"dropout": key}, mutable=["batch_stats"])
+            return feats.reshape(t, m, -1), new_stats["batch_stats"]
+
+        def one(xt, kt, task):
+            f, upd = state.apply_fn({"params": body_params, "batch_stats": state.batch_stats}, xt, train=True,
+                                    drop_scale=ramp(task), rngs={"dropout": kt}, mutable=["batch_stats"])
+            return f, upd["batch_stats"]
+
+        feats, per_task = jax.vmap(one)(x, jax.random.split(key, t), jnp.arange(t))
+        from ntk_bridge.train.models import BN_MOMENTUM
+        return feats, fold_bn_updates(state.batch_stats, per_task, BN_MOMENTUM)
+
     def loss(self, params, state, batch, key):
         x, y, classes = batch["x"], batch["y"], batch["classes"]
-        t, m = y.shape
-        feats, new_stats = body_apply_train(state, params["body"], x.reshape((t * m,) + x.shape[2:]), key)
-        feats = feats.reshape(t, m, -1)
+        feats, new_stats = self.body_features(state, params["body"], x, key)
         if self.normalize:
             feats = l2_normalize(feats)
         w = params["head"][classes]  # (T, n_way, D)
@@ -206,6 +272,14 @@ class MTL:
         if self.normalize_test:
             fs, fq = l2_normalize(fs), l2_normalize(fq)
         return logreg_logits(fs, support_y, fq, n_way, self.logreg_c, self.logreg_iters)
+
+
+class PooledMTL(MTL):
+    """``mtl-pooled``: ours, the MTL this project trained before issue 31 (plain head init,
+    batch norm pooled over the tasks of a step, no DropBlock ramp, ``shots + train_query``
+    images per class): :class:`MTL` with the ``mtl-pooled`` option defaults."""
+
+    name = "mtl-pooled"
 
 
 # ---------------------------------------------------------------- registry
@@ -242,3 +316,4 @@ def get_algorithm(name: str) -> Algorithm:
 
 
 register("mtl", MTL)
+register("mtl-pooled", PooledMTL)

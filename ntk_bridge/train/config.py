@@ -38,6 +38,7 @@ class TrainConfig:
     backbone: str = "conv4"
     channels: Any = None  # None = the backbone default; int (Conv-4) or 4 ints (ResNet-12)
     drop_rate: float = 0.1  # DropBlock rate (ResNet-12, last two blocks)
+    dropout: float = 0.0  # plain dropout rate after ResNet-12's first two blocks (the paper's MTL: 0.1)
     block_size: int = 5  # DropBlock block size: 5 for the ImageNet sets, 2 for the CIFAR sets
     n_way: int = 5
     shots: int = 5  # support examples per class at test time (and in episodic training)
@@ -62,6 +63,9 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0  # also a checkpoint once this much wall time passed since the last (0 = steps only)
     val_episodes: int = 200
     val_query: int = 15
+    # validation episodes: false = the same fixed episodes at every validation; true = fresh
+    # random episodes at each one (drawn from seed and step), as the paper's MTL code does
+    val_fresh: bool = False
     test_episodes: int = 2000
     test_query: int = 15
     test_head: str = "logreg"  # logreg | proto | ridge | own (the algorithm's own adaptation)
@@ -99,6 +103,7 @@ class TrainConfig:
             (self.val_episodes >= 1 and self.test_episodes >= 1, "val_episodes and test_episodes must be >= 1"),
             (self.val_query >= 1 and self.test_query >= 1, "val_query and test_query must be >= 1"),
             (0.0 <= self.drop_rate < 1.0, "drop_rate must be in [0, 1)"),
+            (0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)"),
             (self.logreg_c > 0, "logreg_c must be > 0"),
             (self.logit_scale > 0, "logit_scale must be > 0 (1 = plain logits, e.g. 10 with normalize_features)"),
             (self.optimizer in ("radam", "sgd"), f"optimizer {self.optimizer!r} is unknown; use radam or sgd"),
@@ -138,8 +143,10 @@ class TrainConfig:
 
     @property
     def n_per_class(self) -> int:
-        """Images per class in an MTL training task (support + query, no split in MTL)."""
-        return self.shots + self.train_query
+        """Images per class in an MTL training task (no support/query split in MTL): the MTL
+        option ``images_per_class`` when it is set (> 0), else ``shots + train_query``."""
+        own = getattr(self.algorithm_options, "images_per_class", 0)
+        return own if own > 0 else self.shots + self.train_query
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -229,7 +236,7 @@ def from_dict(values: dict) -> TrainConfig:
     values = dict(values)
     if isinstance(values.get("channels"), list):
         values["channels"] = tuple(values["channels"])
-    for key in ("lr", "logit_scale", "time_budget_s", "checkpoint_minutes"):
+    for key in ("lr", "logit_scale", "time_budget_s", "checkpoint_minutes", "drop_rate", "dropout"):
         if isinstance(values.get(key), int) and not isinstance(values.get(key), bool):
             values[key] = float(values[key])
     return TrainConfig(**values)

@@ -77,8 +77,8 @@ def activations_per_image(config: Any) -> int:
 
 
 def images_per_step(config: Any) -> int:
-    """Images in one training step: ``meta_batch * n_way * (shots + train_query)``."""
-    return config.meta_batch * config.n_way * (config.shots + config.train_query)
+    """Images in one training step: ``meta_batch * n_way * n_per_class`` (``shots + train_query``, or MTL's ``images_per_class``)."""
+    return config.meta_batch * config.n_way * config.n_per_class
 
 
 def training_bytes(config: Any) -> int:

@@ -2,7 +2,8 @@
 
 Reproducibility and exact resume: the images of step ``s`` come from
 ``numpy.random.default_rng([seed, 7, s])`` and its PRNG key (augmentation, DropBlock) is
-``fold_in(PRNGKey(seed), s)``; validation episodes are fixed by the seed. A checkpoint (orbax,
+``fold_in(PRNGKey(seed), s)``; validation episodes are fixed by the seed (or, with ``val_fresh``,
+drawn from seed and step at each validation). A checkpoint (orbax,
 written to a temporary folder and renamed, so a kill at any moment leaves the previous one
 intact) holds the train state and the loop's own state (schedule, early stopping, running
 metrics, history, timing), so a resumed run continues exactly as if never interrupted.
@@ -133,7 +134,7 @@ def build_batch(config, split, idx: dict, key, prepare, episodic: bool, place=No
 
 
 def images_per_step(config: TrainConfig, episodic: bool) -> int:
-    per_task = config.n_way * (config.shots + config.train_query)
+    per_task = config.n_way * (config.shots + config.train_query if episodic else config.n_per_class)
     return config.meta_batch * per_task
 
 
@@ -284,7 +285,7 @@ def init_state(config: TrainConfig, data: RunData):
 
     algorithm = get_algorithm(config.algorithm)
     model = build_backbone(config.backbone, channels=config.channels, drop_rate=config.drop_rate,
-                           block_size=config.block_size)
+                           block_size=config.block_size, dropout=config.dropout)
     prepare = make_batch_fn(config, data.mean, data.std)
     k_init, _ = jax.random.split(jax.random.PRNGKey(config.seed))
     idx = batch_indices(config, data.train.labels, 0, algorithm.episodic)
@@ -300,17 +301,19 @@ def init_state(config: TrainConfig, data: RunData):
 
 def evaluate_state(config, algorithm, state, data, split: str, episodes: int | None = None,
                    query: int | None = None, shots: int | None = None, head: str | None = None,
-                   n_way: int | None = None):
+                   n_way: int | None = None, step: int | None = None):
     """Evaluate ``state`` on the fixed episodes of ``split`` (val or test); ``n_way`` other
-    than the run's needs a frozen-feature head (logreg / proto / ridge, or MTL's own)."""
+    than the run's needs a frozen-feature head (logreg / proto / ridge, or MTL's own). With
+    ``config.val_fresh`` the validation at training step ``step`` draws its own episodes."""
     from ntk_bridge.train.evaluation import evaluate
     stream = _VAL_STREAM if split == "val" else _TEST_STREAM
+    fresh = [step] if split == "val" and config.val_fresh and step is not None else []
     s = getattr(data, split)
     return evaluate(
         state, s, data.mean, data.std, n_way=n_way or config.n_way, shots=shots or config.shots,
         query=query or (config.val_query if split == "val" else config.test_query),
         episodes=episodes or (config.val_episodes if split == "val" else config.test_episodes),
-        seed=np.random.default_rng([config.seed, stream]),
+        seed=np.random.default_rng([config.seed, stream, *fresh]),
         head=head or ("logreg" if split == "val" and config.test_head == "own" else config.test_head),
         normalize_features=config.normalize_test_features, logreg_c=config.logreg_c,
         logreg_iters=config.logreg_iters, ridge_lambda=config.ridge_lambda, algorithm=algorithm)
@@ -333,7 +336,8 @@ def train(config: TrainConfig, run_dir: str | Path, *, callback: Callable[[int, 
 def check_splits(config: TrainConfig, data: RunData) -> None:
     """Each split has ``n_way`` classes with enough images for its tasks, else one line that
     names the split (before any training step)."""
-    needs = [("train", data.train, config.shots + config.train_query, "shots + train_query"),
+    needs = [("train", data.train, config.n_per_class, "images per training class (MTL: images_per_class, "
+              "else shots + train_query)"),
              ("val", data.val, config.shots + config.val_query, "shots + val_query"),
              ("test", data.test, config.shots + config.test_query, "shots + test_query")]
     for label, split, per_class, what in needs:
@@ -544,7 +548,7 @@ def _check_finite(config: TrainConfig, loss: float, lr: float, step: int, run_di
 def _validate(config, run_dir, algorithm, state, data, loop, step: int, lr: float, best) -> None:
     """Evaluate every head of ``config.heads`` on the validation episodes, update the best /
     plateau / early-stop / time-budget state, append the history row, save the best weights."""
-    results = [evaluate_state(config, algorithm, state, data, "val", head=h)[0] for h in config.heads]
+    results = [evaluate_state(config, algorithm, state, data, "val", head=h, step=step)[0] for h in config.heads]
     res = results[0]
     new_best = update_on_validation(config, loop, res.mean, step)
     if config.time_budget_s and loop.train_s >= config.time_budget_s and not loop.stop_reason:

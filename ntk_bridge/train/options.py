@@ -21,8 +21,18 @@ Defaults (``DATASET_DEFAULTS`` overrides the class defaults for one data set):
   from, gives logits nearly proportional to the step size: 53.2% with a step of 2.0.)
 - MetaOptNet-ridge: initial ridge penalty 1 and logit scale 10 (both learnt; Bertinetto et al.'s
   R2D2 starts its scale near 10).
-- ProtoNet, MTL: no algorithm options (MTL's head settings ``normalize_features``,
-  ``logit_scale``, ``learn_logit_scale`` are run-config fields, older than this module).
+- MTL (``mtl``): the paper's training as in the authors' code (AI-secure/multi-task-learning at
+  81ea1f5; docs/mtl_faithful.md lists every setting beside its file:line): the head bank
+  initialised U(+-1/sqrt(D)) times sqrt(n_base / n_way) (``lightning_mtl.py:119-121``), batch
+  norm per task (one forward pass per task, ``train.py:201``), the DropBlock rate ramped over
+  the first 40,000 forward passes (``models/resnet.py:161``), and ``images_per_class`` images per
+  class in a training task whatever the test shots (``train.py:109``; 10 unless a data set's
+  command says otherwise, set by the packaged configs).
+- ``mtl-pooled``: ours, the MTL this project trained before issue 31, kept for comparison:
+  plain U(+-1/sqrt(D)) head, one forward pass with batch norm pooled over the tasks of a step,
+  no ramp, ``shots + train_query`` images per class.
+- ProtoNet: no algorithm options. (MTL's head settings ``normalize_features``, ``logit_scale``,
+  ``learn_logit_scale`` are run-config fields, older than this module.)
 """
 
 from __future__ import annotations
@@ -77,9 +87,44 @@ class RidgeOptions:
         _require_positive(self, "init_lambda", "init_scale")
 
 
+@dataclass(frozen=True)
+class MTLOptions:
+    """MTL training (the head bank and how a step's tasks are run).
+
+    scale_head_init: multiply the head bank's U(-1/sqrt(D), 1/sqrt(D)) initialisation by
+      ``sqrt(n_base_classes / n_way)`` (the authors' ``lightning_mtl.py:119-121``).
+    per_task_bn: run the backbone once per task, so batch-norm batch statistics are each task's
+      own and the running averages take one update per task in order (``train.py:201``: one
+      forward per task, tasks joined by gradient accumulation); false = one forward pass over
+      all tasks of a step, statistics pooled (``mtl-pooled``).
+    dropblock_ramp: forward passes over which the DropBlock rate grows linearly from 0 to
+      ``drop_rate`` (``models/resnet.py:161``: 40,000); counted as ``meta_batch`` per training
+      step plus ``val_episodes`` per validation done; 0 = the full rate from the start.
+    images_per_class: images per class in a training task (``train.py:109``: train_shots +
+      train_queries, 10 by default), independent of the test shots; 0 = ``shots + train_query``.
+    """
+
+    scale_head_init: bool = True
+    per_task_bn: bool = True
+    dropblock_ramp: int = 40000
+    images_per_class: int = 10
+
+    def __post_init__(self):
+        _check_fields(self)
+        for name in ("dropblock_ramp", "images_per_class"):
+            if getattr(self, name) < 0:
+                raise BridgeError(f"option {name!r} must be >= 0 (0 = off), got {getattr(self, name)}; "
+                                  "fix algorithm_options")
+
+
 OPTION_CLASSES: dict[str, type] = {
-    "mtl": NoOptions, "protonet": NoOptions, "maml": MAMLOptions, "anil": MAMLOptions,
+    "mtl": MTLOptions, "mtl-pooled": MTLOptions, "protonet": NoOptions, "maml": MAMLOptions, "anil": MAMLOptions,
     "metaoptnet-ridge": RidgeOptions,
+}
+
+# per algorithm, on top of the class defaults (before the data set's): mtl-pooled is today's MTL
+ALGORITHM_DEFAULTS: dict[str, dict[str, Any]] = {
+    "mtl-pooled": {"scale_head_init": False, "per_task_bn": False, "dropblock_ramp": 0, "images_per_class": 0},
 }
 
 # per data set: algorithm -> {field: default}; a data set not listed uses the class defaults
@@ -101,7 +146,8 @@ def option_names(algorithm: str) -> list[str]:
 
 def default_options(algorithm: str, dataset: str) -> Any:
     """The options ``algorithm`` runs with on ``dataset`` when the config gives none."""
-    return option_class(algorithm)(**DATASET_DEFAULTS.get(dataset, {}).get(algorithm, {}))
+    return option_class(algorithm)(**{**ALGORITHM_DEFAULTS.get(algorithm, {}),
+                                      **DATASET_DEFAULTS.get(dataset, {}).get(algorithm, {})})
 
 
 def resolve_options(algorithm: str, dataset: str, given: Any) -> Any:

@@ -84,7 +84,10 @@ def test_compare_settings_reach_the_run_configs():
     mtl = compare.run_config(args, "mtl", 5, settings["mtl"])
     assert (maml.algorithm_options.inner_lr, maml.algorithm_options.first_order, maml.lr) == (0.2, True, 0.003)
     assert (anil.algorithm_options.inner_steps, anil.algorithm_options.inner_lr, anil.shots) == (2, 0.2, 5)
-    assert mtl.lr == 0.003 and mtl.normalize_features is False and mtl.val_heads == ("own", "logreg")
+    assert mtl.lr == 0.003 and mtl.normalize_features is True and mtl.val_heads == ("own", "logreg")
+    args = _args(algorithms="mtl-pooled")
+    pooled = compare.run_config(args, "mtl-pooled", 5, compare.algorithm_settings(args, ["mtl-pooled"])["mtl-pooled"])
+    assert pooled.normalize_features is False and pooled.algorithm_options.per_task_bn is False
 
 
 

@@ -22,10 +22,11 @@ def test_every_paper_setting_is_packaged_and_valid():
         assert cfg.dataset == dataset and f"{cfg.shots}shot" == shots
         assert cfg.algorithm == "mtl" and cfg.n_way == 5 and cfg.logreg_c == 3.0
         assert cfg.test_episodes == 2000
-        assert cfg.note.startswith("CPU recipe" if dataset in CPU_RECIPES else "paper protocol")
+        notes = {"omniglot": "the paper's MTL training rules carried to Omniglot", "imagefolder": "CPU recipe"}
+        assert cfg.note.startswith(notes.get(dataset, "the paper's MTL as its authors train it"))
         if dataset not in CPU_RECIPES:
             assert cfg.backbone == "resnet12" and cfg.optimizer == "radam" and cfg.lr == 1e-3
-            assert cfg.schedule == "plateau" and cfg.plateau_factor == 0.1 and cfg.plateau_patience == 4
+            assert cfg.schedule == "plateau" and cfg.plateau_factor == 0.1 and cfg.plateau_patience == 5
             assert cfg.block_size == (2 if dataset in ("cifarfs", "fc100") else 5)
             assert cfg.pad == (4 if dataset in ("cifarfs", "fc100") else 8)
             assert cfg.normalize_features == (dataset != "fc100")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ntk_bridge.errors import BridgeError  # noqa: E402
-from ntk_bridge.train.algorithms import MTL, body_apply_train  # noqa: E402
+from ntk_bridge.train.algorithms import MTL, PooledMTL, body_apply_train  # noqa: E402
 from ntk_bridge.train.config import TrainConfig, from_dict  # noqa: E402
 from ntk_bridge.train.models import build_backbone  # noqa: E402
 
@@ -25,15 +25,20 @@ def _batch():
 
 def _state(**cfg):
     config = TrainConfig(channels=4, augment=False, **cfg)
-    algo = MTL()
+    algo = MTL() if config.algorithm == "mtl" else PooledMTL()
     state = algo.init(jax.random.PRNGKey(1), build_backbone("conv4", channels=4), _batch(), config, N_BASE)
     return algo, state
 
 
-def _reference_loss(state, batch, key, scale, normalize):
-    """Cross-entropy of ``scale * phi W[classes]^T`` computed in numpy from the train-mode features."""
+def _reference_loss(state, batch, key, scale, normalize, per_task=False):
+    """Cross-entropy of ``scale * phi W[classes]^T`` computed in numpy from the train-mode features
+    (batch norm over all tasks at once, or over each task alone with ``per_task``; Conv-4 draws
+    nothing from the key)."""
     x = batch["x"]
-    feats, _ = body_apply_train(state, state.params["body"], x.reshape((-1,) + x.shape[2:]), key)
+    if per_task:
+        feats = jnp.stack([body_apply_train(state, state.params["body"], x[t], key)[0] for t in range(T)])
+    else:
+        feats, _ = body_apply_train(state, state.params["body"], x.reshape((-1,) + x.shape[2:]), key)
     f = np.asarray(feats, np.float64).reshape(T, N_WAY * PER, -1)
     if normalize:
         f = f / np.linalg.norm(f, axis=-1, keepdims=True)
@@ -47,14 +52,17 @@ def _reference_loss(state, batch, key, scale, normalize):
     return float(np.mean(losses))
 
 
+@pytest.mark.parametrize("algorithm", ["mtl", "mtl-pooled"])
 @pytest.mark.parametrize("scale,learn,normalize", [(1.0, False, True), (10.0, False, True),
                                                    (10.0, True, True), (3.0, False, False)])
-def test_mtl_loss_matches_numpy_with_logit_scale(scale, learn, normalize):
-    algo, state = _state(logit_scale=scale, learn_logit_scale=learn, normalize_features=normalize)
+def test_mtl_loss_matches_numpy_with_logit_scale(scale, learn, normalize, algorithm):
+    algo, state = _state(logit_scale=scale, learn_logit_scale=learn, normalize_features=normalize,
+                         algorithm=algorithm)
     assert ("scale" in state.params) == learn
     batch, key = _batch(), jax.random.PRNGKey(2)
     loss, _ = algo.loss(state.params, state, batch, key)
-    assert float(loss) == pytest.approx(_reference_loss(state, batch, key, scale, normalize), rel=1e-4)
+    ref = _reference_loss(state, batch, key, scale, normalize, per_task=algorithm == "mtl")
+    assert float(loss) == pytest.approx(ref, rel=1e-4)
 
 
 def test_scale_changes_the_loss_and_a_learnt_scale_is_trained():

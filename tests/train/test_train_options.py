@@ -9,7 +9,7 @@ import pytest
 
 from ntk_bridge.errors import BridgeError
 from ntk_bridge.train.config import TrainConfig, from_dict
-from ntk_bridge.train.options import MAMLOptions, NoOptions, RidgeOptions, default_options
+from ntk_bridge.train.options import MAMLOptions, MTLOptions, NoOptions, RidgeOptions, default_options
 
 
 def test_defaults_per_dataset_are_resolved_and_saved():
@@ -18,7 +18,9 @@ def test_defaults_per_dataset_are_resolved_and_saved():
     mini = TrainConfig(dataset="miniimagenet", algorithm="anil")
     assert mini.algorithm_options == MAMLOptions(inner_lr=0.01, inner_steps=5, eval_inner_steps=10)
     assert TrainConfig(algorithm="metaoptnet-ridge").algorithm_options == RidgeOptions(1.0, 10.0)
-    assert TrainConfig(algorithm="mtl").algorithm_options == NoOptions()
+    assert TrainConfig(algorithm="protonet").algorithm_options == NoOptions()
+    assert TrainConfig(algorithm="mtl").algorithm_options == MTLOptions(True, True, 40000, 10)
+    assert TrainConfig(algorithm="mtl-pooled").algorithm_options == MTLOptions(False, False, 0, 0)
     # the saved config holds every option, so a later change of defaults does not change it
     saved = omni.to_dict()["algorithm_options"]
     assert saved == {"inner_lr": 0.4, "inner_steps": 1, "eval_inner_steps": 1, "first_order": False,
