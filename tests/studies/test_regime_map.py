@@ -88,10 +88,10 @@ def test_quick_command_writes_a_complete_map_and_resumes_from_its_cache(tmp_path
     assert set(tidy["status"]) == {"ok"} and tidy[["d_rel", "d_tr"]].notna().all().all()
     verdicts = pd.read_csv(out / "verdicts.csv")
     assert len(verdicts) == 2 * len(cells) and fig.stat().st_size > 10_000
-    # an interrupted run: one cached (cell, draw) lost; the rerun recomputes it and nothing changes
+    # an interrupted run: one cached (network, draw) unit lost; the rerun recomputes it and nothing changes
     cache = tmp_path / ".rm.cache"
-    files = sorted(cache.glob("*.csv"))
-    assert len(files) == len(cells) * regime_map.QUICK.draws
+    files = sorted(cache.glob("*.unit"))
+    assert len(files) == len(regime_map.QUICK.nets) * regime_map.QUICK.draws
     files[3].unlink()
     before = (out / "regime_map.csv").read_bytes()
     assert main(argv) == 0
