@@ -449,6 +449,14 @@ def _worker_died(err: BaseException) -> bool:
     return isinstance(err, BrokenProcessPool) or type(err).__name__ == "KilledWorker"
 
 
+def shard_text(shard: tuple[int, int] | None, outcome: GridOutcome, total: int, cache: Path) -> str:
+    """What a shard run (which writes no results) or an unfinished run leaves: how far the grid is."""
+    if outcome.missing:
+        return missing_text(outcome, total, cache)
+    return (f"all {total} units are in the cache {cache}" + (f" after shard {shard[0]}/{shard[1]}" if shard else "")
+            + "; run the same command without --shard to assemble the results")
+
+
 def missing_text(outcome: GridOutcome, total: int, cache: Path) -> str:
     """One line for a run that left units missing (a shard, a spent budget, a dead worker)."""
     return (f"{len(outcome.missing)} of {total} units are not in the cache {cache} yet ({outcome.computed} computed "

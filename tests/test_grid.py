@@ -17,11 +17,20 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from helpers import grid_study
+
 from ntk_bridge.errors import BridgeError
-from ntk_bridge.grid import (GridOptions, Unit, canonical_json, decode, encode, parse_shard, read_grid, run_grid,
-                             shard_of)
+from ntk_bridge.grid import (
+    GridOptions,
+    Unit,
+    canonical_json,
+    decode,
+    encode,
+    parse_shard,
+    read_grid,
+    run_grid,
+    shard_of,
+)
 
 TESTS = Path(__file__).resolve().parent
 QUIET = GridOptions(progress=False)

@@ -152,7 +152,7 @@ def replace_depths(config, depths):
 
 
 def run(args) -> int:
-    from ntk_bridge.grid import missing_text
+    from ntk_bridge.grid import read_grid, shard_text
     from ntk_bridge.studies import regime_map
 
     config = config_from_args(args)                      # every check before anything is computed or written
@@ -166,8 +166,9 @@ def run(args) -> int:
     start = time.time()
     frame = regime_map.compute(config, cache, progress=not args.quiet, options=options)
     elapsed = time.time() - start
-    if not isinstance(frame, regime_map.pd.DataFrame):
-        print(missing_text(frame, len(regime_map.units(config)), cache))
+    if options.shard is not None or not isinstance(frame, regime_map.pd.DataFrame):
+        print(shard_text(options.shard, read_grid(regime_map.units(config), cache),
+                         len(regime_map.units(config)), cache))
         return 0
     _write(args, config, settings, frame, elapsed, cache)
     print(f"\n{len(frame)} rows in {elapsed:.1f} s -> {Path(args.out) / 'regime_map.csv'}, figure {args.figure}")
