@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 from ntk_bridge.commands._fields import Flag, add_flags, build, str_list
-from ntk_bridge.commands._options import FAMILY_FLAGS, NET_STD_FLAGS, add_output_flags
+from ntk_bridge.commands._options import FAMILY_FLAGS, NET_STD_FLAGS, add_grid_flags, add_output_flags, grid_options
 
 GRID_FLAGS = (
     Flag("widths", "comma-separated widths"),
@@ -94,6 +94,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--budget-minutes", type=float, default=None,
                    help="stop starting new units after this many minutes; rerun to resume (default: no limit)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_grid_flags(p.add_argument_group("where the units run (ntk_bridge.grid; the results are the same)"), budget=False)
 
 
 def config_from_args(args):
@@ -118,11 +119,12 @@ FILES = ("rows.csv", "pairs.csv", "table.csv", "pair_table.csv", "slopes.csv", "
 
 def run(args) -> int:
     from ntk_bridge.errors import BridgeError, require
+    from ntk_bridge.grid import read_grid, shard_text
     from ntk_bridge.io import check_figure_path, check_settings
     from ntk_bridge.studies import feature_map as fm
 
     config = config_from_args(args)                  # every check before anything is trained or written
-    require(args.budget_minutes is None or args.budget_minutes > 0, "--budget-minutes must be > 0")
+    options = grid_options(args, progress=not args.quiet)
     check_figure_path(args.figure, "--figure")
     out = Path(args.out)
     require(not out.exists() or out.is_dir(), f"--out {out} is a file, not a folder; give a folder path")
@@ -133,8 +135,10 @@ def run(args) -> int:
     except OSError as err:
         raise BridgeError(f"--cache {cache}: cannot create it ({err.strerror}); choose a writable folder") from None
     start, cpu = time.time(), time.process_time()
-    budget = None if args.budget_minutes is None else 60.0 * args.budget_minutes
-    missing = fm.compute(config, cache, progress=not args.quiet, budget_s=budget)
+    missing = fm.compute(config, cache, progress=not args.quiet, options=options)
+    if options.shard is not None:
+        print(shard_text(options.shard, read_grid(fm.grid_units(config), cache), len(config.units()), cache))
+        return 0
     if missing:
         print(f"stopped after the time budget with {missing} of {len(config.units())} units left; "
               f"rerun the same command to resume (cache {cache})")
