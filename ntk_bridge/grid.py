@@ -34,6 +34,14 @@ Executors (the standard ``concurrent.futures.Executor`` interface)
     dies mid-unit loses that unit only: it is retried once (``retries``), and every unit finished
     before stays in the cache.
 
+Same bytes from every executor
+    A unit's bytes depend only on its argument, as long as its arithmetic does not depend on the
+    thread count. NumPy / LAPACK units on one BLAS thread (the regime map) are bit-identical on every
+    executor (tests/studies/test_regime_map.py). JAX-trained units (the feature map) are not quite:
+    XLA splits some reductions by thread, so single-threaded workers and a multi-threaded XLA in
+    this process differed in the last bits (up to 5e-6 relative, a 16-unit feature map), while
+    shards (in-process runs of the CLI) give the serial bytes (tests/studies/test_feature_map.py).
+
 Shards and budget
     ``shard=(K, N)`` computes only the K-th of N deterministic shares of the units (sorted by content
     key, every N-th from the K-th; K = 0..N-1), for job arrays; the missing units are reported and
