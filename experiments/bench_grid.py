@@ -20,6 +20,7 @@ average is printed before and after each run: on a shared machine the times say 
 from __future__ import annotations
 
 import argparse
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -85,8 +86,7 @@ def main() -> None:
     finally:
         cluster.close()
     for name, ts in times.items():
-        ts = sorted(ts)
-        say(f"{name:9s} median {ts[len(ts) // 2]:7.2f} s  (min {ts[0]:.2f}, max {ts[-1]:.2f}, {len(ts)} runs)")
+        say(f"{name:9s} median {statistics.median(ts):7.2f} s  (min {min(ts):.2f}, max {max(ts):.2f}, {len(ts)} runs)")
 
 
 if __name__ == "__main__":
