@@ -196,6 +196,8 @@ def execute(compute: Callable[[Any], Parts], unit: Unit, cache: str, wait_s: flo
 class InProcess(Executor):
     """Runs each submitted call at once, in this process (the default executor)."""
 
+    width = 1                              # calls the runner keeps in flight
+
     def submit(self, fn, /, *args, **kwargs) -> Future:
         future: Future = Future()
         try:
@@ -229,6 +231,7 @@ class LocalProcesses(Executor):
 
     def __init__(self, n: int, threads: int = 1) -> None:
         require(isinstance(n, int) and n >= 1, f"`workers` must be an integer >= 1 (got {n!r})")
+        self.width = n
         self._env = worker_environment(threads)
         self._slots = [self._pool() for _ in range(n)]
         self._pending: list[set[Future]] = [set() for _ in range(n)]
@@ -267,9 +270,28 @@ def dask_executor(address: str) -> Iterator[Executor]:
         raise BridgeError(f"`scheduler` {address}: cannot reach the Dask scheduler ({err}); "
                           "check the address and that the scheduler is running") from None
     try:
-        yield client.get_executor(pure=False)
+        yield _DaskExecutor(client)
     finally:
         client.close()
+
+
+class _DaskExecutor(Executor):
+    """Dask's ``concurrent.futures`` executor, and how many calls to keep in flight: twice the
+    cluster's worker threads now (at least 4; an adaptive cluster grows), so that a time budget
+    stops new units instead of finding them all queued."""
+
+    def __init__(self, client) -> None:
+        self.client, self._ex = client, client.get_executor(pure=False)
+
+    @property
+    def width(self) -> int:
+        return max(4, 2 * sum(self.client.nthreads().values()))
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        return self._ex.submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._ex.shutdown(wait=wait)
 
 
 # ----------------------------------------------------------------------------- the runner
@@ -408,7 +430,6 @@ class _Loop:
 
     def __init__(self, ex: Executor, compute, cache: Path, options: GridOptions, bar) -> None:
         self.ex, self.compute, self.cache, self.options, self.bar = ex, compute, cache, options, bar
-        self.width = max(1, options.workers) if not options.scheduler else 10 ** 6
         self.busy: list[Unit] = []
         self.wait_s = 0.0
 
@@ -421,7 +442,7 @@ class _Loop:
         computed = 0
         while queue or running:
             over = start is not None and self.options.budget_s is not None and time.time() - start > self.options.budget_s
-            while queue and len(running) < self.width and not over:
+            while queue and len(running) < getattr(self.ex, "width", 1) and not over:
                 unit, attempt = queue.pop(0)
                 running[self._submit(unit, attempt)] = (unit, attempt)
             if not running:
