@@ -71,6 +71,7 @@ import re
 import secrets
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -634,3 +635,46 @@ def result_set(out: str | os.PathLike, figure: str | os.PathLike, replaces: Iter
         fig = temps[0] if inside is None else tmp / inside
         fig.parent.mkdir(parents=True, exist_ok=True)
         yield tmp, fig
+
+
+# ----------------------------------------------------------------------------- claims (one writer per unit)
+
+@contextlib.contextmanager
+def claim(lock: str | os.PathLike, wait_s: float = 0.0, poll_s: float = 0.05) -> Iterator[bool]:
+    """Try to hold an exclusive lock (``flock``) on the file ``lock``: yields True while held, False
+    when another process still holds it after ``wait_s`` seconds. The file records the holder's pid
+    and is removed on leaving; the kernel drops the lock when its process dies, so a file left by a
+    killed process is simply taken over (the same inode check as :func:`output_lock`)."""
+    lock = Path(lock)
+    deadline = time.monotonic() + wait_s
+    fd = None
+    while fd is None:
+        try:
+            candidate = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        except OSError as err:
+            raise disk_error(err, lock, what="the lock file") from None
+        try:
+            _lock_exclusive(candidate)
+        except OSError:
+            os.close(candidate)
+            if time.monotonic() >= deadline:
+                yield False
+                return
+            time.sleep(poll_s)
+            continue
+        try:
+            same = os.fstat(candidate).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            fd = candidate
+        else:
+            os.close(candidate)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield True
+    finally:
+        with contextlib.suppress(OSError):
+            lock.unlink()
+        os.close(fd)

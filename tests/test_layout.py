@@ -28,7 +28,7 @@ FLOORS = {
     "api": 6,
     "commands": 7,
 }
-GROUND = {"errors", "io", "interrupts", "stats"}
+GROUND = {"errors", "grid", "io", "interrupts", "stats"}
 
 
 def _module(path: Path) -> str:

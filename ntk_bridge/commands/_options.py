@@ -105,3 +105,32 @@ def predictor_config(args):
                       scale=args.inner_scale)
     return PredictorConfig(inner=inner, outer_time=args.outer_time, outer_ridge=args.outer_ridge,
                            outer_scale=args.outer_scale)
+
+
+def add_grid_flags(g, budget: bool = True) -> None:
+    """Where a grid study's units run (ntk_bridge.grid): in this process, on local workers, on a Dask
+    cluster, or one shard of a job array; and a time budget. The results do not depend on which."""
+    g.add_argument("--workers", type=int, default=0, metavar="N",
+                   help="compute units in N local worker processes, one thread each (default 0: in this process)")
+    g.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="compute units on the Dask cluster at ADDRESS (e.g. tcp://host:8786; needs the `dask` extra "
+                        "and the cache on a file system the workers share)")
+    g.add_argument("--shard", default=None, metavar="K/N",
+                   help="compute only the K-th of N shares of the units (K = 0..N-1, e.g. $SLURM_ARRAY_TASK_ID/N) "
+                        "and write no results; the same command without --shard then assembles them")
+    if budget:
+        g.add_argument("--budget-minutes", type=float, default=None,
+                       help="stop starting new units after this many minutes; rerun to resume (default: no limit)")
+
+
+def grid_options(args, progress: bool):
+    """The :class:`ntk_bridge.grid.GridOptions` of the flags of :func:`add_grid_flags`."""
+    from ntk_bridge.errors import require
+    from ntk_bridge.grid import GridOptions, parse_shard
+
+    budget = getattr(args, "budget_minutes", None)
+    require(budget is None or budget > 0, f"--budget-minutes must be > 0 (got {budget:g})" if budget is not None else "")
+    require(args.workers >= 0, f"--workers must be >= 0 (got {args.workers})")
+    return GridOptions(workers=args.workers, scheduler=args.scheduler, progress=progress,
+                       shard=None if args.shard is None else parse_shard(args.shard),
+                       budget_s=None if budget is None else 60.0 * budget)

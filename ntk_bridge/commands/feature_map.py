@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 from ntk_bridge.commands._fields import Flag, add_flags, build, str_list
-from ntk_bridge.commands._options import FAMILY_FLAGS, NET_STD_FLAGS, add_output_flags
+from ntk_bridge.commands._options import FAMILY_FLAGS, NET_STD_FLAGS, add_grid_flags, add_output_flags, grid_options
 
 GRID_FLAGS = (
     Flag("widths", "comma-separated widths"),
@@ -95,6 +95,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--budget-minutes", type=float, default=None,
                    help="stop starting new units after this many minutes; rerun to resume (default: no limit)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_grid_flags(p.add_argument_group("where the units run (ntk_bridge.grid; the results are the same)"), budget=False)
 
 
 def config_from_args(args):
@@ -119,11 +120,12 @@ FILES = ("rows.csv", "pairs.csv", "table.csv", "pair_table.csv", "slopes.csv", "
 
 def run(args) -> int:
     from ntk_bridge.errors import BridgeError, require
+    from ntk_bridge.grid import read_grid, shard_text
     from ntk_bridge.io import check_figure_path, check_settings
     from ntk_bridge.studies import feature_map as fm
 
     config = config_from_args(args)                  # every check before anything is trained or written
-    require(args.budget_minutes is None or args.budget_minutes > 0, "--budget-minutes must be > 0")
+    options = grid_options(args, progress=not args.quiet)
     check_figure_path(args.figure, "--figure")
     out = Path(args.out)
     require(not out.exists() or out.is_dir(), f"--out {out} is a file, not a folder; give a folder path")
@@ -134,11 +136,13 @@ def run(args) -> int:
     except OSError as err:
         raise BridgeError(f"--cache {cache}: cannot create it ({err.strerror}); choose a writable folder") from None
     start, cpu = time.time(), time.process_time()
-    budget = None if args.budget_minutes is None else 60.0 * args.budget_minutes
     try:
-        missing = fm.compute(config, cache, progress=not args.quiet, budget_s=budget)
+        missing = fm.compute(config, cache, progress=not args.quiet, options=options)
     except KeyboardInterrupt as err:            # Ctrl-C / SIGTERM: say what is kept and how to go on
         raise interrupted_line(err, config, cache) from None
+    if options.shard is not None:
+        print(shard_text(options.shard, read_grid(fm.grid_units(config), cache), len(config.units()), cache))
+        return 0
     if missing:
         print(f"stopped after the time budget with {missing} of {len(config.units())} units left; "
               f"rerun the same command to resume (cache {cache})")
@@ -152,11 +156,12 @@ def interrupted_line(err: KeyboardInterrupt, config, cache: Path):
     rerunning the same command resumes from them (the unit being trained is lost, nothing else)."""
     import signal
 
+    from ntk_bridge.grid import read_grid
     from ntk_bridge.interrupts import Interrupted
     from ntk_bridge.studies import feature_map as fm
 
     units = config.units()
-    done = sum(fm._unit_files(cache, config, u)[0].is_file() for u in units)
+    done = len(units) - len(read_grid(fm.grid_units(config), cache).missing)
     return Interrupted(getattr(err, "signum", signal.SIGINT),
                        f"{done} of {len(units)} units finished and kept in the cache {cache}; rerun the same "
                        "command to resume from them (the result folder is written when every unit is done)")

@@ -25,9 +25,11 @@ weak form asks the same of d_rel. Why the answer is what it is: docs/theory.md s
 
 Writes OUT/regime_map.csv (one row per cell x depth x pair x draw), OUT/cells.csv (per cell x
 pair), OUT/verdicts.csv, OUT/config.json, OUT/run.json and the figure (heatmaps of rates and
-gains). OUT is written whole and moved into place at the end; per-(cell, draw) results are
+gains). OUT is written whole and moved into place at the end; per-(network, draw) units are
 cached in CACHE (default: a hidden folder next to OUT) so an interrupted run resumes and a rerun
-costs nothing. Default grid: 48 cells x 10 draws x 11 depths, a few minutes on 2 cores.
+costs nothing. The units run in this process, on --workers N local processes, on a Dask cluster
+(--scheduler ADDRESS), or a share of them per task of a job array (--shard K/N, then the same
+command without --shard assembles the results); the results are byte-identical either way. Default grid: 48 cells x 10 draws x 11 depths, a few minutes on 2 cores.
 
 --law CELL computes nothing else and writes nothing: for that one cell (a key as in cells.csv, e.g.
 "relu-b0|depth-norm|t=inf") it prints the depth law's predictions (docs/theory.md 8,
@@ -50,7 +52,7 @@ import time
 from pathlib import Path
 
 from ntk_bridge.commands._fields import Flag, add_flags, build
-from ntk_bridge.commands._options import add_output_flags
+from ntk_bridge.commands._options import add_grid_flags, add_output_flags, grid_options
 from ntk_bridge.report.schemas import REGIME_MAP
 
 
@@ -87,6 +89,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_output_flags(g, "experiments/results/regime_map", "result folder", "figures/regime_map.png", "heatmap figure")
     g.add_argument("--cache", default=None, help="cache folder (default: .<out name>.cache next to OUT)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_grid_flags(p.add_argument_group("where the units run (ntk_bridge.grid; the results are the same)"))
     g = p.add_argument_group("the depth law beside the measurement (writes nothing)")
     g.add_argument("--law", metavar="CELL", default=None,
                    help='print predicted vs measured for this cell, e.g. "relu-b0.5|depth-norm|t=10", and stop')
@@ -156,32 +159,56 @@ def replace_depths(config, depths):
 
 
 def run(args) -> int:
+    from ntk_bridge.grid import read_grid, shard_text
+    from ntk_bridge.studies import regime_map
+
+    config = config_from_args(args)                      # every check before anything is computed or written
+    if args.law is not None:
+        return run_law(args, config)
+    options = grid_options(args, progress=not args.quiet)
+    settings = {"command": "regime-map", **config.as_dict()}
+    _check_outputs(args, settings)
+    cache = cache_folder(args)
+    _make_cache(cache)
+    start = time.time()
+    frame = regime_map.compute(config, cache, progress=not args.quiet, options=options)
+    elapsed = time.time() - start
+    if options.shard is not None or not isinstance(frame, regime_map.pd.DataFrame):
+        print(shard_text(options.shard, read_grid(regime_map.units(config), cache),
+                         len(regime_map.units(config)), cache))
+        return 0
+    _write(args, config, settings, frame, elapsed, cache)
+    print(f"\n{len(frame)} rows in {elapsed:.1f} s -> {Path(args.out) / 'regime_map.csv'}, figure {args.figure}")
+    return 0
+
+
+def _check_outputs(args, settings: dict) -> None:
+    """The figure's format, --out a folder, its results made with these settings (or --overwrite)."""
+    from ntk_bridge.errors import require
+    from ntk_bridge.io import check_figure_path, check_settings
+
+    check_figure_path(args.figure, "--figure")
+    out = Path(args.out)
+    require(not out.exists() or out.is_dir(), f"--out {out} is a file, not a folder; give a folder path")
+    check_settings(out, out, "--out", settings, args.overwrite)
+
+
+def _write(args, config, settings: dict, frame, elapsed: float, cache: Path) -> None:
     from ntk_bridge.io import result_set, save_figure, write_json
     from ntk_bridge.report.schemas import write_table
     from ntk_bridge.studies import regime_map
     from ntk_bridge.studies.regime_report import plot, verdict_frame, verdicts_text
 
-    config = config_from_args(args)                      # every check before anything is written
-    if args.law is not None:
-        return run_law(args, config)
-    cache = cache_folder(args)
-    settings = {"command": "regime-map", **config.as_dict()}
+    summary = regime_map.summarize_cells(frame, config.deep_from)
+    verdicts = verdict_frame(regime_map.verdicts(summary))
     with result_set(args.out, args.figure, replaces=REGIME_MAP.files(), settings=settings,
                     overwrite=args.overwrite) as (tmp, figure):
-        _make_cache(cache)
-        start = time.time()
-        frame = regime_map.compute(config, cache, progress=not args.quiet)
-        elapsed = time.time() - start
-        summary = regime_map.summarize_cells(frame, config.deep_from)
-        verdicts = verdict_frame(regime_map.verdicts(summary))
         write_json(tmp / REGIME_MAP.file("config"), settings)
         for key, table in (("frame", frame), ("cells", summary), ("verdicts", verdicts)):
             write_table(tmp, REGIME_MAP.parts[key], table)
         write_json(tmp / REGIME_MAP.file("run"), _run_info(elapsed, cache))
         save_figure(figure, plot(summary, describe(config)))
     print(verdicts_text(summary, verdicts, describe(config)))
-    print(f"\n{len(frame)} rows in {elapsed:.1f} s -> {Path(args.out) / 'regime_map.csv'}, figure {args.figure}")
-    return 0
 
 
 def _make_cache(cache: Path) -> None:

@@ -27,13 +27,14 @@ expectation (:mod:`ntk_bridge.engine.parameterization`), so both parameterisatio
 Convergence in width: per (param, depth, seed, method) ``delta_width = ||F(n) - F(n_prev)|| /
 ||F(n)||`` between successive widths of the grid (a limit is being approached when it falls).
 
-Units are cached one JSON + one NPZ per unit, keyed by a hash of everything they depend on, so an
-interrupted run resumes where it stopped. Heavy imports (JAX) happen inside the functions.
+Units are cached one checksummed file per unit (its rows as JSON, its predictions as NPZ;
+:mod:`ntk_bridge.grid`), keyed by a hash of everything they depend on, so an interrupted run
+resumes where it stopped, and the units can run on local workers, a Dask cluster or a job array. Heavy imports (JAX) happen inside the functions.
 """
 
 from __future__ import annotations
 
-import hashlib
+import io
 import json
 import math
 import time
@@ -48,9 +49,11 @@ from ntk_bridge.closed_form.tasks import SUBSPACE_FAMILIES, FamilyConfig, TaskSe
 from ntk_bridge.engine.parameterization import PARAMS, Parameterization
 from ntk_bridge.engine.spec import NetSpec
 from ntk_bridge.errors import BridgeError, require
+from ntk_bridge.grid import GridOptions, read_grid, run_grid
+from ntk_bridge.grid import Unit as GridUnit
 from ntk_bridge.stats import finite_mean_ci, fit_loglog
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2   # 2: one checksummed file per unit (ntk_bridge.grid)
 METHODS = ("head-only", "mtl-b", "anil", "maml")
 PAIRS = (("mtl-b", "anil"), ("mtl-b", "maml"))
 
@@ -250,57 +253,63 @@ def _pair_rows(unit: Unit, preds: dict, subspaces: dict) -> list[dict]:
 
 # ----------------------------------------------------------------------------- cache
 
-def _unit_files(cache: Path, config: FeatureMapConfig, unit: Unit) -> tuple[Path, Path]:
-    """The unit's (JSON, NPZ) in ``cache``, named by a hash of the unit and of every setting except
-    the grid (widths, depths, params, seeds, width caps): a grid extended later reuses every unit
-    already trained."""
-    spec = json.dumps({"v": CACHE_VERSION, "config": {k: v for k, v in config.as_dict().items()
-                                                      if k not in ("widths", "depths", "params", "seeds", "width_caps")},
-                       "unit": asdict(unit)}, sort_keys=True, default=str)
-    digest = hashlib.sha256(spec.encode()).hexdigest()[:16]
-    return cache / f"{unit.key}_{digest}.json", cache / f"{unit.key}_{digest}.npz"
+GRID_FIELDS = ("widths", "depths", "params", "seeds", "width_caps")
 
 
-def compute(config: FeatureMapConfig, cache: Path, progress: bool = True, budget_s: float | None = None) -> int:
-    """Train every unit not yet in ``cache`` (predictions NPZ first, the JSON of rows last: a unit
-    counts as done when its JSON exists). Stops starting new units after ``budget_s`` seconds of
-    wall time. Returns the number of units still missing."""
-    from tqdm import tqdm
+@dataclass(frozen=True)
+class UnitTask:
+    """What one unit of the grid computes (:func:`compute_unit`): ``unit`` under ``config``."""
 
-    from ntk_bridge.io import atomic_write, write_json
+    config: FeatureMapConfig
+    unit: Unit
 
-    todo = [u for u in config.units() if not _unit_files(cache, config, u)[0].exists()]
-    start = time.time()
-    with tqdm(total=len(todo), desc="feature map (unit)", disable=not progress or not todo, unit="unit") as bar:
-        for i, unit in enumerate(todo):
-            if budget_s is not None and time.time() - start > budget_s:
-                return len(todo) - i
-            bar.set_postfix_str(unit.key)
-            preds, rows, pairs = train_unit(config, unit)
-            js, npz = _unit_files(cache, config, unit)
-            atomic_write(npz, lambda f: np.savez(f, **preds), mode="wb")
-            write_json(js, {"rows": rows, "pairs": pairs})
-            bar.update(1)
-    return 0
+
+def grid_units(config: FeatureMapConfig) -> list[GridUnit]:
+    """The grid's units (:mod:`ntk_bridge.grid`), in :meth:`FeatureMapConfig.units` order, each keyed by
+    the unit and every setting except the grid (widths, depths, params, seeds, width caps): a grid
+    extended later reuses every unit already trained."""
+    shared = {k: v for k, v in config.as_dict().items() if k not in GRID_FIELDS}
+    return [GridUnit("feature-map", u.key, {"v": CACHE_VERSION, "config": shared, "unit": asdict(u)},
+                     UnitTask(config, u)) for u in config.units()]
+
+
+def compute_unit(task: UnitTask) -> dict[str, bytes]:
+    """Train one unit: its rows and pairs (JSON) and every method's predictions (NPZ)."""
+    from ntk_bridge.io import json_text
+
+    preds, rows, pairs = train_unit(task.config, task.unit)
+    npz = io.BytesIO()
+    np.savez(npz, **preds)
+    return {"unit.json": json_text({"rows": rows, "pairs": pairs}).encode(), "preds.npz": npz.getvalue()}
+
+
+def compute(config: FeatureMapConfig, cache: Path, progress: bool = True, budget_s: float | None = None,
+            options: GridOptions | None = None) -> int:
+    """Train every unit not yet in ``cache`` (one checksummed file per unit, :mod:`ntk_bridge.grid`;
+    ``options``: where the units run, a shard). Stops starting new units after ``budget_s`` seconds
+    of wall time. Returns the number of units still missing."""
+    options = options or GridOptions()
+    options = replace(options, progress=progress, budget_s=options.budget_s if budget_s is None else budget_s)
+    return len(run_grid(grid_units(config), compute_unit, cache, options, desc="feature map (unit)").missing)
 
 
 def load(config: FeatureMapConfig, cache: Path) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """(method rows, pair rows with delta_width added to the method rows, units missing)."""
-    rows, pairs, missing, preds = [], [], 0, {}
-    for unit in config.units():
-        js, npz = _unit_files(cache, config, unit)
-        if not js.exists():
-            missing += 1
+    rows, pairs, preds = [], [], {}
+    grid = grid_units(config)
+    outcome = read_grid(grid, cache)
+    for gu in grid:
+        if gu.key not in outcome.parts:
             continue
-        got = json.loads(js.read_text())
+        got = json.loads(outcome.parts[gu.key]["unit.json"])
         rows += got["rows"]
         pairs += got["pairs"]
-        with np.load(npz) as f:
-            preds[unit] = {k: f[k] for k in f.files}
+        with np.load(io.BytesIO(outcome.parts[gu.key]["preds.npz"])) as f:
+            preds[gu.arg.unit] = {k: f[k] for k in f.files}
     frame = pd.DataFrame(rows)
     if len(frame):
         frame["delta_width"] = [_delta_width(config, preds, r) for r in frame.itertuples()]
-    return frame, pd.DataFrame(pairs), missing
+    return frame, pd.DataFrame(pairs), len(outcome.missing)
 
 
 def _delta_width(config: FeatureMapConfig, preds: dict, r) -> float:

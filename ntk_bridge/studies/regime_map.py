@@ -20,18 +20,18 @@ still beat head-only (lower end of both gains' 95% intervals above ``GAIN_MIN`` 
 get closer, whether or not the parts learned from the training tasks do. :func:`verdicts` says so cell by cell; nothing is filled in: a depth whose solve
 fails is recorded with its error message and NaN numbers.
 
-Cells are cached one file per (cell, draw), keyed by a hash of everything they depend on, so an
-interrupted run resumes where it stopped and a rerun costs nothing.
+The map is a grid of units (:mod:`ntk_bridge.grid`): one per network and draw, holding every cell
+of that network, cached one file each and keyed by a hash of everything they depend on, so an
+interrupted run resumes where it stopped, a rerun costs nothing, and the units can be spread over
+worker processes, a Dask cluster or the tasks of a job array.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import io
 import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 
@@ -41,10 +41,11 @@ from ntk_bridge.closed_form.tasks import FamilyConfig, make_tasks
 from ntk_bridge.engine.fc import depth_sweep
 from ntk_bridge.engine.spec import NetSpec
 from ntk_bridge.errors import BridgeError, require
+from ntk_bridge.grid import GridOptions, GridOutcome, Unit, missing_text, read_grid, run_grid
 from ntk_bridge.stats import fit_loglog, mean_ci
 from ntk_bridge.studies.depth_sweep import DepthStudyConfig, rows_at_depth
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2   # 2: one unit file per network x draw (ntk_bridge.grid)
 CLAIM_PAIRS = ("mtl-b vs anil", "mtl-b vs maml")
 DEPTHS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
@@ -185,60 +186,76 @@ def cell_rows(config: RegimeMapConfig, cell: Cell, tasks, kernels: dict, draw: i
     return rows
 
 
-def _cache_file(cache: Path, config: RegimeMapConfig, cell: Cell, draw: int) -> Path:
-    spec = json.dumps({"v": CACHE_VERSION, "study": config.study(cell).as_dict(), "draw": draw},
-                      sort_keys=True, default=str)
-    digest = hashlib.sha256(spec.encode()).hexdigest()[:16]
-    slug = cell.key.replace("|", "_").replace("=", "")
-    return cache / f"{slug}_draw{draw}_{digest}.csv"
+@dataclass(frozen=True)
+class RegimeUnit:
+    """One unit of the map's grid: every cell of one network on one task draw (the kernels are
+    computed once per network and draw and shared by its cells)."""
+
+    config: RegimeMapConfig
+    net: str
+    draw: int
+
+    def cells(self) -> list[Cell]:
+        return [c for c in self.config.cells() if c.net.name == self.net]
 
 
-def _pending(config: RegimeMapConfig, cache: Path, cells: list[Cell]) -> Iterator[tuple[int, list[Cell]]]:
-    """(draw, cells of one network still missing that draw), draw by draw."""
-    for draw in range(config.draws):
-        todo = [c for c in cells if not _cache_file(cache, config, c, draw).exists()]
-        if todo:
-            yield draw, todo
+def _part(cell: Cell) -> str:
+    return f"{cell.key}.csv"
 
 
-def compute(config: RegimeMapConfig, cache: Path, progress: bool = True) -> pd.DataFrame:
-    """Every cell's rows (cached per cell and draw in ``cache``); the tidy frame of the map.
+def units(config: RegimeMapConfig) -> list[Unit]:
+    """The grid's units, network by network and draw by draw; each keyed by the depth studies of its
+    cells and its draw (:mod:`ntk_bridge.grid`)."""
+    out = []
+    for net in _by_name(NETS, config.nets, "network"):
+        for draw in range(config.draws):
+            arg = RegimeUnit(config, net.name, draw)
+            spec = {"v": CACHE_VERSION, "draw": draw, "cells": {c.key: config.study(c).as_dict() for c in arg.cells()}}
+            out.append(Unit("regime-map", f"{net.name}_draw{draw}", spec, arg))
+    return out
 
-    BLAS runs on one thread here: the map's matrices are at most a few hundred wide, where
+
+def compute_unit(unit: RegimeUnit) -> dict[str, bytes]:
+    """The rows of every cell of ``unit`` as CSV bytes, one part per cell (BLAS on one thread, see
+    :func:`compute`)."""
+    from threadpoolctl import threadpool_limits
+
+    config, cells = unit.config, unit.cells()
+    with threadpool_limits(limits=1, user_api="blas"):
+        tasks = make_tasks(config.family, config.seed + unit.draw)
+        kernels = depth_sweep(replace(cells[0].net.spec, depth=max(config.depths)), tasks.points, depths=config.depths)
+        return {_part(c): pd.DataFrame(cell_rows(config, c, tasks, kernels, unit.draw)).to_csv(index=False).encode()
+                for c in cells}
+
+
+def compute(config: RegimeMapConfig, cache: Path, progress: bool = True,
+            options: GridOptions | None = None) -> pd.DataFrame | GridOutcome:
+    """Every cell's rows (cached per network and draw in ``cache``, :mod:`ntk_bridge.grid`); the
+    tidy frame of the map, or the :class:`GridOutcome` when units are still missing (a shard, a
+    spent time budget).
+
+    BLAS runs on one thread in every unit: the map's matrices are at most a few hundred wide, where
     threads only add synchronisation, and on a shared machine (load above the core count) a
     multi-threaded OpenBLAS eigh was measured 10-20x slower than a single-threaded one.
     """
-    from threadpoolctl import threadpool_limits
+    options = replace(options or GridOptions(), progress=progress)
+    outcome = run_grid(units(config), compute_unit, cache, options, desc="regime map (network x draw)")
+    return assemble(config, outcome) if outcome.complete else outcome
 
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _compute(config, cache, progress)
 
-
-def _compute(config: RegimeMapConfig, cache: Path, progress: bool) -> pd.DataFrame:
-    from tqdm import tqdm
-
-    from ntk_bridge.io import write_csv
-
-    cells = config.cells()
-    total = sum(len(todo) for n in config.nets for _, todo in
-                _pending(config, cache, [c for c in cells if c.net.name == n]))
-    with tqdm(total=total, desc="regime map (cell x draw)", disable=not progress or total == 0, unit="cell") as bar:
-        for net in _by_name(NETS, config.nets, "network"):
-            mine = [c for c in cells if c.net == net]
-            for draw, todo in _pending(config, cache, mine):
-                tasks = make_tasks(config.family, config.seed + draw)
-                kernels = depth_sweep(replace(net.spec, depth=max(config.depths)), tasks.points,
-                                      depths=config.depths)
-                for cell in todo:
-                    write_csv(_cache_file(cache, config, cell, draw), pd.DataFrame(cell_rows(config, cell, tasks, kernels, draw)))
-                    bar.update(1)
-    return load(config, cache)
+def assemble(config: RegimeMapConfig, outcome: GridOutcome) -> pd.DataFrame:
+    """The tidy frame (cell x draw x depth x pair) from the units' parts, in the grid's order."""
+    by_name = {u.name: u.key for u in units(config)}
+    parts = [pd.read_csv(io.BytesIO(outcome.parts[by_name[f"{c.net.name}_draw{d}"]][_part(c)]))
+             for c in config.cells() for d in range(config.draws)]
+    return pd.concat(parts, ignore_index=True)
 
 
 def load(config: RegimeMapConfig, cache: Path) -> pd.DataFrame:
-    """The tidy frame (cell x depth x pair x draw) from the cache of ``config``."""
-    parts = [pd.read_csv(_cache_file(cache, config, c, d)) for c in config.cells() for d in range(config.draws)]
-    return pd.concat(parts, ignore_index=True)
+    """The tidy frame (cell x depth x pair x draw) from the cache of ``config``, computing nothing."""
+    outcome = read_grid(units(config), cache)
+    require(outcome.complete, missing_text(outcome, len(units(config)), cache))
+    return assemble(config, outcome)
 
 
 # ----------------------------------------------------------------------------- summaries

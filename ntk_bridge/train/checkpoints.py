@@ -23,8 +23,14 @@ from ntk_bridge.errors import BridgeError
 
 
 def managers(run_dir: Path):
+    import jax
     import orbax.checkpoint as ocp
-    opts = dict(enable_async_checkpointing=False, create=True)
+    opts: dict[str, Any] = dict(enable_async_checkpointing=False, create=True)
+    if jax.process_count() > 1:   # only process 0 writes (parallel.is_writer): orbax syncs it alone
+        opts["multiprocessing_options"] = ocp.options.MultiprocessingOptions(primary_host=0, active_processes={0})
+        opts["create"] = False    # orbax refuses create=True with active_processes: the folders made here
+        for sub in ("checkpoints", "best"):
+            (run_dir / sub).mkdir(parents=True, exist_ok=True)
     latest = ocp.CheckpointManager((run_dir / "checkpoints").resolve(),
                                    options=ocp.CheckpointManagerOptions(max_to_keep=2, **opts))
     best = ocp.CheckpointManager((run_dir / "best").resolve(),

@@ -138,6 +138,16 @@ def images_per_step(config: TrainConfig, episodic: bool) -> int:
     return config.meta_batch * per_task
 
 
+class _NoStepLog:
+    """The step log of a process that writes nothing (:func:`ntk_bridge.train.parallel.is_writer`)."""
+
+    def add(self, *row) -> None:
+        pass
+
+    def close(self, history) -> None:
+        pass
+
+
 def _open_steplog(run_dir: Path, step: int):
     """The per-step log (steps.csv, TensorBoard events if tensorboardX is installed), rows after ``step`` dropped."""
     from ntk_bridge.train.steplog import StepLog
@@ -373,11 +383,14 @@ def start_run(config: TrainConfig, data: RunData | None, quiet: bool = False):
 
 def _train(config: TrainConfig, run_dir: str | Path, *, callback: Callable[[int, dict], None] | None,
            data: RunData | None, evaluate_test: bool) -> dict:
+    from ntk_bridge.train.parallel import is_writer
     from ntk_bridge.train.paths import check_output_dir
     started = time.perf_counter()                 # the summary's session times count from here
     run_dir = check_output_dir(Path(run_dir), "`run_dir`")
     data, algorithm, state, prepare = start_run(config, data)
     fresh = not run_dir.exists()
+    if not is_writer():        # several processes: process 0 alone locks and writes the run folder
+        return _train_in(config, run_dir, callback, data, evaluate_test, algorithm, state, prepare, started)
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
         with output_lock(run_dir.absolute(), "`run_dir`", run_dir):   # a second run on the folder is refused
@@ -395,13 +408,21 @@ def _train_in(config, run_dir, callback, data, evaluate_test, algorithm, state, 
     Session times (this call, from ``started``, seconds): ``startup_s`` (checks, data, model, resume),
     ``loop_s`` (the step loop: ``steps_s`` in steps, ``compile_s_session`` compiling, the rest
     validating and checkpointing), ``test_s`` (the test episodes) and ``session_wall_s`` (all of it,
-    through writing summary.json). ``wall_s`` / ``train_s`` stay the loop's totals over every session."""
-    check_latest_checkpoint(run_dir)
-    prepare_run_dir(config, run_dir)
-    latest, best = managers(run_dir)
+    through writing summary.json). ``wall_s`` / ``train_s`` stay the loop's totals over every session.
+    On a process other than 0 (:func:`parallel.is_writer`) nothing is written: ``latest`` and ``best``
+    are None, the resume point is process 0's (broadcast) and the test evaluation is process 0's."""
+    from ntk_bridge.train import parallel
+    writer = parallel.is_writer()
+    latest = best = None
+    if writer:
+        check_latest_checkpoint(run_dir)
+        prepare_run_dir(config, run_dir)
+        latest, best = managers(run_dir)
     loop = new_loop_state()
-    if latest.latest_step() is not None:
-        tree, saved = resume_point(latest, run_dir, state)
+    point = resume_point(latest, run_dir, state) if writer and latest.latest_step() is not None else None
+    saved = parallel.json_from_writer(point[1] if point else None)
+    if saved is not None:
+        tree = parallel.from_writer(point[0] if point else state_tree(state))
         state, loop = apply_tree(state, tree), LoopState.from_json(saved)
         if loop.stop_reason.startswith("time budget") and not (
                 config.time_budget_s and loop.train_s >= config.time_budget_s):
@@ -426,7 +447,7 @@ def _train_in(config, run_dir, callback, data, evaluate_test, algorithm, state, 
         "accelerator_hours": accelerator_hours(loop.wall_s, info), **info, **session,
     }
     t_test = time.perf_counter()
-    if evaluate_test:
+    if evaluate_test and writer:
         final = restore_for_eval(run_dir, state, "best")
         results = {h: evaluate_state(config, algorithm, final, data, "test", head=h)[0]
                    for h in dict.fromkeys((config.test_head,) + tuple(config.val_heads))}
@@ -435,7 +456,9 @@ def _train_in(config, run_dir, callback, data, evaluate_test, algorithm, state, 
         summary["test_heads"] = {h: r.to_dict() for h, r in results.items()}
     summary["test_s"] = time.perf_counter() - t_test
     summary["session_wall_s"] = time.perf_counter() - started
-    write_json(run_dir / "summary.json", summary)
+    if writer:
+        write_json(run_dir / "summary.json", summary)
+    parallel.barrier("ntk_bridge: run folder written")
     return summary
 
 
@@ -455,7 +478,7 @@ def _steps(config, run_dir, algorithm, state, data, prepare, loop, managers, cal
     step_fn = None
     _, k_train = jax.random.split(jax.random.PRNGKey(config.seed))
     per_step = images_per_step(config, algorithm.episodic)
-    steplog = _open_steplog(run_dir, step)
+    steplog = _open_steplog(run_dir, step) if latest is not None else _NoStepLog()
     bar = tqdm(total=config.max_steps, initial=step, disable=not config.progress, dynamic_ncols=True,
                desc=f"{config.algorithm} {config.dataset} {config.shots}-shot")
     t_wall, wall_before = time.perf_counter(), loop.wall_s
@@ -497,7 +520,8 @@ def _steps(config, run_dir, algorithm, state, data, prepare, loop, managers, cal
             if (step % config.checkpoint_every == 0 or step == config.max_steps or loop.stop_reason or due
                     or stop.requested):
                 loop.wall_s = wall_before + time.perf_counter() - t_wall
-                save(latest, step, state_tree(state), loop)
+                if latest is not None:
+                    save(latest, step, state_tree(state), loop)
                 t_saved = time.perf_counter()
             if callback is not None:
                 callback(step, loop)
@@ -566,6 +590,8 @@ def _validate(config, run_dir, algorithm, state, data, loop, step: int, lr: floa
     loop.timing.append({"step": step, "train_s": loop.train_s, "cpu_s": loop.cpu_s,
                            "compile_s": loop.compile_s})
     loop.reset_running()
+    if best is None:                   # a process that does not write (parallel.is_writer)
+        return
     if new_best:
         save(best, step, {"params": state.params, "batch_stats": state.batch_stats}, None)
     _write_metrics(run_dir, loop)

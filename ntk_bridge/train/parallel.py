@@ -30,7 +30,10 @@ hands over only the slices its own devices hold (:func:`place`, ``make_array_fro
 evaluation and checkpoints work on each process's own copy of the replicated state
 (:func:`local_view`). Tested: the step of 2 processes x 2 CPU devices equals the 1-process
 4-device step. The join never waits forever: a deadline (``distributed_timeout``), a progress line
-naming whom it waits for, and signals that stop it (``tests/faults/test_distributed_start.py``). Not yet: the run folder's lock and checkpoint writes assume one writing process.
+naming whom it waits for, and signals that stop it (``tests/faults/test_distributed_start.py``). One
+process writes the run folder (:func:`is_writer`, process 0: the lock, the JSON and CSV files, the
+checkpoints); a resume's state is read there and broadcast (:func:`from_writer`); tested: 2 processes,
+interrupted and resumed, leave the run folder of one process.
 
 Shapes: a batch is a dict of arrays with the task / episode axis first, e.g. ``x (T, M, H, W, C)``,
 ``y (T, M)``, ``classes (T, n_way)`` (:mod:`ntk_bridge.train.algorithms`).
@@ -293,7 +296,7 @@ def initialize_distributed(environ: dict | None = None, distributed_timeout: flo
     if err is not None:                      # refused before connecting (JAX's own argument checks)
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise BridgeError(f"jax.distributed.initialize failed ({first[:200]}); set JAX_COORDINATOR_ADDRESS, "
-                          f"JAX_NUM_PROCESSES and JAX_PROCESS_ID, or run under SLURM / Open MPI")
+                          f"JAX_NUM_PROCESSES and JAX_PROCESS_ID, or run under SLURM / Open MPI") from None
 
 
 class AbandonedStart(BridgeError):
@@ -320,3 +323,46 @@ def _wait(helper, timeout: float, whom: str) -> None:
     if helper.is_alive():
         raise AbandonedStart(f"no answer within {timeout:g} s from {whom}; start the same command on every "
                              "host, or raise `distributed_timeout` (seconds); nothing was written")
+
+
+# ---------------------------------------------------------------- one writer
+
+def is_writer() -> bool:
+    """Whether this process writes the run folder: process 0 (the only process of a one-process run).
+    It takes the run folder's lock and writes config.json, the metrics, the step log, the
+    checkpoints and summary.json; the other processes write nothing and receive what it read
+    (:func:`from_writer`)."""
+    import jax
+    return jax.process_index() == 0
+
+
+def from_writer(tree: Any) -> Any:
+    """``tree`` as process 0 has it, on every process (a collective: every process calls it with a
+    tree of the same structure, shapes and dtypes; the others wait here for process 0)."""
+    import jax
+    if jax.process_count() == 1:
+        return tree
+    from jax.experimental import multihost_utils
+    return jax.tree_util.tree_map(jax.numpy.asarray, multihost_utils.broadcast_one_to_all(tree))
+
+
+def json_from_writer(obj: Any) -> Any:
+    """A JSON-able object as process 0 has it, on every process (its UTF-8 text, broadcast)."""
+    import json
+
+    import jax
+    if jax.process_count() == 1:
+        return obj
+    text = np.frombuffer(json.dumps(obj).encode(), np.uint8) if is_writer() else np.zeros(0, np.uint8)
+    size = int(from_writer(np.int64(text.size)))
+    padded = np.zeros(size, np.uint8)
+    padded[:text.size] = text[:size]
+    return json.loads(from_writer(padded).tobytes().decode())
+
+
+def barrier(name: str) -> None:
+    """Every process waits here until all have arrived (nothing to do in a one-process run)."""
+    import jax
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+        multihost_utils.sync_global_devices(name)

@@ -107,3 +107,32 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     assert main(["feature-map", "--params", "ntk,foo", "--out", str(tmp_path / "o")]) == 2
     assert "unknown parameterisation 'foo'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_two_shards_then_the_combining_run_write_the_serial_files(tmp_path, capsys):
+    """The grid runner (ntk_bridge.grid) under the feature map: 2 shards (which write no results),
+    then the same command without --shard, trains nothing more and writes the serial run's files
+    byte for byte (rows.csv up to its cpu_seconds column, which each run measures)."""
+    import pandas as pd
+
+    def flags(name):
+        return TINY_FLAGS + ["--out", str(tmp_path / name), "--figure", str(tmp_path / f"{name}.png"),
+                             "--cache", str(tmp_path / f"{name}.cache")]
+
+    assert main(flags("serial")) == 0
+    for k in range(2):
+        assert main(flags("shards") + ["--shard", f"{k}/2"]) == 0
+        assert "in the cache" in capsys.readouterr().out and not (tmp_path / "shards").exists()
+    stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "shards.cache").iterdir()}
+    assert len(stamps) == 2 * 2 * 2                                   # params x widths x seeds, one file each
+    assert main(flags("shards")) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "shards.cache").iterdir()} == stamps
+    a, b = tmp_path / "serial", tmp_path / "shards"
+    for name in sorted(p.name for p in a.iterdir()):
+        if name == "rows.csv":
+            pd.testing.assert_frame_equal(pd.read_csv(a / name).drop(columns="cpu_seconds"),
+                                          pd.read_csv(b / name).drop(columns="cpu_seconds"), check_exact=True)
+        elif name != "run.json":
+            assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    assert (tmp_path / "serial.png").read_bytes() == (tmp_path / "shards.png").read_bytes()

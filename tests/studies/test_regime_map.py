@@ -88,14 +88,64 @@ def test_quick_command_writes_a_complete_map_and_resumes_from_its_cache(tmp_path
     assert set(tidy["status"]) == {"ok"} and tidy[["d_rel", "d_tr"]].notna().all().all()
     verdicts = pd.read_csv(out / "verdicts.csv")
     assert len(verdicts) == 2 * len(cells) and fig.stat().st_size > 10_000
-    # an interrupted run: one cached (cell, draw) lost; the rerun recomputes it and nothing changes
+    # an interrupted run: one cached (network, draw) unit lost; the rerun recomputes it and nothing changes
     cache = tmp_path / ".rm.cache"
-    files = sorted(cache.glob("*.csv"))
-    assert len(files) == len(cells) * regime_map.QUICK.draws
+    files = sorted(cache.glob("*.unit"))
+    assert len(files) == len(regime_map.QUICK.nets) * regime_map.QUICK.draws
     files[3].unlink()
     before = (out / "regime_map.csv").read_bytes()
     assert main(argv) == 0
     assert (out / "regime_map.csv").read_bytes() == before
+
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
+
+
+def _map_files(out) -> dict:
+    """Every result file of a regime-map run but run.json (its seconds, load and cache path differ by run)."""
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.name != "run.json"}
+
+
+@pytest.mark.slow
+def test_every_executor_and_three_shards_write_the_same_bytes(tmp_path):
+    """--quick serially, on 2 local workers, on a 2-worker Dask LocalCluster (if installed) and as 3
+    shards in separate processes then a combining run: byte-identical result files and figure."""
+    import subprocess
+    import sys
+
+    def run(name, *extra):
+        argv = ["regime-map", "--quick", "--out", str(tmp_path / name), "--figure", str(tmp_path / f"{name}.png"),
+                "--cache", str(tmp_path / f"{name}.cache"), "--quiet", *extra]
+        return argv, main(argv)
+
+    assert run("serial")[1] == 0
+    want = {**_map_files(tmp_path / "serial"), "figure": (tmp_path / "serial.png").read_bytes()}
+    runs = {"workers": ("--workers", "2")}
+    try:
+        import distributed
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+        runs["dask"] = ("--scheduler", cluster.scheduler_address)
+    except ImportError:
+        cluster = None                               # the `dask` extra is not installed: that executor untested
+    try:
+        for name, extra in runs.items():
+            assert run(name, *extra)[1] == 0
+    finally:
+        if cluster is not None:
+            cluster.close()
+    argv = run("shards", "--shard", "0/3")[0][:-2]    # shard 0 here (writes no results), 1 and 2 as processes
+    assert not (tmp_path / "shards").exists()
+    code = "import sys; from ntk_bridge.commands.cli import main; raise SystemExit(main(sys.argv[1:]))"
+    procs = [subprocess.run([sys.executable, "-c", code, *argv, "--shard", f"{k}/3"], cwd=REPO, capture_output=True,
+                            text=True, timeout=300) for k in (1, 2)]
+    assert all(p.returncode == 0 and "in the cache" in p.stdout for p in procs), [p.stdout + p.stderr for p in procs]
+    cache = tmp_path / "shards.cache"
+    mtimes = {f: f.stat().st_mtime_ns for f in cache.glob("*.unit")}
+    assert len(mtimes) == len(regime_map.QUICK.nets) * regime_map.QUICK.draws and not (tmp_path / "shards").exists()
+    assert main(argv) == 0                            # the combine: the same command without --shard
+    assert {f: f.stat().st_mtime_ns for f in cache.glob("*.unit")} == mtimes      # nothing recomputed
+    for name in (*runs, "shards"):
+        assert {**_map_files(tmp_path / name), "figure": (tmp_path / f"{name}.png").read_bytes()} == want, name
 
 
 @pytest.mark.parametrize("argv, words", [
