@@ -38,7 +38,6 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from scipy.linalg import block_diag
 
 from ntk_bridge.closed_form.inner_loop import InnerLoop
 from ntk_bridge.closed_form.linalg import apply_function, flow_ratio, gd_map, ridge_map
@@ -167,6 +166,8 @@ def meta_ntk(method: str, tasks: TaskSet, gram: Kernels, inner: InnerLoop) -> tu
     ``A_i = [I, -K_in(X_i, X'_i) T_i]`` with K_in = Theta for ``maml`` and K for ``anil``; ``A`` is
     returned dense, for tests and inspection (:func:`predict` never builds it).
     """
+    from scipy.linalg import block_diag
+
     require(method in GBML_METHODS, f"the Meta-NTK is defined for {', '.join(GBML_METHODS)}; got {method!r}")
     q, s = tasks.train_q, tasks.train_s
     p = inner_blocks(_kin(method, gram), q, s, inner)

@@ -53,6 +53,11 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command; pandas is deferred (:mod:`._lazy`) and nothing on this path
+    imports scipy or JAX, so building it and printing ``--help`` runs none of them."""
+    from ntk_bridge.commands._lazy import defer
+
+    defer()
     parser = OneLineParser(
         prog="ntk-bridge",
         description=(
