@@ -155,13 +155,46 @@ def cases(cfg: BenchConfig) -> list:
     return out
 
 
+def fc_flops(n: int, d: int, depth: int, width: int, c: int) -> float:
+    """The per-layer formula's cost model (ntk_bridge.engine.empirical docstring), x2 = None:
+    forward 2 n P, c backward passes through the activations (no weight gradients) 2 n c P, and the Gram
+    products 2 n^2 (d + L w + c L w + c^2) (n1 = n2 = n)."""
+    p = d * width + (depth - 1) * width ** 2 + width * c
+    return 2 * n * p + 2 * n * c * p + 2 * n * n * (d + depth * width + c * depth * width + c * c)
+
+
+def cost_model(rounds: int, say) -> None:
+    """Check the FC cost model: seconds per predicted flop over widths 256-4096 (depth 4, n = 64,
+    float64) should be about flat; prints the measured log-log slope of time vs width and the model's."""
+    from ntk_bridge.engine.precision import float64
+
+    widths, secs, flops = (256, 512, 1024, 2048, 4096), [], []
+    with float64():
+        for w in widths:
+            ours = fc_case(4, w, 64, np.float64)[0]
+            _, times = alternate({"ours": ours}, rounds)
+            secs.append(float(np.median(times["ours"])))
+            flops.append(fc_flops(64, 784, 4, w, 5))
+            say(f"cost model: FC 784-{w}x4-5, n=64, float64: {secs[-1] * 1e3:9.2f} ms, model {flops[-1] / 1e9:7.3f} GFLOP, "
+                f"{flops[-1] / secs[-1] / 1e9:6.2f} GFLOP/s  ({load()})")
+    slope = np.polyfit(np.log(widths[2:]), np.log(secs[2:]), 1)[0]
+    model = np.polyfit(np.log(widths[2:]), np.log(flops[2:]), 1)[0]
+    say(f"cost model: time vs width slope (w = 1024-4096) {slope:.2f}, model {model:.2f}")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--quick", action="store_true", help="3 rounds, Conv-4 at w = 64 on 8 images, against nt-jc only")
     p.add_argument("--resnet", action="store_true", help="add the ResNet-12 case")
+    p.add_argument("--cost-model", action="store_true", help="only the FC cost-model check over widths 256-4096")
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
+    if a.cost_model:
+        say = Report(out_path(a.out))
+        say(f"bench_empirical --cost-model; {load()}")
+        cost_model(a.rounds, say)
+        return
     cfg = BenchConfig(rounds=3 if a.quick else a.rounds, quick=a.quick, resnet=a.resnet)
     out = out_path(a.out)
     say = Report(out)
