@@ -23,8 +23,10 @@ has the same limit, which the closed forms use for all c. Three ways to compute 
   leaf by leaf (``2 n1 n2 c P``). Memory ``n c P`` numbers, bounded by computing blocks of at most
   ``block`` inputs at a time.
 - ``implementation="ntk_vp"``: NTK-vector products (``vjp`` of one example of x2 per output, then a
-  ``jvp`` over all of x1), ``~ n1 n2 c 3 FP`` and no Jacobian in memory; with the trace over outputs
-  it never beats the contraction (``FP >= 2 P`` per example), and it is here to check that cost model.
+  ``jvp`` over all of x1), ``~ 2 n1 n2 c FP`` flops and no Jacobian in memory. With the trace over
+  outputs it never needs fewer flops than the contraction (``FP >= 2 P`` per example), but it can take
+  less time where writing and reading the ``n c P`` Jacobian dominates (neural-tangents' NTK-VP took half
+  its Jacobian contraction's time on the MLPs of experiments/bench_empirical.py, 7x on the Conv-4).
 
 Every function is ``jax.jit``-compiled once per network (an ``lru_cache`` keyed by the apply function
 or the FC network's definition). ``empirical_ntk`` treats examples as independent (``vmap`` over the
