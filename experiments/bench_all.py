@@ -41,7 +41,7 @@ BENCHES = {
     "logreg": ["bench_logreg.py", "--episodes", "200", "--shots", "5"],
 }
 OPTIONAL = ("conv", "logreg")
-RATIO = re.compile(r"\d\.\d+x|peer/ours|ratio|speed-up|/floor")
+RATIO = re.compile(r"\d\.\d+x|peer/ours|ratio|speed-up|/floor|--help|import numpy")
 
 
 def main(argv=None) -> int:

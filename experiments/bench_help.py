@@ -73,9 +73,12 @@ def main(argv=None) -> None:
             times[(what, label)].append(timed(code, path))
         say(f"round {r + 1}: {load()}")
     rows = [Row(w, lab, float(np.median(t)), float(min(t)), float(max(t))) for (w, lab), t in times.items()]
-    say(f"\n{'what':36s} {'checkout':8s} {'median s':>9s} [min-max]")
-    for row in rows:
-        say(f"{row.what:36s} {row.checkout:8s} {row.median_s:9.3f} [{row.min_s:.3f}-{row.max_s:.3f}]")
+    base = np.asarray(times[jobs[0][:2]])
+    say(f"\n{'what':36s} {'checkout':8s} {'median s':>9s} [min-max]   ratio to import numpy per round")
+    for row, t in zip(rows, times.values()):
+        r = np.asarray(t) / base
+        say(f"{row.what:36s} {row.checkout:8s} {row.median_s:9.3f} [{row.min_s:.3f}-{row.max_s:.3f}]   "
+            f"{np.median(r):5.2f}x [{r.min():.2f}-{r.max():.2f}]")
     finish(say, out, cfg, rows)
 
 
