@@ -74,3 +74,38 @@ def out_path(text: str | None) -> Path | None:
         require(out.suffix == ".txt", f"--out must end in .txt (got {out})")
         require(out.parent.is_dir(), f"--out folder {out.parent} does not exist; create it first")
     return out
+
+
+def alternate(fns: dict, rounds: int) -> tuple[dict, dict]:
+    """Call every ``fns[name]()`` once apart (``first``: compile / warm-up), then ``rounds`` times
+    in alternating order (forward on even rounds, reversed on odd ones), so that load drifts hit
+    every method alike. Returns ({name: first-call seconds}, {name: [seconds per round]}); a
+    callable's result is blocked on (``block_until_ready`` where it has one)."""
+    import time
+
+    def call(fn):
+        start = time.perf_counter()
+        out = fn()
+        ready = getattr(out, "block_until_ready", None)
+        if ready is not None:
+            ready()
+        elif isinstance(out, (tuple, list)):
+            for o in out:
+                getattr(o, "block_until_ready", lambda: None)()
+        return time.perf_counter() - start
+
+    names = list(fns)
+    first = {name: call(fns[name]) for name in names}
+    times: dict = {name: [] for name in names}
+    for r in range(rounds):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            times[name].append(call(fns[name]))
+    return first, times
+
+
+def ratio_stats(peer: list, ours: list) -> tuple[float, float, float]:
+    """(median, min, max) over rounds of the per-round ratio peer / ours (> 1: ours faster)."""
+    import numpy as np
+
+    r = np.asarray(peer) / np.asarray(ours)
+    return float(np.median(r)), float(r.min()), float(r.max())

@@ -215,6 +215,8 @@ class Row:
     first_call_s: float
     max_abs_diff: float
     max_abs_diff_offdiag: float
+    ratio_min: float = math.nan       # per-round wall ratio peer / ntk_bridge, min and max over rounds
+    ratio_max: float = math.nan
 
 
 def timed(fn: Callable[[], list]) -> tuple[float, float, list]:
@@ -255,8 +257,10 @@ def bench_size(x: np.ndarray, depth: int, runners: dict, repeats: int) -> list[R
             if m not in diffs:
                 diffs[m] = max_diffs(ref, res)
             del res
+    per_round = {m: np.asarray(walls[m]) / np.asarray(walls["ntk_bridge"]) for m in names}
     return [Row(len(x), depth, m, repeats, float(np.median(walls[m])), float(np.min(walls[m])),
-                float(np.max(walls[m])), float(np.median(cpus[m])), first[m], *diffs[m])
+                float(np.max(walls[m])), float(np.median(cpus[m])), first[m], *diffs[m],
+                float(per_round[m].min()), float(per_round[m].max()))
             for m in names]
 
 
@@ -279,7 +283,9 @@ def format_rows(rows: list[Row]) -> list[str]:
         first = "      -" if math.isnan(r.first_call_s) else f"{r.first_call_s:7.3f}"
         lines.append(f"  {r.method:<15} {r.median_s:9.4f} [{r.min_s:8.4f}, {r.max_s:8.4f}] "
                      f"{r.cpu_median_s / r.median_s:5.2f} {first} {r.repeats:3d} {ratio:>8} {cpu_ratio:>7}"
-                     f"   {r.max_abs_diff:8.1e} {r.max_abs_diff_offdiag:8.1e}")
+                     f"   {r.max_abs_diff:8.1e} {r.max_abs_diff_offdiag:8.1e}"
+                     + ("" if math.isnan(r.ratio_min) or r.method == "ntk_bridge"
+                        else f"   per-round ratio [{r.ratio_min:.2f}-{r.ratio_max:.2f}]"))
     return lines
 
 

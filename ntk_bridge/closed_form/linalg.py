@@ -14,6 +14,13 @@ The eigenvalue maps (``g``):
 - :func:`flow_ratio`   (1 - exp(-c lam)) / lam             gradient flow for time c
 - :func:`gd_ratio`     (1 - (1 - lr lam)^S) / lam           S gradient steps of size lr
 - :func:`ridge_map`    1 / (lam + ridge)                    with a condition-number check
+
+:func:`ridge_solve` applies ``(M + ridge I)^{-1}`` by a Cholesky factorisation (about n^3 / 3 flops
+against eigh's ~9 n^3) when that is provably the same solve: ``M + ridge I`` factorises, LAPACK's
+condition estimate is at most :data:`CHOLESKY_MAX_COND` (so the two solves agree to ~cond * n * eps,
+1e-12 relative or better) and the ridge is at most 1e-5 of the largest diagonal entry (so M itself
+is positive definite: the eigh route would neither clip an eigenvalue nor refuse the matrix);
+otherwise it takes the eigh route with its checks and messages.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from ntk_bridge.errors import BridgeError
 
 PSD_RTOL = 1e-8
 MAX_COND = 1e13
+CHOLESKY_MAX_COND = 1e4
 
 EigenMap = Callable[[np.ndarray], np.ndarray]
 
@@ -95,6 +103,40 @@ def ridge_map(ridge: float, name: str = "kernel matrix", ridge_name: str = "ridg
         return 1.0 / shifted
 
     return g
+
+
+def _cholesky_solve(m: np.ndarray, ridge: float, rhs: np.ndarray) -> np.ndarray | None:
+    """``(m + ridge I)^{-1} rhs`` by Cholesky when that is the eigh route's answer (module
+    docstring), else None. ``m`` (n, n) symmetric, ``rhs`` (n,) or (n, k)."""
+    from scipy.linalg import lapack
+
+    m = np.asarray(m, np.float64)
+    top = float(np.max(np.diagonal(m))) if m.size else 0.0
+    if not (np.all(np.isfinite(m)) and top > 0 and ridge <= 1e-5 * top):
+        return None
+    a = 0.5 * (m + m.T)
+    a[np.diag_indices_from(a)] += ridge
+    anorm = float(np.abs(a).sum(axis=0).max())
+    c, info = lapack.dpotrf(a, lower=True, clean=False)
+    if info != 0:
+        return None
+    rcond, info = lapack.dpocon(c, anorm, uplo="L")
+    if info != 0 or not rcond * CHOLESKY_MAX_COND >= 1.0:
+        return None
+    rhs = np.asarray(rhs, np.float64)
+    x, info = lapack.dpotrs(c, rhs.reshape(rhs.shape[0], -1), lower=True)
+    return x.reshape(rhs.shape) if info == 0 else None
+
+
+def ridge_solve(m: np.ndarray, ridge: float, rhs: np.ndarray, name: str = "kernel matrix",
+                ridge_name: str = "ridge", max_cond: float = MAX_COND) -> np.ndarray:
+    """``(m + ridge I)^{-1} rhs`` for symmetric PSD ``m`` (n, n): by Cholesky where that is the
+    same solve (module docstring), else by eigh with :func:`ridge_map`'s checks."""
+    if np.isfinite(ridge) and ridge >= 0:
+        x = _cholesky_solve(m, ridge, rhs)
+        if x is not None:
+            return x
+    return apply_function(m, ridge_map(ridge, name, ridge_name, max_cond), rhs, name)
 
 
 def ridge_inverse(m: np.ndarray, ridge: float, name: str = "kernel matrix", max_cond: float = MAX_COND,

@@ -27,7 +27,9 @@ f_0 terms); omitted, f_0 = 0 (as for a centred network).
 
 Computation: every task's inner-loop operator comes from one batched eigendecomposition of the
 stacked support kernels, and the outer operators are applied to their right-hand sides
-(``V (g(lambda) * V^T r)``), never formed. The per-task projection
+(``V (g(lambda) * V^T r)``), never formed; at ``t = inf`` the outer solve is a Cholesky one when
+it is the same solve (:func:`ntk_bridge.closed_form.linalg.ridge_solve`), which puts one draw near
+the floor of three Cholesky solves (Phi of ANIL and of MAML, Theta_MTL; experiments/bench_predictors.py). The per-task projection
 ``A_i = [I, -K_in(X_i, X'_i) T_i]`` is applied to rows as ``M[q_i] - P_i M[s_i]`` with
 ``P_i = K_in(X_i, X'_i) T_i``, so no block matrix is built.
 """
@@ -38,10 +40,9 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from scipy.linalg import block_diag
 
 from ntk_bridge.closed_form.inner_loop import InnerLoop
-from ntk_bridge.closed_form.linalg import apply_function, flow_ratio, gd_map, ridge_map
+from ntk_bridge.closed_form.linalg import apply_function, flow_ratio, gd_map, ridge_map, ridge_solve
 from ntk_bridge.closed_form.tasks import TaskSet
 from ntk_bridge.engine.spec import Kernels
 from ntk_bridge.errors import require
@@ -102,7 +103,10 @@ def _outer_map(config: PredictorConfig, kappa_out: float, name: str):
 
 def outer_solve(m: np.ndarray, rhs: np.ndarray, config: PredictorConfig, name: str,
                 kappa_out: float = 1.0) -> np.ndarray:
-    """O(M) @ rhs for the outer kernel ``m`` (n, n) and right-hand sides ``rhs`` (n, c)."""
+    """O(M) @ rhs for the outer kernel ``m`` (n, n) and right-hand sides ``rhs`` (n, c); for
+    ``t = inf`` a Cholesky solve where it equals the eigh one (:func:`ridge_solve`)."""
+    if not np.isfinite(config.outer_time):
+        return ridge_solve(m, config.outer_ridge, rhs, name, ridge_name="outer ridge (`outer_ridge`)")
     return apply_function(m, _outer_map(config, kappa_out, name), rhs, name)
 
 
@@ -167,6 +171,8 @@ def meta_ntk(method: str, tasks: TaskSet, gram: Kernels, inner: InnerLoop) -> tu
     ``A_i = [I, -K_in(X_i, X'_i) T_i]`` with K_in = Theta for ``maml`` and K for ``anil``; ``A`` is
     returned dense, for tests and inspection (:func:`predict` never builds it).
     """
+    from scipy.linalg import block_diag
+
     require(method in GBML_METHODS, f"the Meta-NTK is defined for {', '.join(GBML_METHODS)}; got {method!r}")
     q, s = tasks.train_q, tasks.train_s
     p = inner_blocks(_kin(method, gram), q, s, inner)

@@ -102,14 +102,14 @@ class TaskSet:
         require(len(outs) == 1, f"all tasks must have the same number of outputs; got {sorted(outs)}")
 
     # ---- layout
-    def _blocks(self):
-        start, blocks = 0, []
-        for t in self.train + self.test:
-            q = np.arange(start, start + t.n_query)
-            s = np.arange(q[-1] + 1, q[-1] + 1 + t.n_support)
-            blocks.append((q, s))
-            start = s[-1] + 1
-        return blocks
+    def _rows(self, test: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(q, s): row indices (N, n_q) and (N, n_s) of one group's query and support blocks. Every
+        task of a group has the same (n_q, n_s), so task i's block starts at offset + i (n_q + n_s)."""
+        group = self.test if test else self.train
+        nq, ns = group[0].n_query, group[0].n_support
+        offset = len(self.train) * (self.train[0].n_query + self.train[0].n_support) if test else 0
+        start = offset + np.arange(len(group))[:, None] * (nq + ns)
+        return start + np.arange(nq), start + nq + np.arange(ns)
 
     @property
     def points(self) -> np.ndarray:
@@ -118,19 +118,19 @@ class TaskSet:
     @property
     def train_q(self) -> np.ndarray:
         """(N, n_q) row indices of the training queries."""
-        return np.stack([b[0] for b in self._blocks()[: len(self.train)]])
+        return self._rows(test=False)[0]
 
     @property
     def train_s(self) -> np.ndarray:
-        return np.stack([b[1] for b in self._blocks()[: len(self.train)]])
+        return self._rows(test=False)[1]
 
     @property
     def test_q(self) -> np.ndarray:
-        return np.stack([b[0] for b in self._blocks()[len(self.train):]])
+        return self._rows(test=True)[0]
 
     @property
     def test_s(self) -> np.ndarray:
-        return np.stack([b[1] for b in self._blocks()[len(self.train):]])
+        return self._rows(test=True)[1]
 
     @property
     def train_z(self) -> np.ndarray:

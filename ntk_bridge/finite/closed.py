@@ -28,7 +28,7 @@ import numpy as np
 from ntk_bridge.closed_form import predictors
 from ntk_bridge.closed_form.predictors import PredictorConfig
 from ntk_bridge.closed_form.tasks import TaskSet
-from ntk_bridge.engine.empirical import ntk_and_head_ntk
+from ntk_bridge.engine.empirical import fc_ntk_and_head_ntk
 from ntk_bridge.engine.fc import fc_kernels
 from ntk_bridge.engine.precision import in_float64
 from ntk_bridge.engine.spec import Kernels, NetSpec
@@ -61,10 +61,12 @@ def infinite_gram(spec: NetSpec, tasks: TaskSet) -> Kernels:
 def empirical_gram(net: FiniteNet, x: np.ndarray) -> Kernels:
     """Empirical (Theta, K) of ``net`` at its initial parameters on ``x`` (n, d).
 
-    Theta contracts the Jacobians of all parameters, K those of the head only; these are the
-    kernels of the linearised network, whose training the closed forms describe exactly.
+    Theta is over all parameters, K over the head's only (the per-layer formula of
+    :func:`ntk_bridge.engine.empirical.fc_ntk_and_head_ntk`, equal to the Jacobian contraction);
+    these are the kernels of the linearised network, whose training the closed forms describe exactly.
     """
     import jax.numpy as jnp
 
-    theta, k = ntk_and_head_ntk(net.apply_fn, list(net.params0), jnp.asarray(x, jnp.float64))
+    x = jnp.asarray(x, jnp.float64)
+    theta, k = fc_ntk_and_head_ntk(net.spec, net.width, list(net.params0), x, param=net.param, d=int(x.shape[1]))
     return Kernels(theta=np.asarray(theta, np.float64), k=np.asarray(k, np.float64))

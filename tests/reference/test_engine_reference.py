@@ -14,9 +14,10 @@ import sys
 import numpy as np
 import pytest
 
-from ntk_bridge.engine.empirical import empirical_ntk, linearize, ntk_and_head_ntk
+from ntk_bridge.engine.empirical import empirical_ntk, fc_ntk_and_head_ntk, linearize, ntk_and_head_ntk
 from ntk_bridge.engine.fc import depth_sweep, fc_kernels
 from ntk_bridge.engine.networks import fc_network
+from ntk_bridge.engine.parameterisation import Parameterisation
 from ntk_bridge.engine.precision import float64
 from ntk_bridge.engine.spec import NetSpec, to_sphere
 from ntk_bridge.errors import BridgeError
@@ -115,6 +116,69 @@ def test_empirical_ntk_equals_neural_tangents(name, depth):
             head_only = nt_empirical_ntk(lambda h, x: apply(list(params[:-1]) + [h], x), params[-1], x1, b)
             _close(theta, theirs, f"{name} theta of ntk_and_head_ntk")
             _close(k, head_only, f"{name} head-only k")
+
+
+@pytest.mark.parametrize("param", ["ntk", "standard", "mup"])
+@pytest.mark.parametrize("name,depth", [("relu", 1), ("relu-bias", 4), ("erf-bias", 3)])
+def test_per_layer_fc_ntk_equals_neural_tangents(name, depth, param):
+    """The per-layer formula (no Jacobian) against nt's Jacobian contraction, every
+    parameterisation, three outputs, x1 != x2 and x2 = None; K against nt on the head alone."""
+    import jax
+
+    spec = SPECS[name].with_depth(depth)
+    par = Parameterisation(param)
+    x1, x2 = _points(5, seed=4), _points(3, seed=5)
+    with float64():
+        init, apply = fc_network(spec, 24, 3, par, 6)
+        _, params = init(jax.random.PRNGKey(2), x1.shape)
+        for b in (x2, None):
+            theta, k = fc_ntk_and_head_ntk(spec, 24, params, x1, b, param=par, d=6)
+            _close(theta, nt_empirical_ntk(apply, params, x1, b), f"{name} {param} per-layer theta")
+            head_only = nt_empirical_ntk(lambda h, x: apply(list(params[:-1]) + [h], x), params[-1], x1, b)
+            _close(k, head_only, f"{name} {param} per-layer k")
+
+
+def _small_cnn():
+    """A two-layer CNN (conv 3x3 -> relu -> conv 3x3 -> relu -> global mean -> dense 4) in plain JAX."""
+    import jax
+    import jax.numpy as jnp
+
+    def init(key):
+        k1, k2, k3 = jax.random.split(key, 3)
+        return [jax.random.normal(k1, (3, 3, 2, 5)), jax.random.normal(k2, (3, 3, 5, 5)),
+                (jax.random.normal(k3, (5, 4)), jnp.zeros((4,)) + 0.1)]
+
+    def apply(params, x):
+        for w in params[:2]:
+            x = jax.nn.relu(jax.lax.conv_general_dilated(x, w / np.sqrt(w.shape[0] * w.shape[1] * w.shape[2]),
+                                                         (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")))
+        w, b = params[2]
+        return x.mean(axis=(1, 2)) @ w / np.sqrt(w.shape[0]) + b
+
+    return init, apply
+
+
+def test_conv_empirical_ntk_by_jacobian_blocks_and_ntk_vp_equals_neural_tangents():
+    """A CNN (not an FC net): per-example Jacobian contraction, the same in blocks of 2 inputs, and
+    NTK-vector products, each against nt's Jacobian contraction of the whole batch."""
+    import jax
+
+    init, apply = _small_cnn()
+    rng = np.random.default_rng(7)
+    x1, x2 = rng.standard_normal((5, 6, 6, 2)), rng.standard_normal((3, 6, 6, 2))
+    with float64():
+        params = init(jax.random.PRNGKey(0))
+        for b in (x2, None):
+            theirs = nt_empirical_ntk(apply, params, x1, b)
+            _close(empirical_ntk(apply, params, x1, b), theirs, "cnn jacobian")
+            _close(empirical_ntk(apply, params, x1, b, block=2), theirs, "cnn jacobian in blocks")
+            _close(empirical_ntk(apply, params, x1, b, implementation="ntk_vp"), theirs, "cnn ntk_vp")
+            _close(empirical_ntk(apply, params, x1, b, per_example=False), theirs, "cnn whole-batch jacobian")
+
+
+def test_an_unknown_empirical_implementation_is_one_line():
+    with pytest.raises(BridgeError, match="unknown implementation 'structured'; choose one of jacobian, ntk_vp"):
+        empirical_ntk(lambda p, x: x @ p, np.ones((2, 1)), np.ones((3, 2)), implementation="structured")
 
 
 def test_linearised_network_equals_neural_tangents_linearize():
