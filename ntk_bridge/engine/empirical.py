@@ -49,7 +49,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ntk_bridge.engine.parameterisation import NTK, Parameterisation
+from ntk_bridge.engine.parameterization import NTK, Parameterization
 from ntk_bridge.engine.precision import in_float64
 from ntk_bridge.engine.spec import Kernels, NetSpec, check_inputs
 from ntk_bridge.errors import require
@@ -170,7 +170,7 @@ def ntk_and_head_ntk(apply_fn: Callable, params: list, x1, x2=None, per_example:
 
 
 @functools.lru_cache(maxsize=64)
-def _fc_fn(spec: NetSpec, width: int, out_dim: int, param: Parameterisation, d: int | None) -> Callable:
+def _fc_fn(spec: NetSpec, width: int, out_dim: int, param: Parameterization, d: int | None) -> Callable:
     """jit of ``(params, x1, x2) -> (Theta, K)`` by the per-layer formula (module docstring)."""
     import jax
     import jax.numpy as jnp
@@ -216,7 +216,7 @@ def _fc_fn(spec: NetSpec, width: int, out_dim: int, param: Parameterisation, d: 
 
 
 def fc_ntk_and_head_ntk(spec: NetSpec, width: int, params: list, x1, x2=None, out_dim: int | None = None,
-                        param: Parameterisation = NTK, d: int | None = None) -> tuple:
+                        param: Parameterization = NTK, d: int | None = None) -> tuple:
     """(Theta, K) (n1, n2) of the FC network ``fc_network(spec, width, out_dim, param, d)`` at
     ``params``, by the per-layer formula (no Jacobian; module docstring): the same numbers as
     :func:`ntk_and_head_ntk` on that network's ``apply_fn``. ``out_dim`` defaults to the readout's."""

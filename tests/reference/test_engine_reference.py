@@ -17,7 +17,7 @@ import pytest
 from ntk_bridge.engine.empirical import empirical_ntk, fc_ntk_and_head_ntk, linearize, ntk_and_head_ntk
 from ntk_bridge.engine.fc import depth_sweep, fc_kernels
 from ntk_bridge.engine.networks import fc_network
-from ntk_bridge.engine.parameterisation import Parameterisation
+from ntk_bridge.engine.parameterization import Parameterization
 from ntk_bridge.engine.precision import float64
 from ntk_bridge.engine.spec import NetSpec, to_sphere
 from ntk_bridge.errors import BridgeError
@@ -126,7 +126,7 @@ def test_per_layer_fc_ntk_equals_neural_tangents(name, depth, param):
     import jax
 
     spec = SPECS[name].with_depth(depth)
-    par = Parameterisation(param)
+    par = Parameterization(param)
     x1, x2 = _points(5, seed=4), _points(3, seed=5)
     with float64():
         init, apply = fc_network(spec, 24, 3, par, 6)
