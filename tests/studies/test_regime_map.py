@@ -74,8 +74,12 @@ def test_map_cell_equals_depth_sweep_command(tmp_path):
     keys = ["depth", "pair", "draw"]
     both = frame.merge(sweep, on=keys, suffixes=("_map", "_sweep"))
     assert len(both) == len(frame) == len(sweep) > 0
+    # the depth sweep's CSV holds DEPTH_SWEEP_DIGITS significant digits: the map's value written the
+    # same way must be the same text (a half-unit of the last digit is the only difference allowed)
+    from ntk_bridge.report.schemas import DEPTH_SWEEP_DIGITS
     for col in ("d_rel", "d_tr", "err_a", "err_b", "err_head_only"):
-        np.testing.assert_allclose(both[f"{col}_map"], both[f"{col}_sweep"], rtol=1e-12, atol=1e-14)
+        written = [float(f"{v:.{DEPTH_SWEEP_DIGITS}g}") for v in both[f"{col}_map"]]
+        np.testing.assert_array_equal(written, both[f"{col}_sweep"].to_numpy())
 
 
 def test_quick_command_writes_a_complete_map_and_resumes_from_its_cache(tmp_path):
