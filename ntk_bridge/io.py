@@ -406,6 +406,43 @@ def _lock_exclusive(fd: int) -> None:
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
+def _try_lock(lock: Path, on_open_error) -> int | None:
+    """Open (create) ``lock`` and take an exclusive ``flock`` on it: the open descriptor, or None
+    while another process holds it. A file unlinked by the previous holder between our open and
+    our lock is not the lock any more (its inode differs): then try again on the new file.
+    ``on_open_error(err)`` turns a failed open into the caller's one-line error."""
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        except OSError as err:
+            raise on_open_error(err) from None
+        try:
+            _lock_exclusive(fd)
+        except OSError:
+            os.close(fd)
+            return None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino   # not a file unlinked by the previous holder
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _holding(lock: Path, fd: int) -> Iterator[None]:
+    """While held: the lock file records this process's pid; on leaving it is removed and closed."""
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            lock.unlink()
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def output_lock(target: Path, option: str, shown: Path) -> Iterator[Path]:
     """Hold an exclusive lock on the result path ``target`` for the whole run (``flock`` on
@@ -413,35 +450,15 @@ def output_lock(target: Path, option: str, shown: Path) -> Iterator[Path]:
     in one line. The kernel drops the lock when its process dies, so a lock file left by a killed
     run does not block the next one (it is taken over); the file is removed on leaving."""
     lock = lock_path(target)
-    while True:
-        try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
-        except OSError as err:
-            raise BridgeError(f"{option} {shown}: cannot create the lock file {lock} ({err.strerror}); "
-                              "choose a writable location") from None
-        try:
-            _lock_exclusive(fd)
-        except OSError:
-            os.close(fd)
-            pid = _lock_holder(lock)
-            raise BridgeError(f"{option} {shown} is being written by another run (process {pid}, lock file {lock}); "
-                              f"wait for it to finish or choose another {option}; if no process {pid} is running, "
-                              f"the lock is stale: delete {lock}") from None
-        try:
-            same = os.fstat(fd).st_ino == os.stat(lock).st_ino   # not a file unlinked by the previous holder
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        os.close(fd)
-    try:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+    fd = _try_lock(lock, lambda err: BridgeError(f"{option} {shown}: cannot create the lock file {lock} "
+                                                 f"({err.strerror}); choose a writable location"))
+    if fd is None:
+        pid = _lock_holder(lock)
+        raise BridgeError(f"{option} {shown} is being written by another run (process {pid}, lock file {lock}); "
+                          f"wait for it to finish or choose another {option}; if no process {pid} is running, "
+                          f"the lock is stale: delete {lock}")
+    with _holding(lock, fd):
         yield lock
-    finally:
-        with contextlib.suppress(OSError):
-            lock.unlink()
-        os.close(fd)
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -644,37 +661,13 @@ def claim(lock: str | os.PathLike, wait_s: float = 0.0, poll_s: float = 0.05) ->
     """Try to hold an exclusive lock (``flock``) on the file ``lock``: yields True while held, False
     when another process still holds it after ``wait_s`` seconds. The file records the holder's pid
     and is removed on leaving; the kernel drops the lock when its process dies, so a file left by a
-    killed process is simply taken over (the same inode check as :func:`output_lock`)."""
+    killed process is simply taken over (the same lock as :func:`output_lock`)."""
     lock = Path(lock)
     deadline = time.monotonic() + wait_s
-    fd = None
-    while fd is None:
-        try:
-            candidate = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
-        except OSError as err:
-            raise disk_error(err, lock, what="the lock file") from None
-        try:
-            _lock_exclusive(candidate)
-        except OSError:
-            os.close(candidate)
-            if time.monotonic() >= deadline:
-                yield False
-                return
-            time.sleep(poll_s)
-            continue
-        try:
-            same = os.fstat(candidate).st_ino == os.stat(lock).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            fd = candidate
-        else:
-            os.close(candidate)
-    try:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+    while (fd := _try_lock(lock, lambda err: disk_error(err, lock, what="the lock file"))) is None:
+        if time.monotonic() >= deadline:
+            yield False
+            return
+        time.sleep(poll_s)
+    with _holding(lock, fd):
         yield True
-    finally:
-        with contextlib.suppress(OSError):
-            lock.unlink()
-        os.close(fd)
