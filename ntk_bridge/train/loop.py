@@ -360,7 +360,7 @@ def check_splits(config: TrainConfig, data: RunData) -> None:
                               f"n_way={config.n_way} needs at least {config.n_way}; lower n_way{hint}")
         if counts.min() < per_class:
             raise BridgeError(f"the {label} split ({split.name}) has classes with only {counts.min()} "
-                              f"images but {what} = {per_class} are needed; lower the shots/queries")
+                              f"images but {what} = {per_class} are needed; lower the shots/queries (MTL: `images_per_class`)")
 
 
 def start_run(config: TrainConfig, data: RunData | None, quiet: bool = False):

@@ -32,7 +32,7 @@ def test_the_printed_wall_time_is_the_measured_one(tmp_path, capsys):
     run = tmp_path / "run"
     t0 = time.perf_counter()
     assert main(["train", "--dataset", "imagefolder", "--root", str(root), "--shots", "1", "--steps", "4",
-                 "--set", "n_way=2", "--set", "channels=4", "--set", "train_query=2", "--set", "val_query=2",
+                 "--set", "n_way=2", "--set", "channels=4", "--set", "train_query=2", "--set", "images_per_class=0", "--set", "val_query=2",
                  "--set", "test_query=2", "--set", "val_episodes=3", "--set", "test_episodes=40",
                  "--set", "eval_every=2", "--set", "checkpoint_every=2", "--run-dir", str(run), "--no-progress"]) == 0
     measured = time.perf_counter() - t0

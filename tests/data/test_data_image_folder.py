@@ -122,7 +122,7 @@ def test_training_a_few_steps_on_an_image_folder(tmp_path, capsys):
     root = write_folder(tmp_path / "data", size=16)          # conv4 pools four times: at least 16x16
     run = tmp_path / "run"
     assert main(["train", "--dataset", "imagefolder", "--root", str(root), "--shots", "1", "--steps", "6",
-                 "--set", "n_way=2", "--set", "channels=4", "--set", "train_query=2", "--set", "val_query=2",
+                 "--set", "n_way=2", "--set", "channels=4", "--set", "train_query=2", "--set", "images_per_class=0", "--set", "val_query=2",
                  "--set", "test_query=2", "--set", "val_episodes=3", "--set", "test_episodes=4",
                  "--set", "eval_every=3", "--set", "checkpoint_every=3", "--run-dir", str(run), "--no-progress"]) == 0
     steps = pd.read_csv(run / "steps.csv")
