@@ -5,9 +5,9 @@ Exit codes: 0 done, 2 bad input or a fault met (one ``error: ...`` line on stder
 141 when the reader of its output went away (``ntk-bridge ... | head``; the results are written).
 
 Each subcommand lives in ``ntk_bridge.commands.<name>`` and provides ``add_arguments(parser)``
-and ``run(args) -> int``. Command modules import nothing heavy at module level and pandas is
-deferred while the parser is built (:mod:`._lazy`), so ``--help`` runs neither pandas, scipy nor
-JAX (tests/commands/test_help_imports.py; about 2x ``python -c "import numpy"``,
+and ``run(args) -> int``. Command modules import nothing heavy at module level, and the study
+modules they read their defaults from import pandas inside their functions, so ``--help`` runs
+neither pandas, scipy nor JAX (tests/commands/test_help_imports.py; about 2x ``python -c "import numpy"``,
 experiments/results/bench/bench_help.txt) and JAX / neural-tangents load only for the command that
 needs them.
 """
@@ -56,11 +56,8 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser of every command; pandas is deferred (:mod:`._lazy`) and nothing on this path
-    imports scipy or JAX, so building it and printing ``--help`` runs none of them."""
-    from ntk_bridge.commands._lazy import defer
-
-    defer()
+    """The parser of every command; nothing on this path imports pandas, scipy or JAX, so building
+    it and printing ``--help`` runs none of them."""
     parser = OneLineParser(
         prog="ntk-bridge",
         description=(

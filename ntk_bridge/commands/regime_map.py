@@ -173,7 +173,9 @@ def run(args) -> int:
     start = time.time()
     frame = regime_map.compute(config, cache, progress=not args.quiet, options=options)
     elapsed = time.time() - start
-    if options.shard is not None or not isinstance(frame, regime_map.pd.DataFrame):
+    import pandas as pd
+
+    if options.shard is not None or not isinstance(frame, pd.DataFrame):
         print(shard_text(options.shard, read_grid(regime_map.units(config), cache),
                          len(regime_map.units(config)), cache))
         return 0

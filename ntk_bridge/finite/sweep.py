@@ -29,10 +29,9 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import pandas as pd
 
 from ntk_bridge.closed_form.distances import d_rel, relative_error
 from ntk_bridge.closed_form.inner_loop import InnerLoop
@@ -42,6 +41,9 @@ from ntk_bridge.engine.spec import Kernels, NetSpec
 from ntk_bridge.errors import require
 from ntk_bridge.finite.training import FINITE_METHODS, GDConfig
 from ntk_bridge.stats import finite_mean_ci, fit_loglog
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DEFAULT_WIDTHS = (64, 128, 256, 512, 1024, 2048, 4096, 8192)
 DEFAULT_METHODS = ("mtl-b", "mtl-a", "anil", "maml", "ntk", "head-only")   # FINITE_METHODS, in table order
@@ -234,6 +236,7 @@ def run(config: WidthSweepConfig, progress: bool = True,
     ``seconds`` are those of the run that trained the unit). A network whose training fails
     (diverges) gives a row with NaN errors and the one-line reason in ``failed``; the sweep goes on.
     """
+    import pandas as pd
     from tqdm import tqdm
 
     draws = _draws(config)
@@ -456,6 +459,7 @@ def error_table(errors: pd.DataFrame) -> pd.DataFrame:
     Columns: method, width, seeds (n finite), failed (networks whose training failed),
     rel_error, rel_error_ci95 (t quantile, n - 1 dof), rel_error_transfer, disc_gap (max).
     """
+    import pandas as pd
     rows = []
     for (method, width), g in errors.groupby(["method", "width"], sort=True):
         m, h, n, bad = finite_mean_ci(g["rel_error"])
@@ -474,6 +478,7 @@ def slope_table(errors: pd.DataFrame, pairs: pd.DataFrame | None = None) -> pd.D
     mean +- t 95% over seeds. For the ("mtl-a", "head-only") pair the fitted quantity is MTL-A's
     training-task influence.
     """
+    import pandas as pd
     rows = []
     series = [(m, g, "rel_error") for m, g in errors.groupby("method", sort=True)]
     if pairs is not None and len(pairs):
@@ -503,6 +508,7 @@ def distance_table(pairs: pd.DataFrame) -> pd.DataFrame:
     others), so the closed-form value beside the finite one is over the same draws. Columns
     ``X`` and ``X_ci95`` for X in d_rel_net, d_rel_closed, d_tr_net, d_tr_closed.
     """
+    import pandas as pd
     cols = ["d_rel_net", "d_rel_closed", "d_tr_net", "d_tr_closed"]
     rows = []
     for (pair, width), g in pairs.groupby(["pair", "width"], sort=True):
@@ -569,6 +575,7 @@ def plot(errors: pd.DataFrame, pairs: pd.DataFrame, slopes: pd.DataFrame, title:
     forms); and, when measured, MTL-A's distance to head-only. Legends sit under the axes."""
     import textwrap
 
+    import pandas as pd
     from matplotlib.figure import Figure
 
     dist = distance_table(pairs) if len(pairs) else pd.DataFrame(columns=["pair"])

@@ -11,8 +11,7 @@ have both stopped learning from the training tasks says nothing.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from ntk_bridge.closed_form.distances import d_rel, d_tr, relative_error
 from ntk_bridge.closed_form.predictors import PAIRS, PredictorConfig, adaptation_only, predict
@@ -21,6 +20,9 @@ from ntk_bridge.engine.fc import depth_sweep
 from ntk_bridge.engine.spec import NetSpec
 from ntk_bridge.errors import require
 from ntk_bridge.stats import fit_loglog, mean_ci
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DEFAULT_DEPTHS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 DEFAULT_PAIRS = PAIRS
@@ -89,6 +91,7 @@ def rows_from_kernels(config: DepthStudyConfig, tasks, kernels: dict, draw: int)
 
 def run(config: DepthStudyConfig, progress: bool = True) -> pd.DataFrame:
     """Rows depth x pair x draw with columns depth, pair, draw, d_rel, d_tr, err_a, err_b, err_head_only."""
+    import pandas as pd
     from tqdm import tqdm
 
     rows: list[dict] = []
@@ -108,6 +111,7 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     ``rate_d_rel_L>=16`` (the same slope over depths >= 16 only) only when at least two depths
     are >= 16 -- otherwise the column is absent rather than a column of NaN.
     """
+    import pandas as pd
     out = []
     for pair, g in frame.groupby("pair", sort=False):
         by_depth = g.groupby("depth")[["d_rel", "d_tr"]].mean()
@@ -132,6 +136,7 @@ def error_table(frame: pd.DataFrame) -> pd.DataFrame:
     :func:`ntk_bridge.stats.mean_ci`'s (t quantile, ddof 1): NaN for one draw, and a NaN error in
     any draw makes that cell NaN (never dropped).
     """
+    import pandas as pd
     parts = []
     for col_m, col_e in (("method_a", "err_a"), ("method_b", "err_b")):
         parts.append(frame[["depth", "draw", col_m, col_e]].rename(columns={col_m: "method", col_e: "err"}))

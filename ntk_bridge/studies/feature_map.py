@@ -40,9 +40,9 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from ntk_bridge.closed_form.distances import d_rel, relative_error
 from ntk_bridge.closed_form.tasks import SUBSPACE_FAMILIES, FamilyConfig, TaskSet, make_tasks
@@ -52,6 +52,9 @@ from ntk_bridge.errors import BridgeError, require
 from ntk_bridge.grid import GridOptions, read_grid, run_grid
 from ntk_bridge.grid import Unit as GridUnit
 from ntk_bridge.stats import finite_mean_ci, fit_loglog
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CACHE_VERSION = 2   # 2: one checksummed file per unit (ntk_bridge.grid)
 METHODS = ("head-only", "mtl-b", "anil", "maml")
@@ -295,6 +298,7 @@ def compute(config: FeatureMapConfig, cache: Path, progress: bool = True, budget
 
 def load(config: FeatureMapConfig, cache: Path) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """(method rows, pair rows with delta_width added to the method rows, units missing)."""
+    import pandas as pd
     rows, pairs, preds = [], [], {}
     grid = grid_units(config)
     outcome = read_grid(grid, cache)
@@ -326,6 +330,7 @@ def _delta_width(config: FeatureMapConfig, preds: dict, r) -> float:
 
 def table(frame: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.DataFrame:
     """Mean, 95% t half-width (``X_ci95``) and n over seeds of each metric, per ``keys`` group."""
+    import pandas as pd
     out = []
     for k, g in frame.groupby(keys, sort=True):
         row = dict(zip(keys, k))
@@ -337,6 +342,7 @@ def table(frame: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.DataFr
 
 def width_slopes(frame: pd.DataFrame, metric: str, keys: list[str]) -> pd.DataFrame:
     """Per ``keys`` group: the log-log slope of ``metric`` vs width, one fit per seed, mean +- t 95%."""
+    import pandas as pd
     out = []
     for k, g in frame.groupby(keys, sort=True):
         slopes = []
@@ -352,6 +358,7 @@ def width_slopes(frame: pd.DataFrame, metric: str, keys: list[str]) -> pd.DataFr
 def depth_slopes(pairs: pd.DataFrame, metric: str = "d_tr") -> pd.DataFrame:
     """Per (param, pair), at the widest width trained at every depth: the log-log slope of
     ``metric`` vs depth, one fit per seed, mean +- t 95% (``width`` says which width)."""
+    import pandas as pd
     out = []
     for (param, pair), g in pairs.groupby(["param", "pair"], sort=True):
         common = set.intersection(*(set(h["width"]) for _, h in g.groupby("depth")))
@@ -421,6 +428,7 @@ def verdicts(frame: pd.DataFrame, pairs: pd.DataFrame) -> list[Verdict]:
 
 
 def verdict_frame(vs: list[Verdict]) -> pd.DataFrame:
+    import pandas as pd
     rows = []
     for v in vs:
         row = dict(param=v.param, depth=v.depth, pair=v.pair, width=v.width)

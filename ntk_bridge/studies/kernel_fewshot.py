@@ -38,10 +38,9 @@ import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import numpy as np
-import pandas as pd
 
 from ntk_bridge.closed_form.distances import d_rel, d_tr
 from ntk_bridge.closed_form.predictors import METHODS, PAIRS, PredictorConfig, adaptation_only, predict
@@ -51,6 +50,9 @@ from ntk_bridge.engine.spec import Kernels, NetSpec, to_sphere
 from ntk_bridge.errors import BridgeError, require
 from ntk_bridge.stats import mean_ci
 from ntk_bridge.studies.label_spaces import ENCODINGS, LABEL_SPACES, LabelCodes
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -403,6 +405,7 @@ def score(preds: dict, base: dict, labels: np.ndarray, pairs, meta: dict,
     per episode (mean +- 95% CI over episodes); ``agree``: fraction of queries with the same decision;
     root-mean-square outputs of F_a, F_b, F_b's adaptation-only part F_b(t=0) and transfer part F_b - F_b(t=0).
     """
+    import pandas as pd
     acc_rows, dist_rows = [], []
     for depth in sorted(preds):
         for m, p in preds[depth].items():
@@ -426,6 +429,7 @@ def score(preds: dict, base: dict, labels: np.ndarray, pairs, meta: dict,
 
 def accuracy_table(acc: pd.DataFrame) -> pd.DataFrame:
     """Mean accuracy (%) +- 95% t-interval over episodes per (kernel, labels, shots, depth, method)."""
+    import pandas as pd
     rows = []
     acc = acc if "labels" in acc else acc.assign(labels="random-slots")
     keys = ["kernel", "labels", "shots", "depth", "method"]
@@ -511,6 +515,7 @@ def label_codes(config: FewShotConfig, et: EpisodeTasks, splits: Splits, encoder
 def run_kernel(config: FewShotConfig, name: str, kernel, et: EpisodeTasks, codes: dict, meta: dict,
                progress: bool) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Every method under every label space on one kernel: (per-episode accuracies, distances, timing row)."""
+    import pandas as pd
     from tqdm import tqdm
 
     tasks = et.tasks
@@ -556,6 +561,8 @@ TRAINED_HEADS = ("proto", "logreg")
 def trained_rows(encoder, et: EpisodeTasks, meta: dict) -> pd.DataFrame:
     """Per-episode accuracy of the trained Conv-4 itself (its frozen features with the proto and logreg
     heads) on the test episodes of ``et``: method ``conv4-<algorithm> <head>``, kernel "trained"."""
+    import pandas as pd
+
     from ntk_bridge.studies.label_spaces import trained_head_accuracy
 
     rows = []
@@ -573,6 +580,8 @@ def run(config: FewShotConfig, progress: bool = True) -> dict:
 
     Returns {"accuracy": per-episode rows, "distances": rows, "timing": rows}.
     """
+    import pandas as pd
+
     from ntk_bridge.studies.label_spaces import load_encoder
 
     splits = load_splits(config)
@@ -610,6 +619,8 @@ def run(config: FewShotConfig, progress: bool = True) -> dict:
 def synthetic_distances(path) -> pd.DataFrame | None:
     """Per depth and pair: mean d_rel and d_tr of the synthetic depth sweep (its depth_sweep.csv), or None."""
     from pathlib import Path
+
+    import pandas as pd
 
     path = Path(path)
     if not path.exists():

@@ -32,8 +32,7 @@ import io
 import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from ntk_bridge.closed_form.inner_loop import InnerLoop
 from ntk_bridge.closed_form.predictors import PAIRS, PredictorConfig
@@ -44,6 +43,9 @@ from ntk_bridge.errors import BridgeError, require
 from ntk_bridge.grid import GridOptions, GridOutcome, Unit, missing_text, read_grid, run_grid
 from ntk_bridge.stats import fit_loglog, mean_ci
 from ntk_bridge.studies.depth_sweep import DepthStudyConfig, rows_at_depth
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CACHE_VERSION = 2   # 2: one unit file per network x draw (ntk_bridge.grid)
 CLAIM_PAIRS = ("mtl-b vs anil", "mtl-b vs maml")
@@ -218,6 +220,7 @@ def units(config: RegimeMapConfig) -> list[Unit]:
 def compute_unit(unit: RegimeUnit) -> dict[str, bytes]:
     """The rows of every cell of ``unit`` as CSV bytes, one part per cell (BLAS on one thread, see
     :func:`compute`)."""
+    import pandas as pd
     from threadpoolctl import threadpool_limits
 
     config, cells = unit.config, unit.cells()
@@ -245,6 +248,7 @@ def compute(config: RegimeMapConfig, cache: Path, progress: bool = True,
 
 def assemble(config: RegimeMapConfig, outcome: GridOutcome) -> pd.DataFrame:
     """The tidy frame (cell x draw x depth x pair) from the units' parts, in the grid's order."""
+    import pandas as pd
     by_name = {u.name: u.key for u in units(config)}
     parts = [pd.read_csv(io.BytesIO(outcome.parts[by_name[f"{c.net.name}_draw{d}"]][_part(c)]))
              for c in config.cells() for d in range(config.draws)]
@@ -293,6 +297,7 @@ def _gain(g: pd.DataFrame, depth: int, err: str) -> tuple[float, float, float]:
 
 def summarize_cells(frame: pd.DataFrame, deep_from: int) -> pd.DataFrame:
     """One row per cell x pair: distances at L = 1 and L_max, deep rates, gains over head-only."""
+    import pandas as pd
     out = []
     for (cell, pair), g in frame.groupby(["cell", "pair"], sort=False):
         lo_d, hi_d = g["depth"].min(), g["depth"].max()
