@@ -32,7 +32,9 @@ def test_train_then_evaluate_on_omniglot(tmp_path, capsys):
     for name in ("config.json", "metrics.csv", "metrics.json", "summary.json", "curve.png"):
         assert (run / name).exists(), name
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["steps"] == 2 and summary["test"]["episodes"] == 20 and summary["images_seen"] == 2 * 5 * 16
+    per_class = json.loads((run / "config.json").read_text())["algorithm_options"]["images_per_class"]
+    assert per_class == 10                         # the faithful MTL: images per class apart from the shots
+    assert summary["steps"] == 2 and summary["test"]["episodes"] == 20 and summary["images_seen"] == 2 * 5 * per_class
     assert 0 <= summary["test"]["mean"] <= 100 and summary["wall_s"] > 0 and summary["images_per_s"] > 0
     assert json.loads((run / "config.json").read_text())["channels"] == 4
 
