@@ -1,4 +1,4 @@
-"""The float64 context of the kernel side, and the one door to neural-tangents.
+"""The float64 context of the kernel side.
 
 Float64 is asked for explicitly, never switched on for the whole process: the closed forms at
 depth are ill-conditioned (docs/theory.md section 2), so every kernel-side function that computes
@@ -8,10 +8,8 @@ with JAX runs inside :func:`float64` (JAX's ``jax.enable_x64(True)`` context, wh
 arrays; the trainer, which never enters the context, computes in float32 whatever ran before it in
 the same process.
 
-neural-tangents is optional: the project's own engine computes every kernel, and neural-tangents
-is the tests' reference and the bridge for a user's own ``stax`` network. :func:`nt` imports it
-through :mod:`ntk_bridge.reference.compat` (which supplies the names that current JAX moved); nothing
-else in the package imports it, and no command's runtime path calls it.
+neural-tangents is not imported here: the door to it is :func:`ntk_bridge.reference.compat.nt`,
+and only :mod:`ntk_bridge.reference` imports it (tests/reference/test_runtime_without_nt.py).
 """
 
 from __future__ import annotations

@@ -57,7 +57,9 @@ def run_study(study: Study[C], config: C, progress: bool = False) -> Result:
     return Result(frame, summary, study.verdicts(config, summary))
 
 
-NO_VERDICTS = pd.DataFrame(columns=["claim", "holds"])
+def no_verdicts() -> pd.DataFrame:
+    """The verdicts of a study that judges nothing: an empty frame (a new one each call)."""
+    return pd.DataFrame(columns=["claim", "holds"])
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ class DepthSweep(Generic[C]):
         return depth_sweep.summarize(frame)
 
     def verdicts(self, config, summary: pd.DataFrame) -> pd.DataFrame:
-        return NO_VERDICTS
+        return no_verdicts()
 
     def plot(self, config, result: Result, title: str):
         from ntk_bridge.studies import depth_sweep
@@ -140,7 +142,7 @@ class WidthSweep(Generic[C]):
         return slope_table(frame)
 
     def verdicts(self, config, summary: pd.DataFrame) -> pd.DataFrame:
-        return NO_VERDICTS
+        return no_verdicts()
 
     def plot(self, config, result: Result, title: str):
         from ntk_bridge.finite.sweep import plot
